@@ -248,7 +248,7 @@ class InjectedNoise:
     """
 
     def __init__(self, records: dict):
-        self.records = {np.asarray(k).tobytes(): v for k, v in records.items()}
+        self.records = {k if isinstance(k, bytes) else np.asarray(k).tobytes(): v for k, v in records.items()}
 
     def _rows(self, key, members):
         rec = self.records[np.asarray(key).tobytes()]

@@ -1,0 +1,256 @@
+"""EggRoll: low-rank antithetic perturbations, E = A Bᵀ, and the ES update they give.
+
+For a matrix W (a, b) and member n, with unit factors A (a, r), B (b, r) from the noise source
+(``npegg.noise``), s = +1 for even n and −1 for odd n::
+
+    W_n = W + s · σ/√r · A Bᵀ                                   (a rank-r perturbation)
+    x W_nᵀ = x Wᵀ + (s · σ/√r) · (x B) Aᵀ                       (do_mm: never forms W_n)
+
+So a population forward is one shared matmul ``x Wᵀ`` for all P members plus a rank-r term that
+costs O((a + b) r) per input row. PARAM leaves (biases, norm weights) get full-rank noise
+``p + s · σ · e`` (not divided by √r, as in the reference).
+
+**The update.** With fitnesses f (P,) (``convert_fitnesses``), N = P, and the scaled factors
+Âₙ = sₙ σ/√r Aₙ (what the reference returns as "A")::
+
+    G = −√N · (1/N) Σₙ fₙ Âₙ Bₙᵀ            (MM and EMB leaves)
+    G = −√N · (1/N) Σₙ fₙ sₙ σ eₙ           (PARAM leaves; 0 with freeze_nonlora)
+    G = 0                                   (EXCLUDED leaves)
+
+and ``G`` is handed to the optimizer, which *minimises*: ``sgd(lr)`` gives θ ← θ − lr·G. Writing
+εₙ = sₙ Aₙ Bₙᵀ/√r for the unit-scale perturbation, ``G = −(σ/√N) Σₙ fₙ εₙ = −σ² √N · ĝ`` with
+the textbook estimate ĝ = (1/(Nσ)) Σₙ fₙ εₙ of ∇ E[F(θ + σε)]. So G points *down* the fitness,
+and the optimizer's descent climbs it. Nothing divides by σ: that is the reference's scale.
+
+Differences from the reference, on purpose: ``do_emb`` is implemented (the reference raises) and
+EMB leaves are updated like MM leaves (``update_emb=True``; pass False for the reference's zero
+update); ``noise_reuse`` defaults to 1 (new noise every epoch; HyperscaleES's eggroll.py defaults
+to 0, the notebook to 1); noise comes from ``npegg.noise`` instead of ``jax.random.normal``.
+
+Mirrors: hyperscalees/noiser/eggroll.py (EggRoll, get_lora_update_params,
+get_nonlora_update_params, _simple_lora_update, _simple_full_update).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import fitness as F
+from .. import optim
+from ..models.common import EMB_PARAM, EXCLUDED, MM_PARAM, PARAM
+from ..noise import NoiseTable, check_population
+from ..tree import tree_map_with_path, tree_items
+from .base import Noiser
+
+_CHUNK_BYTES = 64 << 20  # noise rebuilt per update chunk stays below this
+
+
+def signs(members) -> np.ndarray:
+    """+1 for even thread ids, −1 for odd: (P,) int8."""
+    return np.where(np.asarray(members) % 2 == 0, 1, -1).astype(np.int8)
+
+
+def unit_lora(frozen, sigma, iterinfo, shape, key):
+    """Unit factors A (P, a, r), B (P, b, r) and each member's scale s·σ/√r (P,)."""
+    epoch, members = check_population(*iterinfo)
+    a_unit, b_unit = frozen["noise"].lowrank(key, epoch, members, shape, frozen["rank"], frozen["noise_reuse"])
+    return a_unit, b_unit, (signs(members) * (sigma / np.sqrt(frozen["rank"]))).astype(a_unit.dtype)
+
+
+def get_lora_update_params(frozen, sigma, iterinfo, shape, key):
+    """Scaled factors of every member: Â = s·σ/√r·A (P, a, r) and B (P, b, r)."""
+    a_unit, b_unit, scale = unit_lora(frozen, sigma, iterinfo, shape, key)
+    return a_unit * scale[:, None, None], b_unit
+
+
+def get_nonlora_update_params(frozen, sigma, iterinfo, shape, key):
+    """Scaled full-rank noise of every member: s·σ·e, (P, *shape)."""
+    epoch, members = check_population(*iterinfo)
+    e = frozen["noise"].full(key, epoch, members, shape, frozen["noise_reuse"])
+    scale = (signs(members) * sigma).astype(e.dtype)
+    return e * scale.reshape((-1,) + (1,) * len(shape))
+
+
+class EggRoll(Noiser):
+    """Low-rank antithetic ES (module docstring)."""
+
+    @classmethod
+    def init_noiser(cls, params, sigma, lr, *args, solver=None, solver_kwargs=None, group_size=0,
+                    freeze_nonlora=False, noise_reuse=1, rank=1, noise=None, noise_seed=0,
+                    fitness="zscore", nan_policy="raise", update_emb=True, **kwargs):
+        """Validate settings and build (frozen_noiser_params, noiser_params).
+
+        sigma > 0; lr a float or schedule; solver an optimizer factory (``npegg.optim.sgd`` by
+        default) or its name; rank ≥ 1; group_size 0 or an even divisor of the population;
+        noise_reuse ≥ 0 (0: the same noise every epoch); noise a noise source (default
+        ``NoiseTable(noise_seed)``); fitness one of ``npegg.fitness.SHAPERS``.
+        """
+        _check_sigma(sigma)
+        if not (isinstance(rank, (int, np.integer)) and rank >= 1):
+            raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+        if not (isinstance(group_size, (int, np.integer)) and group_size >= 0):
+            raise ValueError(f"group_size must be an integer >= 0, got {group_size!r}")
+        if not (isinstance(noise_reuse, (int, np.integer)) and noise_reuse >= 0):
+            raise ValueError(f"noise_reuse must be an integer >= 0, got {noise_reuse!r}")
+        if fitness not in F.SHAPERS:
+            raise ValueError(f"fitness must be one of {sorted(F.SHAPERS)}, got {fitness!r}")
+        if nan_policy not in F.NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {F.NAN_POLICIES}, got {nan_policy!r}")
+        if solver is None:
+            solver = optim.sgd
+        if isinstance(solver, str):
+            if solver not in optim.OPTIMIZERS:
+                raise ValueError(f"solver must be one of {sorted(optim.OPTIMIZERS)}, got {solver!r}")
+            solver = optim.OPTIMIZERS[solver]
+        true_solver = solver(lr, **(solver_kwargs or {}))
+        frozen = {"group_size": int(group_size), "freeze_nonlora": bool(freeze_nonlora),
+                  "noise_reuse": int(noise_reuse), "rank": int(rank), "solver": true_solver,
+                  "noise": noise if noise is not None else NoiseTable(seed=noise_seed),
+                  "fitness": fitness, "nan_policy": nan_policy, "update_emb": bool(update_emb)}
+        return frozen, {"sigma": float(sigma), "opt_state": true_solver.init(params)}
+
+    # -- perturbed forward ---------------------------------------------------------------------------
+    @classmethod
+    def do_mm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
+        """x Wᵀ + (x B) Âᵀ per member; W (O, I), x (P, …, I) → (P, …, O)."""
+        base = _shared_matmul(x, param.T)
+        if iterinfo is None:
+            return base
+        a, b, scale = unit_lora(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
+        return base + _lowrank_term(x, b, a, scale)
+
+    @classmethod
+    def do_Tmm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
+        """x W + (x Â) Bᵀ per member; W (I, O), x (P, …, I) → (P, …, O)."""
+        base = _shared_matmul(x, param)
+        if iterinfo is None:
+            return base
+        a, b, scale = unit_lora(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
+        return base + _lowrank_term(x, a, b, scale)
+
+    @classmethod
+    def do_emb(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, tokens):
+        """E[t] + Â[t] Bᵀ per member; E (V, D), tokens (P, …) → (P, …, D)."""
+        tokens = np.asarray(tokens)
+        base = param[tokens]
+        if iterinfo is None:
+            return base
+        a, b, scale = unit_lora(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
+        p = tokens.shape[0]
+        tok = tokens.reshape(p, -1)                              # (P, N)
+        rows = a[np.arange(p)[:, None], tok] * scale[:, None, None]  # (P, N, R)
+        return base + np.matmul(rows, b.transpose(0, 2, 1)).reshape(base.shape)
+
+    @classmethod
+    def get_noisy_standard(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo):
+        """p unperturbed (or with freeze_nonlora), else p + s·σ·e: (P, *p.shape)."""
+        if iterinfo is None or frozen_noiser_params["freeze_nonlora"]:
+            return param
+        return param + get_nonlora_update_params(frozen_noiser_params, noiser_params["sigma"], iterinfo,
+                                                 param.shape, base_key)
+
+    # -- fitness and update -------------------------------------------------------------------------
+    @classmethod
+    def convert_fitnesses(cls, frozen_noiser_params, noiser_params, raw_scores):
+        """Shape raw scores with the configured shaper (``npegg.fitness``); z-scores by default."""
+        raw = np.asarray(raw_scores)
+        F.check_population(raw.size, frozen_noiser_params["group_size"])
+        return F.shape_fitness(raw, frozen_noiser_params["fitness"], frozen_noiser_params["group_size"],
+                               frozen_noiser_params["nan_policy"])
+
+    @classmethod
+    def estimate_grads(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map):
+        """The tree of G (module docstring), before the optimizer."""
+        epochs, members = iterinfos
+        epoch, members = check_population(epochs, members)
+        f = np.asarray(fitnesses, dtype=np.float64)
+        if f.shape != members.shape:
+            raise ValueError(f"fitnesses shape {f.shape} does not match the {members.size} members of iterinfos")
+        if not np.isfinite(f).all():
+            raise ValueError("fitnesses contain non-finite values")
+        F.check_population(members.size, frozen_noiser_params["group_size"])
+        keys = dict(tree_items(base_keys))
+        kinds = dict(tree_items(es_map))
+
+        def grad(path, p):
+            p = np.asarray(p)
+            kind = int(kinds[path])
+            k = np.asarray(keys[path])
+            if k.ndim == 2:  # a per-layer stack: one key per layer
+                return np.stack([cls._leaf_grad(frozen_noiser_params, noiser_params, p[l], k[l], f, epoch, members, kind)
+                                 for l in range(k.shape[0])])
+            return cls._leaf_grad(frozen_noiser_params, noiser_params, p, k, f, epoch, members, kind)
+        return tree_map_with_path(grad, params)
+
+    @classmethod
+    def do_updates(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map):
+        """Estimate G per leaf, let the optimizer turn it into updates, apply them."""
+        g = cls.estimate_grads(frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map)
+        solver = frozen_noiser_params["solver"]
+        updates, opt_state = solver.update(g, noiser_params["opt_state"], params)
+        return {**noiser_params, "opt_state": opt_state}, optim.apply_updates(params, updates)
+
+    @classmethod
+    def _leaf_grad(cls, frozen, noiser_params, p, key, f, epoch, members, kind):
+        """G for one (unstacked) leaf, accumulated over member chunks so memory stays bounded."""
+        sigma = noiser_params["sigma"]
+        dt = np.result_type(p.dtype, np.float32)
+        n = members.size
+        if kind == EXCLUDED or (kind == EMB_PARAM and not frozen["update_emb"]) or \
+                (kind == PARAM and frozen["freeze_nonlora"]):
+            return np.zeros_like(p)
+        if kind not in (PARAM, MM_PARAM, EMB_PARAM):
+            raise ValueError(f"unknown es_map code {kind}; expected PARAM, MM_PARAM, EMB_PARAM or EXCLUDED")
+        acc = np.zeros(p.shape, dt)
+        step = max(1, _CHUNK_BYTES // (4 * max(1, cls._noise_floats(frozen, kind, p.shape))))
+        for lo in range(0, n, step):
+            sl = slice(lo, lo + step)
+            info = (epoch, members[sl])
+            w = f[sl].astype(dt)  # (c,)
+            if kind == PARAM:
+                e = get_nonlora_update_params(frozen, sigma, info, p.shape, key)  # (c, *shape)
+                acc += np.tensordot(w, e, axes=(0, 0))
+            else:
+                acc += cls._lowrank_grad(frozen, sigma, info, p.shape, key, w)
+        return (-acc / np.sqrt(n)).astype(p.dtype)
+
+    @classmethod
+    def _noise_floats(cls, frozen, kind, shape):
+        if kind == PARAM:
+            return int(np.prod(shape))
+        return (shape[0] + shape[1]) * frozen["rank"]
+
+    @classmethod
+    def _lowrank_grad(cls, frozen, sigma, info, shape, key, w):
+        """Σₙ wₙ Âₙ Bₙᵀ for a chunk, as one (a × cR) @ (cR × b) matmul."""
+        a, b = get_lora_update_params(frozen, sigma, info, shape, key)  # (c, a, R), (c, b, R)
+        c, rows, r = a.shape
+        aw = (a * w[:, None, None].astype(a.dtype)).transpose(1, 0, 2).reshape(rows, c * r)
+        return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1])
+
+
+def _check_sigma(sigma):
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma}")
+
+
+def _shared_matmul(x, w):
+    """x (…, I) @ w (I, O) as one GEMM over all leading axes."""
+    x = np.asarray(x)
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(x.shape[:-1] + (w.shape[1],))
+
+
+def _lowrank_term(x, first, second, scale):
+    """scale · (x · first) · secondᵀ per member.
+
+    x (P, …, I), first (P, I, R), second (P, O, R), scale (P,) → (P, …, O). The scale is applied
+    to the small (P, N, R) intermediate, never to a factor.
+    """
+    p = x.shape[0]
+    x3 = x.reshape(p, -1, x.shape[-1])                          # (P, N, I)
+    if first.shape[-1] == 1:                                    # rank 1: row-wise dots, then outer products
+        u = np.einsum("pni,pi->pn", x3, first[..., 0]) * scale[:, None]  # (P, N)
+        out = u[:, :, None] * second[:, None, :, 0]             # (P, N, O)
+    else:
+        u = np.matmul(x3, first) * scale[:, None, None]         # (P, N, R)
+        out = np.matmul(u, second.transpose(0, 2, 1))           # (P, N, O)
+    return out.reshape(x.shape[:-1] + (second.shape[1],))

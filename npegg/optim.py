@@ -1,0 +1,174 @@
+"""Optimizers shaped like optax, and schedules for learning rate and sigma.
+
+An optimizer is a pair of pure functions::
+
+    state = opt.init(params)
+    updates, state = opt.update(grads, state, params)
+    params = apply_updates(params, updates)          # p + u, cast to p's dtype
+
+Trees are nested dicts of arrays; optimizer state is a plain dict of arrays and trees (so a
+checkpoint can store it without pickle). Defaults and formulas are optax's, so a backend can swap
+optax in and match:
+
+- ``sgd(lr, momentum=None, nesterov=False)``: t ← g + μ t;  u = −lr · (g + μ t if nesterov else t)
+  (u = −lr · g without momentum).
+- ``adam(lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0)``: with k = number of updates so far + 1,
+  m ← b1 m + (1 − b1) g;  v ← b2 v + (1 − b2) g²;  m̂ = m / (1 − b1ᵏ);  v̂ = v / (1 − b2ᵏ);
+  u = −lr · m̂ / (√(v̂ + eps_root) + eps).
+- ``adamw(lr, b1, b2, eps, eps_root, weight_decay=1e-4)``: u = −lr · (m̂ / (√(v̂ + eps_root) + eps) + wd · p).
+
+``lr`` may be a float or a schedule (a function of the step count k − 1 = 0, 1, …).
+
+ES sign convention: npegg maximises fitness. The noiser hands the optimizer ``G`` = minus the
+fitness-ascent direction (see ``npegg.noiser.eggroll``), so ``sgd`` moves params by −lr·G, up the
+fitness. That is why the same optimizers that minimise a loss maximise a fitness here.
+
+Mirrors: optax.sgd, optax.adam, optax.adamw, optax.apply_updates, optax.schedules.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Union
+
+import numpy as np
+
+from .tree import tree_map
+
+Schedule = Callable[[int], float]
+ScalarOrSchedule = Union[float, Schedule]
+
+
+class GradientTransformation(NamedTuple):
+    init: Callable
+    update: Callable
+
+
+def _lr_at(lr: ScalarOrSchedule, count: int) -> float:
+    return float(lr(count)) if callable(lr) else float(lr)
+
+
+def _check_lr(lr):
+    if not callable(lr) and not (np.isfinite(lr) and lr >= 0):
+        raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule, got {lr}")
+
+
+def apply_updates(params, updates):
+    """p + u per leaf, keeping each parameter's dtype (optax.apply_updates)."""
+    return tree_map(lambda p, u: (np.asarray(p) + u).astype(np.asarray(p).dtype), params, updates)
+
+
+def sgd(learning_rate: ScalarOrSchedule, momentum: float | None = None, nesterov: bool = False):
+    """Stochastic gradient descent with optional (Nesterov) momentum (module docstring)."""
+    _check_lr(learning_rate)
+    if momentum is not None and not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+
+    def init(params):
+        state = {"count": np.zeros((), np.int32)}
+        if momentum is not None:
+            state["trace"] = tree_map(np.zeros_like, params)
+        return state
+
+    def update(grads, state, params=None):
+        lr = _lr_at(learning_rate, int(state["count"]))
+        new = {"count": state["count"] + np.int32(1)}
+        if momentum is not None:
+            trace = tree_map(lambda g, t: g + momentum * t, grads, state["trace"])
+            new["trace"] = trace
+            direction = tree_map(lambda g, t: g + momentum * t, grads, trace) if nesterov else trace
+        else:
+            direction = grads
+        return tree_map(lambda d: -lr * d, direction), new
+
+    return GradientTransformation(init, update)
+
+
+def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+         eps_root: float = 0.0, weight_decay: float = 0.0):
+    """Adam with bias correction (optax defaults); ``weight_decay`` > 0 gives AdamW (module docstring)."""
+    _check_lr(learning_rate)
+    for name, b in (("b1", b1), ("b2", b2)):
+        if not 0 <= b < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {b}")
+
+    def init(params):
+        return {"count": np.zeros((), np.int32), "mu": tree_map(np.zeros_like, params),
+                "nu": tree_map(np.zeros_like, params)}
+
+    def update(grads, state, params=None):
+        k = int(state["count"]) + 1
+        lr = _lr_at(learning_rate, k - 1)
+        mu = tree_map(lambda g, m: (1 - b1) * g + b1 * m, grads, state["mu"])
+        nu = tree_map(lambda g, v: (1 - b2) * g * g + b2 * v, grads, state["nu"])
+        c1 = np.float32(1 - b1 ** k)  # optax evaluates the correction in float32
+        c2 = np.float32(1 - b2 ** k)
+
+        def step(m, v, p):
+            m_hat = m / c1.astype(m.dtype)
+            v_hat = v / c2.astype(v.dtype)
+            u = m_hat / (np.sqrt(v_hat + eps_root) + eps)
+            if weight_decay:
+                u = u + weight_decay * p
+            return (-lr * u).astype(m.dtype)
+        if weight_decay and params is None:
+            raise ValueError("adamw needs params in update(grads, state, params)")
+        updates = tree_map(step, mu, nu, params if weight_decay else mu)
+        return updates, {"count": np.asarray(k, np.int32), "mu": mu, "nu": nu}
+
+    return GradientTransformation(init, update)
+
+
+def adamw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          eps_root: float = 0.0, weight_decay: float = 1e-4):
+    """AdamW: Adam plus decoupled weight decay (optax.adamw defaults)."""
+    return adam(learning_rate, b1, b2, eps, eps_root, weight_decay)
+
+
+OPTIMIZERS = {"sgd": sgd, "adam": adam, "adamw": adamw}
+
+
+# -- schedules ------------------------------------------------------------------------------------
+def constant_schedule(value: float) -> Schedule:
+    return lambda count: value
+
+
+def linear_schedule(init_value: float, end_value: float, transition_steps: int,
+                    transition_begin: int = 0) -> Schedule:
+    """init → end linearly over ``transition_steps`` steps after ``transition_begin``, then end."""
+    def f(count):
+        if transition_steps <= 0:
+            return end_value
+        frac = np.clip((count - transition_begin) / transition_steps, 0.0, 1.0)
+        return init_value + frac * (end_value - init_value)
+    return f
+
+
+def exponential_decay(init_value: float, transition_steps: int, decay_rate: float,
+                      transition_begin: int = 0, staircase: bool = False,
+                      end_value: float | None = None) -> Schedule:
+    """init · rate^((count − begin)/steps) (floored exponent if staircase), bounded by end_value."""
+    if transition_steps <= 0:
+        raise ValueError(f"transition_steps must be > 0, got {transition_steps}")
+
+    def f(count):
+        p = max(count - transition_begin, 0) / transition_steps
+        v = init_value * decay_rate ** (np.floor(p) if staircase else p)
+        if end_value is not None:
+            v = max(v, end_value) if decay_rate < 1 else min(v, end_value)
+        return v
+    return f
+
+
+def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0,
+                          exponent: float = 1.0) -> Schedule:
+    """init · ((1 − α) · (½(1 + cos(π · min(count, T)/T)))^exponent + α)."""
+    if decay_steps <= 0:
+        raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
+
+    def f(count):
+        c = 0.5 * (1 + np.cos(np.pi * min(count, decay_steps) / decay_steps))
+        return init_value * ((1 - alpha) * c ** exponent + alpha)
+    return f
+
+
+SCHEDULES = {"constant": constant_schedule, "linear": linear_schedule,
+             "exponential": exponential_decay, "cosine": cosine_decay_schedule}
