@@ -1,0 +1,14 @@
+"""The int8 fixed-point path: bit-exact with nano-egg's integer EGG model and Q-EGGROLL.
+
+Modules, in reading order:
+
+- ``fixedpoint``: the scalar conventions (×16 fixed point, symmetric int8 range, floor shifts,
+  wrapping casts), the integer layer norm with its division table, and the gated recurrent cell;
+- ``intmm``: exact integer matmuls at BLAS speed, and the perturbed ``do_mm`` / ``do_emb`` /
+  ``get_noisy_standard`` as pure functions of already-signed noise factors;
+- ``loglik``: the integer log-likelihood (EXP2 table, LOG2 by exact thresholds);
+- ``qes``: Q-EGGROLL's integer fitness, threshold schedule and ±1 leaf update;
+- ``train``: one int-mode generation and bits-per-byte evaluation.
+
+The semantics are written out in ``shared/spec/int8-egg.md``; section numbers (§) refer to it.
+"""
