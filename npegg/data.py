@@ -29,6 +29,7 @@ n_valid = ⌊n_docs · valid_fraction + ½⌋ (at least 1), or ``valid_docs`` wh
 """
 from __future__ import annotations
 
+import os
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -79,8 +80,12 @@ def stdlib_documents(max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[bytes], P
     if not root.is_dir():
         raise DataError(f"the Python standard library folder {root} does not exist (an embedded or "
                         f"zipped Python?), so the default corpus cannot be built; pass --data PATH")
-    rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")
-                  if not SKIP_DIRS.intersection(p.relative_to(root).parts[:-1]))
+    rels = []
+    for folder, subdirs, files in os.walk(root):
+        subdirs[:] = [d for d in subdirs if d not in SKIP_DIRS]     # prune, never descend into tests
+        rel = Path(folder).relative_to(root)
+        rels += [(rel / f).as_posix() for f in files if f.endswith(".py")]
+    rels.sort()
     docs, total, skipped = [], 0, 0
     for rel in rels:
         try:
