@@ -49,8 +49,8 @@ def test_step_is_strict_and_moves_zero_votes_down_at_threshold_zero():
     p = np.array([0, 0, 0, 127, -127], np.int8)
     z = np.array([0, 1, -1, 5, -5], np.int32)
     assert list(qes.threshold_step(p, z, 0, 4, use_clt=False)) == [-1, 1, -1, 127, -127]
-    # threshold 2, N = 4: τ = 2·2 = 4 ≤ 16·|±1| → moves; use_clt makes τ = 1024 → stays
-    assert list(qes.threshold_step(p[:3], z[:3], 2, 4, use_clt=False)) == [-1, 1, -1]
+    # threshold 2, N = 4: τ = 2·2 = 4 ≤ 16·|±1| → moves, Z = 0 stays; use_clt: τ = 1024 → stays
+    assert list(qes.threshold_step(p[:3], z[:3], 2, 4, use_clt=False)) == [0, 1, -1]
     assert list(qes.threshold_step(p[:3], z[:3], 2, 4, use_clt=True)) == [0, 0, 0]
     # threshold 4, N = 16: τ = 16 = 16·|±1| exactly, not < τ → moves
     assert list(qes.threshold_step(p[1:3], z[1:3], 4, 16, use_clt=False)) == [1, -1]
