@@ -161,12 +161,14 @@ def save_checkpoint(path, trees: dict[str, Any], *, config: dict | None = None,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if hasattr(os, "O_DIRECTORY"):                       # make the rename itself durable (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:                                                 # make the rename itself durable (POSIX; best effort)
+        fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError:                                      # Windows, or a file system that cannot fsync folders
+        pass
     return path
 
 

@@ -139,6 +139,8 @@ def read_stream(path, stdlib_max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.nda
         note = (f"Python {sys.version.split()[0]} standard library .py files from {root}"
                 f"{f', {skipped} unreadable skipped' if skipped else ''}")
         return encode_documents(docs), "stdlib", note
+    if str(path) == "":
+        raise DataError("the data path is an empty string; give a file or folder, or omit it for the default")
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
