@@ -1,0 +1,215 @@
+"""EGG: nano-egg's int8 byte-level language model, with the population as a leading axis.
+
+One step reads a byte per member and updates a per-layer recurrent state (spec §3)::
+
+    x₀ = Emb(t)                                         (P, H) int8, value × 16
+    for each layer l (parameters stacked on axis 0 under ``blocks/``):
+        a  = LN₁(x)                                     integer mean-|x| norm
+        s' = GRU(a, s[l])                               nano-egg's gated recurrent cell
+        x  = clip(s' + x)                               saturating residual
+        x  = clip(MLP(LN₂(x)) + x)                      two matmuls H → 4H → H, no activation
+    logits = head(LN_out(x))                            (P, V) int8, probabilities ∝ 2^(logit/16)
+
+The recurrent cell is an MGU-style variant of minGRU with recurrent matrices U_f and U_h (see
+``npegg.int8.fixedpoint.egg_gru``): its gate sees the state, so it is *not* the parallel-scan
+minGRU of Feng et al. The reference's MLP records ``activation="relu"`` but applies none; neither
+do we. Every parameter is int8 and every parameter access goes through the noiser (``QEggRoll``
+perturbs, the base ``Noiser``-compatible calls with ``iterinfo=None`` do not).
+
+Leaves (es_map): ``emb`` (V, H) EMB; ``blocks/att/{Wf,Uf,Wh,Uh}`` (L, H, H) MM;
+``blocks/att/{bf,bh}``, ``blocks/ln{1,2}/weight`` (L, H) PARAM; ``blocks/mlp/0/weight``
+(L, 4H, H) and ``blocks/mlp/1/weight`` (L, H, 4H) MM; ``ln_out/weight`` (H,) PARAM; ``head``
+(V, H) MM. ``generate`` is the sequence driver: the state is reset to 0 *before* a step whose
+input byte is 0 (a document start), and each step's integer log-likelihood is recorded.
+
+Mirrors: nano-egg run.py (EGG, LayerEGG, EGG_GRU, EGG_LN, MLP, MM, Embedding, generate_thread).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import keys as K
+from ..int8.fixedpoint import FIXED_POINT, clipped_add, egg_gru, egg_ln, saturate
+from ..int8.loglik import int_ll
+from ..tree import tree_map
+from .common import (EMB_PARAM, MM, MM_PARAM, CommonInit, Embedding, Linear, Model, Parameter, call_submodule,
+                     layer_slice, merge_inits, per_member)
+
+
+def int8_normal(key, shape) -> np.ndarray:
+    """round_half_even(16 · N(0, 1)) as int8 (value × 16): the reference's weight init.
+
+    The normals come from ``keys.rng_from_key`` (not jax.random.normal); only the scale and the
+    rounding match. |16·z| > 127 needs |z| > 7.9, which does not happen; clip anyway.
+    """
+    z = K.rng_from_key(key).standard_normal(shape)
+    return saturate(np.round(z * (1 << FIXED_POINT)))
+
+
+class MM8(MM):
+    """An int8 matmul weight (O, I), value × 16 (the matmul adds the 1/⌊√I⌋)."""
+
+    @classmethod
+    def rand_init(cls, key, in_dim, out_dim, *args, **kwargs):
+        return CommonInit(None, int8_normal(key, (out_dim, in_dim)), (), MM_PARAM)
+
+
+class Embedding8(Embedding):
+    """An int8 embedding table (V, H), value × 16."""
+
+    @classmethod
+    def rand_init(cls, key, vocab, dim, *args, **kwargs):
+        return CommonInit(None, int8_normal(key, (vocab, dim)), (), EMB_PARAM)
+
+
+def int8_constant(value, dim) -> CommonInit:
+    return Parameter.rand_init(None, raw_value=np.full(dim, value), dtype="int8")
+
+
+class EggLN(Model):
+    """Integer layer norm with an int8 weight, initialised to 16 (= 1.0). Mirrors: EGG_LN."""
+
+    @classmethod
+    def rand_init(cls, key, hidden_dim, *args, **kwargs):
+        return merge_inits(weight=int8_constant(1 << FIXED_POINT, hidden_dim))
+
+    @classmethod
+    def _forward(cls, cp, x, *args, **kwargs):
+        w = per_member(call_submodule(Parameter, "weight", cp), 1, np.ndim(x))   # (H,) or (P, H)
+        return egg_ln(x, w)
+
+
+class EggGRU(Model):
+    """nano-egg's gated recurrent cell: Wf, Uf, Wh, Uh (H, H) and biases bf, bh = 0. Mirrors: EGG_GRU."""
+
+    @classmethod
+    def rand_init(cls, key, hidden_dim, *args, **kwargs):
+        ks = K.split(key, 4)
+        return merge_inits(Wf=MM8.rand_init(ks[0], hidden_dim, hidden_dim),
+                           Uf=MM8.rand_init(ks[1], hidden_dim, hidden_dim),
+                           bf=int8_constant(0, hidden_dim),
+                           Wh=MM8.rand_init(ks[2], hidden_dim, hidden_dim),
+                           Uh=MM8.rand_init(ks[3], hidden_dim, hidden_dim),
+                           bh=int8_constant(0, hidden_dim))
+
+    @classmethod
+    def _forward(cls, cp, x, state, *args, **kwargs):
+        """x (P, H) int8 value × 16, state (P, H) int8 value × 127 → new state (P, H) int8."""
+        bf = per_member(call_submodule(Parameter, "bf", cp), 1, np.ndim(x))
+        bh = per_member(call_submodule(Parameter, "bh", cp), 1, np.ndim(x))
+        return egg_gru(x, state, lambda name, v: call_submodule(MM, name, cp, v), bf, bh)
+
+
+class EggMLP(Model):
+    """Two int8 matmuls H → 4H → H, no bias and no activation. Mirrors: MLP as EGG uses it."""
+
+    @classmethod
+    def rand_init(cls, key, hidden_dim, *args, **kwargs):
+        ks = K.split(key, 2)
+        return merge_inits(**{"0": merge_inits(weight=MM8.rand_init(ks[0], hidden_dim, 4 * hidden_dim)),
+                              "1": merge_inits(weight=MM8.rand_init(ks[1], 4 * hidden_dim, hidden_dim))})
+
+    @classmethod
+    def _forward(cls, cp, x, *args, **kwargs):
+        h = call_submodule(Linear, "0", cp, x)        # (P, 4H) int8, value × 16
+        return call_submodule(Linear, "1", cp, h)     # (P, H) int8, value × 16
+
+
+class EggLayer(Model):
+    """Pre-norm layer: LN → GRU → residual, LN → MLP → residual. Mirrors: LayerEGG."""
+
+    @classmethod
+    def rand_init(cls, key, hidden_dim, *args, **kwargs):
+        att_key, mlp_key = K.split(key, 2)
+        return merge_inits(ln1=EggLN.rand_init(None, hidden_dim), att=EggGRU.rand_init(att_key, hidden_dim),
+                           ln2=EggLN.rand_init(None, hidden_dim), mlp=EggMLP.rand_init(mlp_key, hidden_dim))
+
+    @classmethod
+    def _forward(cls, cp, x, state, *args, **kwargs):
+        """x (P, H) int8 value × 16, state (P, H) → layer output (P, H), new state (P, H)."""
+        state = call_submodule(EggGRU, "att", cp, call_submodule(EggLN, "ln1", cp, x), state)
+        x = clipped_add(state, x)                                                     # saturating residual
+        x = clipped_add(call_submodule(EggMLP, "mlp", cp, call_submodule(EggLN, "ln2", cp, x)), x)
+        return x, state
+
+
+def stack_layers(layer_cls, key, n_layer, *args) -> CommonInit:
+    """``n_layer`` inits from ``split(key, n_layer)``, stacked on axis 0 (scan_map (0,))."""
+    inits = [layer_cls.rand_init(k, *args) for k in K.split(key, n_layer)]
+    params = tree_map(lambda *leaves: np.stack(leaves), inits[0].params, *(i.params for i in inits[1:]))
+    scan_map = tree_map(lambda _: (0,), inits[0].es_map)
+    return CommonInit(inits[0].frozen_params, params, scan_map, inits[0].es_map)
+
+
+class EGG(Model):
+    """The int8 EGG language model (module docstring). Mirrors: nano-egg run.py EGG."""
+
+    @classmethod
+    def rand_init(cls, key, vocab_size=256, n_layer=1, hidden_dim=256, dtype="int8", *args, **kwargs):
+        """Reference init (spec §10): weights round(16·N(0,1)), LN weights 16, biases 0.
+
+        Keys: split(key, 3) → emb, blocks, head; blocks per layer; each layer (att, mlp); att 4-way.
+        """
+        if dtype != "int8":
+            raise ValueError(f"EGG is the int8 model; got dtype={dtype!r}")
+        key_emb, key_blocks, key_head = K.split(key, 3)
+        return merge_inits(emb=Embedding8.rand_init(key_emb, vocab_size, hidden_dim),
+                           blocks=stack_layers(EggLayer, key_blocks, n_layer, hidden_dim),
+                           ln_out=EggLN.rand_init(None, hidden_dim),
+                           head=MM8.rand_init(key_head, hidden_dim, vocab_size))
+
+    @classmethod
+    def default_state(cls, params, *args) -> np.ndarray:
+        """Zero state (L, H) int8."""
+        return np.zeros_like(params["blocks"]["att"]["bh"])
+
+    @classmethod
+    def _forward(cls, cp, tokens, state, *args, **kwargs):
+        """One step. tokens (P,) ints, state (P, L, H) int8 → logits (P, V) int8, new state (P, L, H)."""
+        x = call_submodule(Embedding8, "emb", cp, tokens)                       # (P, H) int8, value × 16
+        blocks = cp._replace(frozen_params=None, params=cp.params["blocks"], es_tree_key=cp.es_tree_key["blocks"])
+        new_state = np.empty_like(state)                                        # (P, L, H) int8, value × 127
+        for layer in range(state.shape[1]):
+            x, new_state[:, layer] = EggLayer._forward(layer_slice(blocks, layer), x, state[:, layer])
+        logits = call_submodule(MM, "head", cp, call_submodule(EggLN, "ln_out", cp, x))   # (P, V) int8
+        return logits, new_state
+
+
+class SequenceOut(NamedTuple):
+    """What ``generate`` returns; ``logits`` and ``states`` only with ``record=True``."""
+    ll: np.ndarray               # (P, T) int32, log2-likelihood in 1/16 bit
+    loss_sum: np.ndarray         # (P,) int32, Σ_t ll (the reference's return value, higher is better)
+    final_state: np.ndarray      # (P, L, H) int8
+    logits: np.ndarray | None    # (P, T, V) int8
+    states: np.ndarray | None    # (P, T, L, H) int8, the state after each step
+
+
+def generate(noiser, frozen_noiser_params, noiser_params, frozen_params, params, es_tree_key, iterinfo,
+             tokens_in, tokens_tgt, state, record: bool = False) -> SequenceOut:
+    """Run EGG over byte sequences, one member per row, scoring each next byte.
+
+    tokens_in, tokens_tgt: (P, T) uint8 (targets are the inputs shifted by one). state: (P, L, H)
+    int8, carried in from the previous call. Before step t, rows whose input byte is 0 reset
+    their whole state stack to 0. iterinfo: None (plain model) or (epoch, members (P,)).
+
+    Mirrors: nano-egg run.py generate_thread (vmapped over threads).
+    """
+    tokens_in = np.asarray(tokens_in)
+    tokens_tgt = np.asarray(tokens_tgt)
+    p, t_len = tokens_in.shape
+    state = np.array(state, dtype=np.int8, copy=True)                          # (P, L, H) int8
+    ll = np.empty((p, t_len), np.int32)
+    logits_all = states_all = None
+    for t in range(t_len):
+        state[tokens_in[:, t] == 0] = 0                                        # document start: reset first
+        logits, state = EGG.forward(noiser, frozen_noiser_params, noiser_params, frozen_params, params,
+                                    es_tree_key, iterinfo, tokens_in[:, t], state)
+        ll[:, t] = int_ll(logits, tokens_tgt[:, t])
+        if record:
+            if logits_all is None:
+                logits_all = np.empty((p, t_len) + logits.shape[1:], np.int8)
+                states_all = np.empty((p, t_len) + state.shape[1:], np.int8)
+            logits_all[:, t], states_all[:, t] = logits, state
+    return SequenceOut(ll, ll.sum(axis=1, dtype=np.int32), state, logits_all, states_all)
