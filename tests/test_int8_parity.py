@@ -22,7 +22,12 @@ from npegg.noiser.qeggroll import QEggRoll
 from npegg.tree import flatten, unflatten
 from parity import group, load, parity_files
 
-TABLE_SIZE = 1 << 30   # the reference's BIG_RAND_MATRIX length (only for start indices)
+
+
+def table_size(v: dict) -> int:
+    """Length of the noise table the start indices refer to: 2³⁰ for the reference's files,
+    2^meta/noise_log2_size for files npegg exported (``npegg.export``)."""
+    return 1 << int(v.get("meta/noise_log2_size", 30))
 
 
 def assert_same(got, want, what=""):
@@ -63,7 +68,8 @@ def injected_noise(rec: dict, members) -> InjectedNoise:
     return InjectedNoise(records)
 
 
-def check_start_indices(rec: dict, params, es_tree_key, epoch: int, members, noise_reuse: int, rank: int):
+def check_start_indices(rec: dict, params, es_tree_key, epoch: int, members, noise_reuse: int, rank: int,
+                        size_n: int):
     """Our keys, K0, raw and clamped start indices equal the recorded ones, leaf by leaf."""
     ours = flatten(es_tree_key)
     flat = flatten(params)
@@ -74,11 +80,11 @@ def check_start_indices(rec: dict, params, es_tree_key, epoch: int, members, noi
         keys_l = g["key"].reshape(-1, 2)
         shape = flat[leaf].shape[1:] if g["key"].ndim == 2 else flat[leaf].shape
         size = (shape[0] + shape[1]) * rank if "A" in g else 2 * int(np.prod(shape))
-        start = np.stack([noise.start_indices(k, epoch, members, noise_reuse, TABLE_SIZE) for k in keys_l], -1)
+        start = np.stack([noise.start_indices(k, epoch, members, noise_reuse, size_n) for k in keys_l], -1)
         k0 = np.array([K.fold_in(k, te)[0] for k in keys_l], np.uint32)
         assert np.array_equal(k0.reshape(g["K0"].shape), g["K0"]), leaf
         assert np.array_equal(start.reshape(g["start"].shape), g["start"]), leaf
-        assert np.array_equal(np.minimum(start, TABLE_SIZE - size).reshape(g["start"].shape), g["start_clamped"]), leaf
+        assert np.array_equal(np.minimum(start, size_n - size).reshape(g["start"].shape), g["start_clamped"]), leaf
         assert np.array_equal(np.where(np.asarray(members) % 2 == 0, 1, -1), g["sign"]), leaf
 
 
@@ -108,7 +114,8 @@ def check_egg_fwd(path):
     rec = group(v, "noise")
     threads = pert["threads"].astype(np.int64)
     epoch = int(pert["epoch"])
-    check_start_indices(rec, params, es_tree_key, epoch, threads, int(meta["noise_reuse"]), int(meta["rank"]))
+    check_start_indices(rec, params, es_tree_key, epoch, threads, int(meta["noise_reuse"]), int(meta["rank"]),
+                        table_size(v))
     frozen, nparams = QEggRoll.init_noiser(params, int(meta["sigma_shift"]), noise=injected_noise(rec, threads),
                                            noise_reuse=int(meta["noise_reuse"]), rank=int(meta["rank"]))
     out = generate(QEggRoll, frozen, nparams, None, params, es_tree_key, (epoch, threads), pert["tokens_in"],
@@ -146,7 +153,7 @@ def check_qegg_update(path):
         keys = unflatten({leaf: group(rec, leaf)["key"] for leaf in flatten(es_map)})
         reuse = int(c.get("noise_reuse", 1))   # cases without the key ran with run.py's default, 1
         if "meta/model_seed" in v:
-            check_start_indices(rec, params, es_tree_key, int(c["epoch"]), even, reuse, rank)
+            check_start_indices(rec, params, es_tree_key, int(c["epoch"]), even, reuse, rank, table_size(v))
         frozen, nparams = QEggRoll.init_noiser(
             params, 4, int(c["update_threshold"]), noise=injected_noise(rec, even), noise_reuse=reuse, rank=rank,
             use_clt=bool(c["use_clt"]), fast_fitness=bool(c["fast_fitness"]),
