@@ -53,7 +53,7 @@ def unit_lora(frozen, sigma, iterinfo, shape, key):
     """Unit factors A (P, a, r), B (P, b, r) and each member's scale s·σ/√r (P,)."""
     epoch, members = check_population(*iterinfo)
     a_unit, b_unit = frozen["noise"].lowrank(key, epoch, members, shape, frozen["rank"], frozen["noise_reuse"])
-    return a_unit, b_unit, (signs(members) * (sigma / np.sqrt(frozen["rank"]))).astype(a_unit.dtype)
+    return a_unit, b_unit, signs(members) * np.float32(sigma / np.sqrt(frozen["rank"]))
 
 
 def get_lora_update_params(frozen, sigma, iterinfo, shape, key):
@@ -66,7 +66,7 @@ def get_nonlora_update_params(frozen, sigma, iterinfo, shape, key):
     """Scaled full-rank noise of every member: s·σ·e, (P, *shape)."""
     epoch, members = check_population(*iterinfo)
     e = frozen["noise"].full(key, epoch, members, shape, frozen["noise_reuse"])
-    scale = (signs(members) * sigma).astype(e.dtype)
+    scale = signs(members) * np.float32(sigma)  # float32 scale: float32 noise stays float32
     return e * scale.reshape((-1,) + (1,) * len(shape))
 
 
@@ -208,7 +208,7 @@ class EggRoll(Noiser):
             w = f[sl].astype(dt)  # (c,)
             if kind == PARAM:
                 e = get_nonlora_update_params(frozen, sigma, info, p.shape, key)  # (c, *shape)
-                acc += np.tensordot(w, e, axes=(0, 0))
+                acc += np.tensordot(w, e.astype(dt), axes=(0, 0))
             else:
                 acc += cls._lowrank_grad(frozen, sigma, info, p.shape, key, w)
         return (-acc / np.sqrt(n)).astype(p.dtype)
@@ -222,10 +222,11 @@ class EggRoll(Noiser):
     @classmethod
     def _lowrank_grad(cls, frozen, sigma, info, shape, key, w):
         """Σₙ wₙ Âₙ Bₙᵀ for a chunk, as one (a × cR) @ (cR × b) matmul."""
-        a, b = get_lora_update_params(frozen, sigma, info, shape, key)  # (c, a, R), (c, b, R)
+        a, b, scale = unit_lora(frozen, sigma, info, shape, key)  # (c, a, R), (c, b, R), (c,)
         c, rows, r = a.shape
-        aw = (a * w[:, None, None].astype(a.dtype)).transpose(1, 0, 2).reshape(rows, c * r)
-        return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1])
+        w = (w * scale).astype(w.dtype)                                   # (c,) in the update's precision
+        aw = (a * w[:, None, None]).transpose(1, 0, 2).reshape(rows, c * r)
+        return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1]).astype(aw.dtype)
 
 
 def _check_sigma(sigma):

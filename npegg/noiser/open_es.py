@@ -62,4 +62,4 @@ class OpenES(EggRoll):
     def _lowrank_grad(cls, frozen, sigma, info, shape, key, w):
         """Σₙ wₙ sₙ σ Eₙ for a chunk (full rank despite the name it overrides)."""
         e = get_nonlora_update_params(frozen, sigma, info, shape, key)     # (c, a, b)
-        return np.tensordot(w.astype(e.dtype), e, axes=(0, 0))
+        return np.tensordot(w, e.astype(w.dtype), axes=(0, 0))
