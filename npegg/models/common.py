@@ -216,7 +216,16 @@ def layer_norm(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
 def gelu(x):
     """tanh approximation, as jax.nn.gelu's default."""
     c = np.asarray(np.sqrt(2.0 / np.pi), dtype=x.dtype)
-    return 0.5 * x * (1.0 + np.tanh(c * (x + np.asarray(0.044715, x.dtype) * x ** 3)))
+    u = x * x                       # c·(x + 0.044715·x³) = c·x·(1 + 0.044715·x²); x*x, not x**3,
+    u *= np.asarray(0.044715, x.dtype)  # which NumPy sends through pow() at ~60× the cost
+    u += 1
+    u *= x
+    u *= c
+    np.tanh(u, out=u)
+    u += 1
+    u *= x
+    u *= 0.5
+    return u
 
 
 def silu(x):

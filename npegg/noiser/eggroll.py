@@ -116,7 +116,8 @@ class EggRoll(Noiser):
         if iterinfo is None:
             return base
         a, b, scale = unit_lora(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
-        return base + _lowrank_term(x, b, a, scale)
+        base += _lowrank_term(x, b, a, scale)  # in place: base is a fresh array, and at least as wide
+        return base
 
     @classmethod
     def do_Tmm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
@@ -125,7 +126,8 @@ class EggRoll(Noiser):
         if iterinfo is None:
             return base
         a, b, scale = unit_lora(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
-        return base + _lowrank_term(x, a, b, scale)
+        base += _lowrank_term(x, a, b, scale)
+        return base
 
     @classmethod
     def do_emb(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, tokens):
