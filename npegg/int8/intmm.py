@@ -76,15 +76,26 @@ def rescale_mm(acc, in_dim: int) -> np.ndarray:
     return saturate(floor_div(acc, mm_divisor(in_dim)))  # floor, not truncation: −1 // 80 = −1
 
 
+def outer_sum(u, A) -> np.ndarray:
+    """Σᵣ u[..., r] ⊗ A[..., r]: per member, (P, M, R) × (P, O, R) → (P, M, O) int32.
+
+    R is tiny (1 in nano-egg), so this is R broadcast products; no float, no BLAS needed.
+    """
+    a = widen(A)                                                     # (P, O, R) int32
+    out = u[:, :, None, 0] * a[:, None, :, 0]
+    for r in range(1, a.shape[-1]):
+        out += u[:, :, None, r] * a[:, None, :, r]
+    return out
+
+
 def lowrank_term(x, A, B, sigma_shift: int) -> np.ndarray:
     """⌊((x B) Aᵀ) / 2^(4+σ)⌋ per member: the perturbation of a scaled matmul (spec §2.2).
 
     x: (P, M, I) int8; B: (P, I, R) int8; A: (P, O, R) int8, signed. Returns (P, M, O) int32.
-    |x B Aᵀ| ≤ R·86·86·127·I < 2³¹ for the table's |entries| ≤ 86 and I ≤ 1024.
+    Exact in int32: |x B Aᵀ| ≤ R·86·86·127·I < 2³¹ for table entries |t| ≤ 86 and I ≤ 1024.
     """
-    u = exact_matmul(x, B)                                   # (P, M, R) int64, exact
-    p = exact_matmul(u, np.swapaxes(A, -1, -2), np.int32)    # (P, M, O) int32, exact
-    return floor_shift(p, FIXED_POINT + int(sigma_shift))    # floored on its own, before joining acc
+    u = np.einsum("pmi,pir->pmr", widen(x), widen(B))        # (P, M, R) int32, exact
+    return floor_shift(outer_sum(u, A), FIXED_POINT + int(sigma_shift))   # floored on its own
 
 
 def do_mm(W, x, A=None, B=None, sigma_shift: int = 0) -> np.ndarray:
@@ -142,8 +153,8 @@ def do_emb(E, tokens, A=None, B=None, sigma_shift: int = 0) -> np.ndarray:
         return E[tokens]
     p = tokens.shape[0]
     t = tokens.reshape(p, -1)                                      # (P, M)
-    a_rows = np.take_along_axis(A, t[:, :, None], axis=1)          # (P, M, R) int8: A[t]
-    delta = exact_matmul(a_rows, np.swapaxes(B, -1, -2), np.int32) # (P, M, H) int32, A[t] Bᵀ
+    a_rows = widen(np.take_along_axis(A, t[:, :, None], axis=1))   # (P, M, R): A[t]
+    delta = outer_sum(a_rows, B)                                   # (P, M, H) int32, A[t] Bᵀ
     y = widen(E[t]) + floor_shift(delta, FIXED_POINT + int(sigma_shift))
     return saturate(y).reshape(tokens.shape + (E.shape[1],))
 
