@@ -1,0 +1,159 @@
+"""Language-model rows: one LM step perturbed ÷ plain, parallel-scan minGRU ÷ its step loop, and
+the peak memory of the default ``npegg train``.
+
+The LM rows give every perturbed call a *new epoch* instead of switching the noise cache off:
+a training step draws fresh noise once and the egg cell's recurrent matrices are read at every
+time step of the chunk, which is what the cache is for. So each timed call builds every
+member's noise exactly once, as a real generation does.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from .report import Row, skipped
+from .rows_float import noise_table
+from .timing import compare
+
+GIB = 1 << 30
+
+
+def _lm():
+    """The LM modules, or None while they do not exist yet."""
+    try:
+        from npegg.models import lm
+        return lm
+    except ImportError:
+        return None
+
+
+def make_lm(hidden, layers, pop, cell, rank=1, seed=0):
+    """(es, state) for a float ByteLM with the default (caching) noise table."""
+    from npegg.es import ES
+    from npegg.noiser import EggRoll
+    lm = _lm()
+    return ES.create(lm.ByteLM, dict(hidden_dim=hidden, n_layers=layers, cell=cell), pop_size=pop,
+                     sigma=0.05, lr=1e-3, noiser=EggRoll, seed=seed, rank=rank, solver="adam",
+                     noise=noise_table(cache=True))
+
+
+def byte_windows(pop, tokens, seed=0):
+    """(inputs (P, T), targets (P, T)) uint8 from random bytes with a few document starts (byte 0)."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(1, 256, size=(pop, tokens + 1), dtype=np.uint8)
+    w[rng.random(w.shape) < 0.01] = 0
+    return w[:, :-1], w[:, 1:]
+
+
+def fresh_epochs(es, state):
+    """A callable giving the ES state at epoch 1, 2, 3, …: new noise on every call."""
+    from dataclasses import replace
+    counter = itertools.count(1)
+    return lambda: replace(state, epoch=next(counter))
+
+
+def lm_rows(s):
+    """One LM step (forward of T tokens for P members, log-likelihood of the next bytes)."""
+    if _lm() is None:
+        for cell in ("egg", "mingru"):
+            yield skipped(f"lm/{cell}/D{s.lm_hidden}", "language model", "perturbed LM forward",
+                          "plain LM forward", "npegg.models.lm not found", ("<=", 1.25))
+        return
+    tokens, targets = byte_windows(s.lm_pop, s.lm_tokens)
+    for cell in ("egg", "mingru"):
+        es, state = make_lm(s.lm_hidden, s.lm_layers, s.lm_pop, cell)
+        h0 = es.model.init_state(es.frozen_params, s.lm_pop)
+        next_state = fresh_epochs(es, state)
+        c = compare(lambda: es.forward(next_state(), tokens, h0, targets=targets),
+                    lambda: es.evaluate(state, tokens, h0, targets=targets),
+                    repeats=s.lm_repeats, min_sample=s.min_sample)
+        yield Row(f"lm/{cell}/D{s.lm_hidden}", "language model", "perturbed LM forward, new noise",
+                  "plain LM forward, same bytes", c.ratio, ("<=", 1.25),
+                  {"dtype": "float32", "repeats": s.lm_repeats, "cell": cell, "P": s.lm_pop, "T": s.lm_tokens,
+                   "D": s.lm_hidden, "L": s.lm_layers, "rank": 1},
+                  c.as_dict(), note="both sides compute log p(next byte) for all P·T positions")
+
+
+def scan_rows(s):
+    """The minGRU cell over T steps: one parallel scan ÷ T calls of its one-step form."""
+    try:
+        from npegg.models.mingru import MinGRUCell
+    except ImportError:
+        yield skipped(f"scan/mingru/T{s.scan_tokens}", "minGRU scan", "parallel scan", "step loop",
+                      "npegg.models.mingru not found")
+        return
+    from npegg import keys as K
+    from npegg.models.common import CommonParams, simple_es_tree_key
+    from npegg.noiser import EggRoll
+    P, T, D = s.scan_pop, s.scan_tokens, s.scan_hidden
+    init = MinGRUCell.rand_init(K.key(0), D)
+    es_keys = simple_es_tree_key(init.params, K.key(1), init.scan_map)
+    frozen_n, noiser_p = EggRoll.init_noiser(init.params, 0.05, 1e-3, rank=1, noise=noise_table(cache=True))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((P, T, D), dtype=np.float32)
+    h0 = np.zeros((P, D), np.float32)
+    for mode, iterinfo in (("plain", None), ("perturbed", (0, np.arange(P)))):
+        cp = CommonParams(EggRoll, frozen_n, noiser_p, init.frozen_params, init.params, es_keys, iterinfo)
+
+        def scan():
+            return MinGRUCell._forward(cp, x, h0)[0]
+
+        def loop():
+            h = h0
+            for t in range(T):
+                h = MinGRUCell.step(cp, x[:, t], h)
+            return h
+        np.testing.assert_allclose(scan()[:, -1], loop(), rtol=1e-4, atol=1e-5)
+        c = compare(scan, loop, repeats=s.lm_repeats, min_sample=s.min_sample)
+        yield Row(f"scan/mingru/{mode}/T{T}", "minGRU scan", "parallel scan over T", "T one-step calls",
+                  c.ratio, None,
+                  {"dtype": "float32", "repeats": s.lm_repeats, "P": P, "T": T, "D": D, "mode": mode},
+                  c.as_dict(), note="perturbed: noise cache on, as in training (built once, reused)")
+
+
+def peak_rss_of(cmd, timeout, cwd=None) -> tuple:
+    """(peak resident set in bytes, wall seconds, exit code, output) of one child process.
+
+    The peak is the child's own ``ru_maxrss`` from ``os.wait4`` (Linux reports KiB).
+    """
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - t0 > timeout:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                raise TimeoutError(f"{' '.join(cmd)} ran over {timeout} s")
+            time.sleep(0.2)
+        proc.returncode = os.waitstatus_to_exitcode(status)   # reaped here, not by Popen
+        log.seek(0)
+        out = log.read().decode(errors="replace")
+    return usage.ru_maxrss * 1024, time.perf_counter() - t0, proc.returncode, out
+
+
+def train_rows(s):
+    """Peak memory of the default ``npegg train`` (± the settings' extra flags) ÷ 1 GiB."""
+    try:
+        import npegg.cli  # noqa: F401
+    except ImportError:
+        yield skipped("train/peak_rss", "npegg train", "peak RSS of npegg train", "1 GiB",
+                      "npegg.cli not found", ("<=", 1.0))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "npegg", "train", "--out", os.path.join(tmp, "run"), *s.train_args]
+        rss, wall, rc, out = peak_rss_of(cmd, s.train_timeout)
+    if rc != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {rc}:\n{out[-2000:]}")
+    yield Row("train/peak_rss", "npegg train", "peak RSS of npegg train", "1 GiB", rss / GIB, ("<=", 1.0),
+              {"command": " ".join(["npegg", "train", "--out", "<tmp>", *s.train_args])},
+              {"peak_rss_mib": rss / (1 << 20), "wall_s": wall},
+              note="RUSAGE_CHILDREN ru_maxrss of the subprocess")

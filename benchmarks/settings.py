@@ -1,0 +1,62 @@
+"""The inputs of every row, in one place: the full run and the few-second ``--quick`` smoke run.
+
+Why these inputs (printed with the table and written to the JSON):
+
+- **Population forward.** "The same inputs" for a population forward are x (P, B, D): member p
+  gets its own B input rows, and the plain forward is the unperturbed model on exactly that
+  x. EGGROLL's extra cost is per member *per forward* (hash the start indices, copy each
+  member's (a + b)·r noise entries, the rank-r term) while the shared matmul grows with B, so
+  the ratio falls as B grows. We report B = 1 (one row per member: the worst case, e.g. one
+  decoding step of a recurrent model) and B = 16 (a short sequence of rows per member, as when
+  each member scores a chunk of tokens; the LM row uses the LM's own tokens per update).
+- **Noise is rebuilt on every call.** The perturbed side uses ``NoiseTable(cache_bytes=0)``, so
+  every repeat hashes the start indices and copies every member's noise slices from the table;
+  only the table itself (a fixed 32 MiB constant, like the weights) is built once per process.
+- **float32** throughout, P = 1024 as the issue asks, and the BLAS thread count NumPy starts
+  with (2 on the reference machine).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    pop: int = 1024                  # P for the Linear/MLP rows
+    widths: tuple = (256, 1024)      # D: Linear D → D; MLP D → D → D
+    ranks: tuple = (1, 4, 16)
+    batches: tuple = (1, 16)         # B input rows per member
+    update_width: int = 256          # the update ÷ forward and OpenES ÷ EggRoll rows
+    repeats: int = 7                 # interleaved A/B samples per row; the figure is the median
+    min_sample: float = 0.05         # seconds: a sample repeats a call until it lasts this long
+    # language model rows
+    lm_hidden: int = 256
+    lm_layers: int = 1
+    lm_pop: int = 256
+    lm_tokens: int = 64              # tokens per member per forward (T)
+    lm_repeats: int = 5
+    scan_pop: int = 256              # minGRU scan vs loop: P, T, D
+    scan_tokens: int = 128
+    scan_hidden: int = 256
+    # int8 rows
+    intmm_shapes: tuple = ((1024, 256, 1024), (1024, 1024, 256))  # (M, K, N): x (M, K) @ W (K, N)
+    int8_hidden: int = 256
+    int8_pop: int = 64
+    int8_tokens: int = 16
+    int8_noise_log2: int = 25        # QEggRoll's default int8 table (32 MiB)
+    # peak memory of `npegg train`
+    train_args: tuple = ()           # extra flags for the default train run
+    train_timeout: float = 1800.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+FULL = Settings()
+
+QUICK = Settings(pop=64, widths=(64,), ranks=(1, 4), batches=(1, 4), update_width=64, repeats=3,
+                 min_sample=0.0, lm_hidden=32, lm_layers=1, lm_pop=16, lm_tokens=8, lm_repeats=3,
+                 scan_pop=8, scan_tokens=16, scan_hidden=32, intmm_shapes=((64, 64, 64),),
+                 int8_hidden=32, int8_pop=8, int8_tokens=4, int8_noise_log2=18,
+                 train_args=("--epochs", "1", "--hidden-dim", "16", "--pop-size", "16", "--max-docs", "20"),
+                 train_timeout=300.0)
