@@ -29,7 +29,6 @@ from npegg import keys as K  # noqa: E402
 from npegg.models.common import simple_es_tree_key  # noqa: E402
 from npegg.models.egg import EGG, generate  # noqa: E402
 from npegg.noiser.qeggroll import QEggRoll  # noqa: E402
-from npegg.tree import flatten  # noqa: E402
 
 
 def int8_setup(h, n_layer, pop, steps, vocab=256):
