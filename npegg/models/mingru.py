@@ -1,0 +1,113 @@
+"""The minGRU of Feng et al. ("Were RNNs All We Needed?", 2024), run as a parallel linear scan.
+
+The cell's gates look only at the input, never at the previous state::
+
+    z_t = σ(W_z x_t + b_z)                   update gate        (P, T, D)
+    h̃_t = W_h x_t + b_h                      candidate          (P, T, D)
+    h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t    new state = output
+
+so over a chunk of T steps the recurrence is the *linear* scan ``h_t = a_t ⊙ h_{t−1} + b_t`` with
+a_t = 1 − z_t and b_t = z_t ⊙ h̃_t known in advance for every t. The input projections for all T
+steps are two matmuls; the scan is ``linear_scan``, no Python loop over time.
+
+The paper's candidate is linear (its "minGRU", §3.1); its log-space variant wraps h̃ in
+g(x) = x + ½ (x ≥ 0), σ(x) (x < 0) so that h̃ > 0 and logs exist. npegg's scan works in linear
+space (below), so it needs no positivity and keeps the linear candidate.
+
+**The scan.** Pairs (a, b) compose associatively: applying (a₁, b₁) then (a₂, b₂) is
+(a₁a₂, a₂b₁ + b₂). Hillis–Steele doubling applies this for d = 1, 2, 4, … < T::
+
+    b_t ← b_t + a_t ⊙ b_{t−d},   a_t ← a_t ⊙ a_{t−d}        for every t ≥ d, all at once
+
+⌈log₂ T⌉ vectorized passes over (P, T, D) arrays. It only multiplies numbers in [0, 1] and adds
+them, never divides, so nothing can overflow or blow up; a product that underflows to 0 is
+the right limit. After the passes b_t = h_t for a zero start state; a carried state h₀ enters
+as b₁ ← b₁ + a₁ h₀ first. Each h_t is a sum of the products (∏ a) z h̃ whose weights add up to at
+most 1, so every intermediate is bounded by max(|h₀|, max |h̃|): the rounding error is
+O(log₂ T · ε · that bound), against O(T · ε · bound) for the step-by-step loop in the worst case.
+
+**Document starts.** A reset before step t (its input byte is 0) is a_t = 0: then h_t = z_t h̃_t,
+exactly the step from a zero state, and nothing before t leaks past it.
+
+Every fast path has its slow twin here: ``linear_scan_loop`` (one step at a time) and the cell's
+``step``, which the tests run against the parallel forms.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import keys as K
+from .common import MM, Model, Parameter, call_submodule, merge_inits, per_member
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ(x) = ½ + ½ tanh(x/2): no exp overflow warning, keeps the dtype."""
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
+
+
+def linear_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
+    """All states of h_t = a_t ⊙ h_{t−1} + b_t, t = 1..T, by Hillis–Steele doubling (module docstring).
+
+    a, b: (P, T, D) with a in [0, 1]; h0: (P, D) or None (zeros). Returns h (P, T, D).
+    """
+    a = np.array(a, copy=True)                                   # (P, T, D), overwritten in place
+    h = np.array(b, copy=True)                                   # (P, T, D)
+    if h0 is not None:
+        h[:, 0] += a[:, 0] * h0
+    T = h.shape[1]
+    d = 1
+    while d < T:
+        h[:, d:] += a[:, d:] * h[:, :-d]   # right side is evaluated into a temporary first
+        if 2 * d < T:                      # the last pass never reads a again
+            a[:, d:] *= a[:, :-d].copy()
+        d *= 2
+    return h
+
+
+def linear_scan_loop(a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
+    """The slow twin of ``linear_scan``: one step at a time. Same arguments and result."""
+    h = np.zeros_like(b[:, 0]) if h0 is None else np.asarray(h0, dtype=b.dtype)  # (P, D)
+    out = np.empty_like(b)
+    for t in range(b.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        out[:, t] = h
+    return out
+
+
+class MinGRUCell(Model):
+    """Feng et al.'s minGRU: gates from the input only, so the chunk is one linear scan.
+
+    Params: Wz, Wh (D, D) MM_PARAM (N(0, 1/D)); bz, bh (D,) PARAM (0).
+    ``_forward(cp, x (P, T, D), s (P, D), keep (P, T) or None)`` → (h (P, T, D), h_T (P, D));
+    keep[p, t] = 0 resets member p's state before step t.
+    """
+
+    @classmethod
+    def rand_init(cls, key, dim, dtype="float32", *args, **kwargs):
+        kz, kh = K.split(key, 2)
+        zeros = np.zeros(dim)
+        return merge_inits(Wz=MM.rand_init(kz, dim, dim, dtype), bz=Parameter.rand_init(key, raw_value=zeros, dtype=dtype),
+                           Wh=MM.rand_init(kh, dim, dim, dtype), bh=Parameter.rand_init(key, raw_value=zeros, dtype=dtype))
+
+    @classmethod
+    def _gates(cls, cp, x):
+        """a = 1 − z and b = z ⊙ h̃ for every step: (P, T, D) each."""
+        z = sigmoid(call_submodule(MM, "Wz", cp, x) + per_member(call_submodule(Parameter, "bz", cp), 1, x.ndim))
+        h_tilde = call_submodule(MM, "Wh", cp, x) + per_member(call_submodule(Parameter, "bh", cp), 1, x.ndim)
+        return 1 - z, z * h_tilde
+
+    @classmethod
+    def _forward(cls, cp, x, s, keep=None, *args, **kwargs):
+        a, b = cls._gates(cp, x)                                     # (P, T, D) each
+        if keep is not None:
+            a *= keep[..., None]                                     # a_t = 0 at document starts
+        h = linear_scan(a, b, s)                                     # (P, T, D)
+        return h, h[:, -1]
+
+    @classmethod
+    def step(cls, cp, x_t, s, keep_t=None):
+        """One step, the slow twin of ``_forward``: x_t (P, D), s (P, D), keep_t (P,) → s' (P, D)."""
+        if keep_t is not None:
+            s = s * keep_t[:, None]
+        a, b = cls._gates(cp, x_t[:, None])                          # (P, 1, D)
+        return a[:, 0] * s + b[:, 0]
