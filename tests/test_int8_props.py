@@ -56,6 +56,13 @@ def test_floor_div_is_floor_division(v, d):
     assert fp.floor_div(np.int32(-1), 80) == -1
 
 
+def test_floor_div_small_equals_floor_divide_on_its_whole_domain():
+    """The reciprocal-multiply division == np.floor_divide for every |v| ≤ 2¹⁵, 1 ≤ d ≤ 255."""
+    v = np.arange(-(1 << 15), (1 << 15) + 1, dtype=np.int64)[None, :]
+    d = np.arange(1, 256, dtype=np.int64)[:, None]
+    assert np.array_equal(fp.floor_div_small(v, d), np.floor_divide(v, d))
+
+
 @FEW
 @given(int8_arrays(32), int8_arrays(32), int8_arrays(32))
 def test_clipped_add_saturates_symmetrically(a, b, c):
