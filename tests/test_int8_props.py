@@ -154,6 +154,8 @@ def test_exact_matmul_at_the_float32_bound():
     a[1] = -127
     got = intmm.exact_matmul(a, np.full((k, 3), 127, np.int8))
     assert np.array_equal(got, np.full((2, 3), 1040 * 127 * 127) * np.array([[1], [-1]]))
+    a = np.full((1, 1023), -128, np.int8)             # int8 dtypes alone prove 1023 · 128² < 2²⁴
+    assert intmm.exact_matmul(a, a.T)[0, 0] == 1023 * 128 * 128
 
 
 def test_exact_matmul_at_and_past_the_float32_bound_uses_float64():
