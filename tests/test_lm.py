@@ -1,0 +1,227 @@
+"""The float byte LMs: every fast path against its slow twin, the state rules, the validation lanes."""
+import numpy as np
+import pytest
+
+from npegg import keys as K
+from npegg.evaluate import lanes_bpb, plan_lanes, sample_bytes
+from npegg.models.common import EMB_PARAM, MM_PARAM, PARAM, CommonParams, layer_slice, simple_es_tree_key
+from npegg.models.lm import ByteLM, EggCell, log_softmax_at
+from npegg.models.mingru import MinGRUCell, linear_scan, linear_scan_loop
+from npegg.noiser import EggRoll
+from npegg.noise import NoiseTable
+from npegg.noiser.eggroll import get_nonlora_update_params, unit_lora
+from npegg.tree import flatten, unflatten
+
+EPS32 = np.finfo(np.float32).eps
+NOISE = NoiseTable(seed=0, log2_size=16)      # small table: builds in a millisecond, enough for tiny models
+
+
+def _scan_inputs(rng, P, T, D, dtype, reset_every=0):
+    a = rng.uniform(0, 1, (P, T, D)).astype(dtype)
+    b = rng.normal(0, 1, (P, T, D)).astype(dtype)
+    if reset_every:
+        a[:, ::reset_every] = 0
+    return a, b, rng.normal(0, 1, (P, D)).astype(dtype)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 7, 64, 129])
+def test_linear_scan_equals_loop_float64(T):
+    """Hillis–Steele doubling gives the step-by-step states (float64: only rounding differs)."""
+    a, b, h0 = _scan_inputs(np.random.default_rng(T), 3, T, 5, np.float64, reset_every=5)
+    np.testing.assert_allclose(linear_scan(a, b, h0), linear_scan_loop(a, b, h0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(linear_scan(a, b), linear_scan_loop(a, b), rtol=1e-12, atol=1e-12)
+
+
+def test_linear_scan_equals_loop_float32_within_rounding_bound():
+    """float32: |h| ≤ M = max(|h₀|, max|b|)·T and each path rounds O(T) times, so |Δ| ≤ 4·T·ε·M."""
+    T = 128
+    a, b, h0 = _scan_inputs(np.random.default_rng(1), 4, T, 16, np.float32, reset_every=50)
+    fast, slow = linear_scan(a, b, h0), linear_scan_loop(a, b, h0)
+    exact = linear_scan_loop(a.astype(np.float64), b.astype(np.float64), h0.astype(np.float64))
+    m = max(np.abs(h0).max(), np.abs(b).max()) * T
+    bound = 4 * T * EPS32 * m     # worst case (a ≈ 1 keeps every rounding); typical errors are ~100× smaller
+    assert fast.dtype == np.float32
+    assert np.abs(fast - exact).max() <= bound and np.abs(slow - exact).max() <= bound
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=bound)
+
+
+def test_linear_scan_reset_forgets_the_past():
+    """a_t = 0 (a document start) makes h_t independent of everything before t."""
+    a, b, h0 = _scan_inputs(np.random.default_rng(2), 2, 10, 3, np.float64)
+    a[:, 4] = 0
+    h1 = linear_scan(a, b, h0)
+    b2 = b.copy()
+    b2[:, :4] += 100.0
+    np.testing.assert_array_equal(linear_scan(a, b2, -h0)[:, 4:], h1[:, 4:])
+
+
+# -- the LM ---------------------------------------------------------------------------------------
+def _lm(cell, D=8, L=2, P=6, dtype="float64", sigma=0.2, rank=2):
+    frozen, params, scan_map, es_map = ByteLM.rand_init(K.key(3), D, L, cell=cell, dtype=dtype)
+    keys = simple_es_tree_key(params, K.key(4), scan_map)
+    fnp, nnp = EggRoll.init_noiser(params, sigma, 0.1, rank=rank, noise=NOISE)
+    return frozen, params, es_map, keys, fnp, nnp
+
+
+def _tokens(rng, P, T):
+    tok = rng.integers(1, 256, (P, T)).astype(np.uint8)
+    tok[0, 3] = 0                       # a document start mid-chunk for member 0
+    tok[2, 0] = 0
+    return tok
+
+
+def _materialise(params, es_map, keys, fnp, sigma, epoch, member):
+    """Member ``member``'s perturbed params, written out in full (the slow twin of EggRoll's do_* calls)."""
+    out = {}
+    info = (epoch, np.array([member]))
+    kinds, ks = flatten(es_map), flatten(keys)
+
+    def one(p, kind, k):
+        if kind in (MM_PARAM, EMB_PARAM):
+            a, b, scale = unit_lora(fnp, sigma, info, p.shape, k)
+            return p + scale[0] * (a[0].astype(p.dtype) @ b[0].T.astype(p.dtype))
+        assert kind == PARAM
+        return p + get_nonlora_update_params(fnp, sigma, info, p.shape, k)[0]
+
+    for path, p in flatten(params).items():
+        k = ks[path]
+        out[path] = np.stack([one(p[l], kinds[path], k[l]) for l in range(k.shape[0])]) if k.ndim == 2 \
+            else one(p, kinds[path], k)
+    return unflatten(out)
+
+
+@pytest.mark.parametrize("cell", ["egg", "mingru"])
+def test_population_forward_equals_materialised_members(cell):
+    """Row m of the perturbed population = the plain model with member m's weights written out."""
+    frozen, params, es_map, keys, fnp, nnp = _lm(cell)
+    rng = np.random.default_rng(5)
+    P, T, epoch = 6, 7, 3
+    tok = _tokens(rng, P, T)
+    state = rng.normal(0, 0.5, (P, 2, 8))
+    members = np.array([0, 1, 2, 3, 10, 11])
+    logits, new_state = ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, (epoch, members), tok, state)
+    assert logits.shape == (P, T, 256) and new_state.shape == (P, 2, 8)
+    for p, m in enumerate(members):
+        pm = _materialise(params, es_map, keys, fnp, nnp["sigma"], epoch, m)
+        lo, st = ByteLM.forward(EggRoll, fnp, nnp, frozen, pm, keys, None, tok[p:p + 1], state[p:p + 1])
+        # float64 model, but EggRoll forms the embedding's low-rank rows in the noise table's
+        # float32 (σ·A[t]·Bᵀ): ~1e-7 relative there; a wrong perturbation would differ by O(σ) = 0.2
+        np.testing.assert_allclose(logits[p], lo[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(new_state[p], st[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["egg", "mingru"])
+def test_chunks_carry_state_exactly(cell):
+    """One chunk of T steps = T chunks of one step with the returned state passed on."""
+    frozen, params, es_map, keys, fnp, nnp = _lm(cell)
+    rng = np.random.default_rng(6)
+    tok = _tokens(rng, 6, 9)
+    state = rng.normal(0, 0.5, (6, 2, 8))
+    info = (1, np.arange(6))
+    whole, s_whole = ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, info, tok, state)
+    s, parts = state, []
+    for t in range(tok.shape[1]):
+        lo, s = ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, info, tok[:, t:t + 1], s)
+        parts.append(lo)
+    # float64 model; only the embedding's float32 low-rank rows round differently per chunk shape
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(s, s_whole, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [EggCell, MinGRUCell])
+def test_cell_forward_equals_its_step_twin(cls):
+    """The cell over a chunk (batched input projections; minGRU: the scan) = its one-step twin in a loop."""
+    frozen, params, es_map, keys, fnp, nnp = _lm("egg" if cls is EggCell else "mingru", L=1)
+    cp = CommonParams(EggRoll, fnp, nnp, None, params["blocks"], keys["blocks"], (0, np.arange(4)))
+    cp = layer_slice(cp, 0)
+    cp = cp._replace(params=cp.params["att"], es_tree_key=cp.es_tree_key["att"])
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, (4, 11, 8))
+    s0 = rng.normal(0, 1, (4, 8))
+    keep = np.ones((4, 11))
+    keep[1, 5] = keep[3, 0] = 0
+    y, s_T = cls._forward(cp, x, s0, keep)
+    s = s0
+    for t in range(11):
+        s = cls.step(cp, x[:, t], s, keep[:, t])
+        np.testing.assert_allclose(y[:, t], s, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s_T, s, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["egg", "mingru"])
+def test_byte_zero_resets_the_whole_state(cell):
+    """From a step whose input byte is 0 on, the output does not depend on the state carried in."""
+    frozen, params, es_map, keys, fnp, nnp = _lm(cell)
+    tok = _tokens(np.random.default_rng(8), 6, 5)
+    tok[:, 2] = 0
+    a, _ = ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, None, tok, np.zeros((6, 2, 8)))
+    b, _ = ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, None, tok, np.full((6, 2, 8), 3.0))
+    np.testing.assert_array_equal(a[:, 2:], b[:, 2:])
+    assert not np.allclose(a[:, :2], b[:, :2])
+
+
+def test_float32_stays_float32():
+    frozen, params, es_map, keys, fnp, nnp = _lm("egg", dtype="float32")
+    tok = _tokens(np.random.default_rng(9), 6, 4)
+    ll, s = ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, (0, np.arange(6)), tok,
+                           ByteLM.init_state(frozen, 6), targets=tok)
+    assert ll.dtype == np.float32 and s.dtype == np.float32 and ll.shape == (6, 4)
+
+
+def test_fused_log_likelihood_equals_log_softmax_of_logits():
+    frozen, params, es_map, keys, fnp, nnp = _lm("mingru", P=6)
+    rng = np.random.default_rng(10)
+    tok, tgt = _tokens(rng, 6, 5), rng.integers(0, 256, (6, 5)).astype(np.uint8)
+    info, state = (2, np.arange(6)), np.zeros((6, 2, 8))
+    logits, _ = ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, info, tok, state)
+    ll, _ = ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, info, tok, state, targets=tgt)
+    naive = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(ll, np.take_along_axis(naive, tgt[..., None].astype(int), -1)[..., 0], rtol=1e-10)
+
+
+def test_log_softmax_at_is_stable_for_huge_logits():
+    z = np.array([[1e4, 0.0, -1e4]], np.float32)
+    np.testing.assert_allclose(log_softmax_at(z.copy(), np.array([0])), [0.0], atol=1e-6)
+    assert np.isfinite(log_softmax_at(z.copy(), np.array([2]))).all()
+
+
+# -- validation lanes -----------------------------------------------------------------------------
+def _stream(rng, n_docs, max_len):
+    docs = [rng.integers(1, 256, rng.integers(1, max_len)).astype(np.uint8) for _ in range(n_docs)]
+    return np.concatenate([np.concatenate([[0], d]) for d in docs]).astype(np.uint8)
+
+
+def _plain_step(cell="egg"):
+    frozen, params, es_map, keys, fnp, nnp = _lm(cell)
+    step = lambda x, s, r, y: ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, None, x, s, r, y)  # noqa: E731
+    return step, lambda k: np.zeros((k, 2, 8))
+
+
+def test_lanes_without_cuts_are_exact():
+    """Lanes that start only at document starts give the one-sequence bpb (state resets there anyway)."""
+    stream = _stream(np.random.default_rng(11), 20, 40)
+    step, zero = _plain_step()
+    one = plan_lanes(stream, 1, context=7)
+    many = plan_lanes(stream, 4, warmup=10_000, context=7)   # warm-up back to each document start: exact
+    assert one.n_scored == many.n_scored == len(stream) and one.n_cut == 0
+    np.testing.assert_allclose(lanes_bpb(step, many, zero(4)), lanes_bpb(step, one, zero(1)), rtol=1e-9)
+
+
+def test_lanes_cuts_are_counted_and_only_approximate():
+    stream = _stream(np.random.default_rng(12), 3, 300)
+    step, zero = _plain_step("mingru")
+    lanes = plan_lanes(stream, 8, warmup=16)
+    assert lanes.n_cut > 0 and lanes.n_scored == len(stream) - 1 and "warmed up" in lanes.describe()
+    exact = lanes_bpb(step, plan_lanes(stream, 1), zero(1))
+    assert abs(lanes_bpb(step, lanes, zero(8), time_chunk=7) - exact) < 0.05 * exact
+
+
+def test_sample_is_a_function_of_the_seed():
+    frozen, params, es_map, keys, fnp, nnp = _lm("egg", dtype="float32")
+
+    def logits_fn(tok, s):
+        s = ByteLM.init_state(frozen, 1) if s is None else s
+        return ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, None, tok, s)
+    a = sample_bytes(logits_fn, b"ab", 20, 1.0, seed=1)
+    assert len(a) == 20 and a == sample_bytes(logits_fn, b"ab", 20, 1.0, seed=1)
+    assert sample_bytes(logits_fn, b"ab", 20, 0.0) == sample_bytes(logits_fn, b"ab", 20, 0.0, seed=9)
