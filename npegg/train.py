@@ -35,6 +35,7 @@ from .es import ES, ESState
 from .evaluate import LN2, Lanes, lanes_bpb, plan_lanes
 from .fitness import check_population
 from .models.lm import CELLS, ByteLM
+from .noise import NoiseTable
 from .noiser import EggRoll
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -138,6 +139,17 @@ def schedule(kind: str, value: float, epochs: int):
     return optim.cosine_decay_schedule(value, epochs)
 
 
+_NOISE_TABLES: dict = {}
+
+
+def shared_noise_table(seed: int = 0) -> NoiseTable:
+    """One float noise table per seed for the whole process: building it takes ~1 s, and what it
+    holds (the table and cached slices) is a pure function of the seed, so runs can share it."""
+    if seed not in _NOISE_TABLES:
+        _NOISE_TABLES[seed] = NoiseTable(seed=seed)
+    return _NOISE_TABLES[seed]
+
+
 def corpus_digest(corpus: Corpus) -> str:
     """sha256 of the training and validation bytes: a resumed run must read the same data."""
     h = hashlib.sha256()
@@ -159,7 +171,8 @@ class FloatRun:
             pop_size=cfg.pop_size, seed=cfg.seed, noiser=EggRoll,
             sigma=schedule(cfg.sigma_schedule, cfg.sigma, cfg.epochs),
             lr=schedule(cfg.lr_schedule, cfg.lr, cfg.epochs),
-            solver=cfg.optimizer, group_size=cfg.group_size, rank=cfg.rank, noise_reuse=cfg.noise_reuse)
+            solver=cfg.optimizer, group_size=cfg.group_size, rank=cfg.rank, noise_reuse=cfg.noise_reuse,
+            noise=shared_noise_table(0))
         self.hidden = ByteLM.init_state(self.es.frozen_params, cfg.pop_size)          # (P, L, D) float32
         self.data_state = {"pos": np.zeros(cfg.pop_size // cfg.group_size, np.int64)}
         if corpus is not None:

@@ -1,0 +1,181 @@
+"""The ``npegg`` command end to end, in process, on a tiny corpus: train, resume, sample, eval, errors."""
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from npegg import cli
+from npegg.checkpoint import load_checkpoint
+from npegg.tree import flatten
+from npegg.train import FloatRun
+
+WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly hex "
+         "every jovial number in the box of import numpy as np def return").split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A folder of 14 small text documents (~2.5 kB in all)."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    for i in range(14):
+        text = " ".join(rng.choice(WORDS, 30)) + ".\n"
+        (root / f"doc{i:02d}.txt").write_text(text)
+    return root
+
+
+def tiny(corpus, out, *extra):
+    return ["train", "--data", str(corpus), "--hidden-dim", "8", "--n-layers", "1", "--pop-size", "8",
+            "--tokens-per-update", "16", "--epochs", "4", "--eval-every", "2", "--sample-bytes", "20",
+            "--out", str(out), *extra]
+
+
+def run(argv):
+    buf = io.StringIO()
+    code = cli.main([str(a) for a in argv], stdout=buf)
+    return code, buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def straight(corpus, tmp_path_factory):
+    """An uninterrupted 4-epoch run: (run folder, stdout)."""
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    code, text = run(tiny(corpus, out))
+    assert code == 0, text
+    return out, text
+
+
+def _same_run(a: Path, b: Path):
+    ca, cb = load_checkpoint(a / "checkpoint.npz"), load_checkpoint(b / "checkpoint.npz")
+    assert ca.scalars["epoch"] == cb.scalars["epoch"] == 4
+    for tree in ("params", "opt_state", "hidden", "data"):
+        fa, fb = flatten(ca.trees[tree]), flatten(cb.trees[tree])
+        assert fa.keys() == fb.keys()
+        for k in fa:
+            assert np.array_equal(fa[k], fb[k]), f"{tree}/{k}"
+    ma, mb = (json.loads((p / "metrics.json").read_text())["history"] for p in (a, b))
+    assert ma["epoch"] == mb["epoch"] and ma["train_bpb"] == mb["train_bpb"] and ma["valid_bpb"] == mb["valid_bpb"]
+
+
+def test_train_writes_the_run_folder(straight):
+    out, text = straight
+    for name in ("checkpoint.npz", "metrics.csv", "metrics.json", "sample.txt"):
+        assert (out / name).is_file(), name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["result"]["epoch"] == 4 and np.isfinite(m["result"]["valid_bpb"])
+    assert set(m["baselines"]) == {"uniform", "unigram", "bigram", "gzip", "lzma"}
+    assert m["history"]["epoch"] == [0, 1, 2, 3, 4]
+    assert (out / "metrics.csv").read_text().splitlines()[0] == "epoch,train_bpb,valid_bpb,seconds"
+    for word in ("corpus", "unigram", "lzma", "epoch 4/4", "npegg float/egg, epoch 4"):
+        assert word in text
+    assert ("curve.png" in text) == (out / "curve.png").is_file()
+
+
+def test_resume_continues_bit_for_bit(corpus, straight, tmp_path):
+    """2 epochs, then --resume to 4 = 4 straight: params, optimizer, states, reader, metrics."""
+    out = tmp_path / "split"
+    assert run(tiny(corpus, out, "--epochs", "2"))[0] == 0
+    code, text = run(["train", "--resume", out, "--epochs", "4"])
+    assert code == 0, text
+    assert "resuming at epoch 2" in text
+    _same_run(straight[0], out)
+
+
+def test_interrupt_saves_and_resume_continues(corpus, straight, tmp_path, monkeypatch):
+    """Ctrl-C during epoch 3 saves epoch 2 and exits 130; --resume then matches the straight run."""
+    out, calls = tmp_path / "interrupted", []
+    real = FloatRun.epoch_step
+
+    def flaky(self):
+        calls.append(self.epoch)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self)
+    monkeypatch.setattr(FloatRun, "epoch_step", flaky)
+    code, text = run(tiny(corpus, out))
+    assert code == 130 and "--resume" in text
+    assert load_checkpoint(out / "checkpoint.npz").scalars["epoch"] == 2
+    monkeypatch.setattr(FloatRun, "epoch_step", real)
+    assert run(["train", "--resume", out])[0] == 0
+    _same_run(straight[0], out)
+
+
+def test_sample_and_eval(straight, corpus, tmp_path):
+    out = straight[0]
+    code, text = run(["sample", out, "--prompt", "the ", "--length", "40", "--seed", "3"])
+    assert code == 0 and text.startswith("the ")
+    assert run(["sample", out, "--prompt", "the ", "--length", "40", "--seed", "3"])[1] == text
+    code, text = run(["eval", out])
+    final = json.loads((out / "metrics.json").read_text())["result"]["valid_bpb"]
+    assert code == 0 and f"bpb {final:.4f}" in text
+    other = tmp_path / "other.txt"
+    other.write_text("a completely different text, " * 20)
+    code, text = run(["eval", out, "--data", other])
+    assert code == 0 and "(all)" in text
+
+
+BAD_FLAGS = [
+    (["--pop-size", "7"], "--pop-size"), (["--group-size", "3"], "--group-size"),
+    (["--group-size", "16"], "--group-size"), (["--rank", "0"], "--rank"), (["--sigma", "0"], "--sigma"),
+    (["--sigma", "-1"], "--sigma"), (["--epochs", "0"], "--epochs"), (["--lr", "0"], "--lr"),
+    (["--optimizer", "rmsprop"], "--optimizer"), (["--cell", "lstm"], "--cell"), (["--mode", "int", "--lr", "0.1"], "--lr"),
+    (["--mode", "int", "--cell", "mingru"], "--cell"), (["--alpha", "2"], "--alpha"), (["--epochs", "x"], "--epochs"),
+]
+
+
+@pytest.mark.parametrize("extra,flag", BAD_FLAGS, ids=[f[1] + str(i) for i, f in enumerate(BAD_FLAGS)])
+def test_bad_flags_exit_2_before_training(corpus, tmp_path, capsys, extra, flag):
+    out = tmp_path / "never"
+    code, _ = run(tiny(corpus, out, *extra))
+    err = capsys.readouterr().err
+    assert code == 2 and flag in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("make,what", [
+    (lambda p: p / "missing.txt", "no such file"),
+    (lambda p: (p / "empty.txt").write_bytes(b"") and None or p / "empty.txt", "empty"),
+    (lambda p: (p / "x.npy").write_bytes(b"not numpy") and None or p / "x.npy", "cannot read"),
+])
+def test_bad_data_exit_1_with_the_path(tmp_path, capsys, make, what):
+    path = make(tmp_path)
+    code, _ = run(tiny(path, tmp_path / "never"))
+    err = capsys.readouterr().err
+    assert code == 1 and str(path.name) in err and what in err, err
+    assert not (tmp_path / "never").exists()
+
+
+def test_existing_run_folder_is_never_overwritten(corpus, straight, capsys):
+    out = straight[0]
+    before = (out / "checkpoint.npz").read_bytes()
+    code, _ = run(tiny(corpus, out))
+    assert code == 2 and "--overwrite" in capsys.readouterr().err
+    assert (out / "checkpoint.npz").read_bytes() == before
+
+
+def test_resume_refuses_another_model_and_corrupt_files(straight, tmp_path, capsys):
+    code, _ = run(["train", "--resume", straight[0], "--hidden-dim", "16"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--hidden-dim: checkpoint 8, command line 16" in err
+    bad = tmp_path / "checkpoint.npz"
+    bad.write_bytes((straight[0] / "checkpoint.npz").read_bytes()[:500])
+    code, _ = run(["train", "--resume", bad])
+    assert code == 1 and "corrupt" in capsys.readouterr().err
+    code, _ = run(["sample", tmp_path / "nothing"])
+    assert code == 1 and "no such checkpoint" in capsys.readouterr().err
+
+
+def test_int_mode_trains(corpus, tmp_path):
+    code, text = run(tiny(corpus, tmp_path / "int", "--mode", "int", "--epochs", "2", "--hidden-dim", "16"))
+    assert code == 0, text
+    assert "int mode" in text and "npegg int/egg, epoch 2" in text
+    assert run(["sample", tmp_path / "int", "--length", "10"])[0] == 0
+
+
+def test_python_m_npegg_help():
+    r = subprocess.run([sys.executable, "-m", "npegg", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "train" in r.stdout and "sample" in r.stdout
