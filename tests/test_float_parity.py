@@ -40,6 +40,11 @@ def _injected(v, pre, leaves, members, sigma, rank):
 
 @pytest.mark.parametrize("path", parity_files("float_eggroll*.npz"))
 def test_float_eggroll_vectors(path):
+    check_float_eggroll(path)
+
+
+def check_float_eggroll(path):
+    """Every case and step of one float_eggroll-format file (also used on npegg's own exports)."""
     v = load(path)
     leaves = sorted(k[len("param0/"):] for k in v if k.startswith("param0/"))
     es_map = unflatten({leaf: int(v["es_map/" + leaf]) for leaf in leaves})
@@ -103,6 +108,10 @@ def test_float_eggroll_vectors(path):
 
 @pytest.mark.parametrize("path", parity_files("float_eggroll*.npz"))
 def test_fitness_unit_vectors(path):
+    check_fitness_units(path)
+
+
+def check_fitness_units(path):
     v = load(path)
     u = group(v, "fitness_unit")
     if not u:

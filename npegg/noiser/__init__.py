@@ -2,5 +2,6 @@
 from .base import Noiser
 from .eggroll import EggRoll
 from .open_es import OpenES
+from .qeggroll import QEggRoll
 
-__all__ = ["Noiser", "EggRoll", "OpenES"]
+__all__ = ["Noiser", "EggRoll", "OpenES", "QEggRoll"]
