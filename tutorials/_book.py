@@ -1,0 +1,64 @@
+"""Plumbing shared by the chapters: the small/full setting, where figures go, and saving them.
+
+Not part of the story; the chapters import it so that each of them stays about ES.
+
+- ``NPEGG_TUTORIAL_SMALL=1`` selects the small setting (seconds; what the test suite runs).
+- ``NPEGG_TUTORIAL_OUT`` is the folder the figures are written to (default ``tutorials/figures``).
+- matplotlib is optional: without it ``pyplot()`` returns None and the chapters skip their plots.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+SMALL = os.environ.get("NPEGG_TUTORIAL_SMALL", "").strip() not in ("", "0")
+OUT = Path(os.environ.get("NPEGG_TUTORIAL_OUT") or Path(__file__).resolve().parent / "figures")
+_T0 = time.perf_counter()
+_saved: list[str] = []
+_plotting = False
+
+
+def setting(small, full):
+    """``small`` under NPEGG_TUTORIAL_SMALL=1, else ``full``."""
+    return small if SMALL else full
+
+
+def pyplot():
+    """matplotlib.pyplot, or None (with a note) when matplotlib is not installed."""
+    try:
+        import matplotlib
+        if "ipykernel" not in sys.modules and not os.environ.get("MPLBACKEND"):
+            matplotlib.use("Agg")  # a plain `python` run only writes files, never opens windows
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: the figures are skipped (pip install matplotlib)")
+        return None
+    global _plotting
+    _plotting = True
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
+    return plt
+
+
+def save(fig, name: str) -> None:
+    """Write ``fig`` to OUT/name, show it when running in a notebook, then close it."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / name
+    fig.savefig(path, bbox_inches="tight")
+    _saved.append(name)
+    print(f"[figure] {path}")
+    if "ipykernel" in sys.modules:
+        from IPython.display import display
+        display(fig)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def finish(figures: list[str]) -> None:
+    """Check every declared figure was written (when plotting) and print the run time."""
+    missing = [f for f in figures if f not in _saved]
+    if _plotting and missing:
+        raise RuntimeError(f"declared figures not written: {missing}")
+    mode = "small" if SMALL else "full"
+    print(f"[done] {mode} setting, {time.perf_counter() - _T0:.1f} s wall time")
