@@ -5,6 +5,9 @@ Not part of the story; the chapters import it so that each of them stays about E
 - ``NPEGG_TUTORIAL_SMALL=1`` selects the small setting (seconds; what the test suite runs).
 - ``NPEGG_TUTORIAL_OUT`` is the folder the figures are written to (default ``tutorials/figures``).
 - matplotlib is optional: without it ``pyplot()`` returns None and the chapters skip their plots.
+- BLAS runs on one thread, as ``npegg train`` does (``npegg/blas.py`` explains why: on the
+  2-core machine the book was measured on, small multithreaded matmuls were up to 20x slower);
+  set ``NPEGG_BLAS_THREADS=2`` to change it.
 """
 from __future__ import annotations
 
@@ -15,6 +18,12 @@ from pathlib import Path
 
 SMALL = os.environ.get("NPEGG_TUTORIAL_SMALL", "").strip() not in ("", "0")
 OUT = Path(os.environ.get("NPEGG_TUTORIAL_OUT") or Path(__file__).resolve().parent / "figures")
+try:
+    from npegg.blas import default_blas_threads
+    default_blas_threads()
+except ImportError:  # npegg not installed: chapter 1 needs only NumPy
+    pass
+
 _T0 = time.perf_counter()
 _saved: list[str] = []
 _plotting = False
