@@ -58,6 +58,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -90,10 +91,20 @@ def table_entries(seed: int, start: int, stop: int) -> np.ndarray:
     return s.astype(np.float32) * TABLE_SCALE
 
 
+@lru_cache(maxsize=1 << 14)
+def _epoch_word(key_bytes: bytes, te: int) -> np.uint32:
+    """K0 = fold_in(k, te)[0] of step 2 for a key given as its uint32 bytes.
+
+    Memoized: it is a pure function of its arguments, and the threefry rounds in NumPy cost
+    ~60 µs, paid by every leaf of every perturbed forward otherwise.
+    """
+    return _keys.fold_in(np.frombuffer(key_bytes, dtype=np.uint32), te)[0]
+
+
 def start_indices(key, epoch: int, members, noise_reuse: int, table_size: int) -> np.ndarray:
     """Raw start index (step 2) of each member's slice: (P,) int64 in [0, table_size)."""
     te = 0 if noise_reuse == 0 else int(epoch) // int(noise_reuse)
-    k0 = _keys.fold_in(key, te)[0]
+    k0 = _epoch_word(np.asarray(key, dtype=np.uint32).tobytes(), te)
     q = (np.asarray(members, dtype=np.int64) >> 1).astype(np.uint32)  # (P,)
     with np.errstate(over="ignore"):
         h = ((q >> np.uint32(16)) ^ q) * np.uint32(HASH_MULT)
@@ -130,6 +141,7 @@ class NoiseTable:
     _table: np.ndarray | None = field(default=None, init=False, repr=False)
     _ext: np.ndarray | None = field(default=None, init=False, repr=False)
     _cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+    _views: dict = field(default_factory=dict, init=False, repr=False)
     _cached: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self):
@@ -161,14 +173,31 @@ class NoiseTable:
         if size > self.size:
             raise ValueError(f"a noise slice of {size} entries does not fit a table of {self.size}; "
                              f"raise log2_size")
-        t = self.table
         if self.overflow == "clamp":
             starts = np.minimum(starts, self.size - size)
-            return sliding_window_view(t, size)[starts]
-        if self._ext is None or len(self._ext) - self.size < size:
-            pad = max(size, 1 << 12)
-            self._ext = np.concatenate([t, t[:pad]])  # t[i mod N] for i < N + pad
-        return sliding_window_view(self._ext[: self.size + size], size)[starts]
+        return self._windows(size)[starts]  # (P, size): one row copied per member
+
+    def _windows(self, size: int) -> np.ndarray:
+        """The read-only (rows, size) view whose row i is the slice of ``size`` entries from i.
+
+        rows = N − size + 1 for "clamp"; for "wrap" the view is over the table extended by its
+        own first entries, t[i mod N] for i < N + size, so rows = N. Views cost no memory and are
+        kept per size (building one costs ~25 µs, per leaf per forward).
+        """
+        view = self._views.get(size)
+        if view is None:
+            t = self.table
+            if self.overflow == "wrap":
+                if self._ext is None or len(self._ext) - self.size < size:
+                    pad = max(size, 1 << 12)
+                    self._ext = np.concatenate([t, t[:pad]])  # t[i mod N] for i < N + pad
+                    self._views.clear()                       # views of the old extension
+                t = self._ext[: self.size + size - 1]
+            view = sliding_window_view(t, size)
+            if len(self._views) >= 64:
+                self._views.clear()
+            self._views[size] = view
+        return view
 
     # -- the source interface -------------------------------------------------------------------
     def _cached_or(self, tag, key, epoch, members, noise_reuse, shape, rank, build):
