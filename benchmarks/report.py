@@ -61,8 +61,12 @@ def _fmt_inputs(inputs: dict) -> str:
 
 
 def format_table(rows: list) -> str:
-    """A plain-text table: one line per row, grouped, with ratio, target and verdict."""
-    head = f"{'figure':<44} {'ratio':>8} {'target':>8} {'met':>4}  {'A ms':>9} {'B ms':>9}  inputs"
+    """A plain-text table: one line per row, grouped, with ratio, target and verdict.
+
+    ``ratio`` is of wall-clock medians (the figure); ``cpu`` the same ratio of process CPU times,
+    shown so that a busy machine is visible; A ms and B ms are the wall-clock medians per call.
+    """
+    head = f"{'figure':<44} {'ratio':>8} {'target':>8} {'met':>4} {'cpu':>7}  {'A ms':>9} {'B ms':>9}  inputs"
     lines = [head, "-" * len(head)]
     group = None
     for r in rows:
@@ -71,14 +75,17 @@ def format_table(rows: list) -> str:
             lines.append(f"[{group}]")
         name = r.key.split("/", 1)[-1]
         if r.skipped:
-            lines.append(f"  {name:<42} {'—':>8} {_fmt_target(r):>8} {'':>4}  skipped: {r.skipped}")
+            lines.append(f"  {name:<42} {'—':>8} {_fmt_target(r):>8} {'':>4} {'':>7}  skipped: {r.skipped}")
             continue
         verdict = {True: "yes", False: "NO", None: ""}[r.met]
         ta = r.timing.get("median_a_s")
         tb = r.timing.get("median_b_s")
         ta = f"{ta * 1e3:9.2f}" if ta is not None else f"{'':>9}"
         tb = f"{tb * 1e3:9.2f}" if tb is not None else f"{'':>9}"
-        lines.append(f"  {name:<42} {r.ratio:8.3f} {_fmt_target(r):>8} {verdict:>4}  {ta} {tb}  {_fmt_inputs(r.inputs)}")
+        cpu = r.timing.get("cpu_ratio")
+        cpu = f"{cpu:7.3f}" if cpu is not None else f"{'':>7}"
+        lines.append(f"  {name:<42} {r.ratio:8.3f} {_fmt_target(r):>8} {verdict:>4} {cpu}  {ta} {tb}  "
+                     f"{_fmt_inputs(r.inputs)}")
     return "\n".join(lines)
 
 

@@ -30,10 +30,10 @@ class Settings:
     repeats: int = 7                 # interleaved A/B samples per row; the figure is the median
     min_sample: float = 0.05         # seconds: a sample repeats a call until it lasts this long
     # language model rows
-    lm_hidden: int = 256
+    lm_hidden: int = 256             # the issue's width; `npegg train` defaults to 64
     lm_layers: int = 1
-    lm_pop: int = 256
-    lm_tokens: int = 64              # tokens per member per forward (T)
+    lm_pop: int = 512                # `npegg train`'s default population …
+    lm_tokens: int = 100             # … and tokens per member per update (T)
     lm_repeats: int = 5
     scan_pop: int = 256              # minGRU scan vs loop: P, T, D
     scan_tokens: int = 128

@@ -4,8 +4,13 @@ A ratio of two wall-clock times is only meaningful if both were measured under t
 conditions. On a shared 2-core machine the load changes from second to second, so the two
 functions are timed *interleaved* (A B B A A B …, the order flipping every repeat so neither
 always runs first on a warm or a cold cache), each sample long enough to swamp timer noise
-(a sample repeats the call ``number`` times, chosen once so that it lasts ≥ ``min_sample`` s),
-and the figure is ``median(A) / median(B)``. Garbage collection is off while timing.
+(a sample repeats a call as many times as makes it last ≥ ``min_sample`` s, counted once per side),
+and the figure is ``median(A) / median(B)`` of wall-clock times. Garbage collection is off
+while timing.
+
+The process CPU time of every sample is kept too (``cpu_ratio``): with BLAS on one thread it
+equals the wall time on an idle machine, and it is much less disturbed by other processes
+competing for the cores, so a large gap between the two ratios says the machine was busy.
 """
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ class Comparison:
 
     times_a: list = field(default_factory=list)
     times_b: list = field(default_factory=list)
-    number: int = 1
+    cpu_a: list = field(default_factory=list)
+    cpu_b: list = field(default_factory=list)
+    number: tuple = (1, 1)           # calls per sample of A and of B
 
     @property
     def median_a(self) -> float:
@@ -39,6 +46,11 @@ class Comparison:
         return self.median_a / self.median_b
 
     @property
+    def cpu_ratio(self) -> float:
+        """median(CPU time of A) / median(CPU time of B)."""
+        return float(np.median(self.cpu_a) / np.median(self.cpu_b))
+
+    @property
     def spread(self) -> tuple:
         """(min, max) over repeats of the paired ratio A_k / B_k: how much the load moved."""
         r = np.asarray(self.times_a) / np.asarray(self.times_b)
@@ -47,38 +59,38 @@ class Comparison:
     def as_dict(self) -> dict:
         lo, hi = self.spread
         return {"ratio": self.ratio, "median_a_s": self.median_a, "median_b_s": self.median_b,
+                "cpu_ratio": self.cpu_ratio,
                 "paired_ratio_min": lo, "paired_ratio_max": hi, "repeats": len(self.times_a),
                 "calls_per_sample": self.number,
-                "times_a_s": [float(t) for t in self.times_a], "times_b_s": [float(t) for t in self.times_b]}
+                "times_a_s": [float(t) for t in self.times_a], "times_b_s": [float(t) for t in self.times_b],
+                "cpu_a_s": [float(t) for t in self.cpu_a], "cpu_b_s": [float(t) for t in self.cpu_b]}
 
 
-def _sample(f: Callable, number: int) -> float:
-    t0 = time.perf_counter()
+def _sample(f: Callable, number: int) -> tuple:
+    """(wall seconds, process CPU seconds) per call, over ``number`` calls."""
+    c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(number):
         f()
-    return (time.perf_counter() - t0) / number
-
-
-def calls_per_sample(f: Callable, min_sample: float) -> int:
-    """How many calls of ``f`` make a sample of at least ``min_sample`` seconds (f warmed up)."""
-    t = _sample(f, 1)
-    return max(1, int(np.ceil(min_sample / max(t, 1e-9))))
+    return (time.perf_counter() - t0) / number, (time.process_time() - c0) / number
 
 
 def compare(a: Callable, b: Callable, repeats: int = 7, min_sample: float = 0.02, warmup: int = 1) -> Comparison:
-    """Time ``a`` and ``b`` interleaved; ``ratio`` is median(a) / median(b) per call."""
-    for _ in range(warmup):
-        a()
-        b()
-    number = max(calls_per_sample(a, min_sample), calls_per_sample(b, min_sample))
-    res = Comparison(number=number)
+    """Time ``a`` and ``b`` interleaved; ``ratio`` is median(a) / median(b) per call.
+
+    The warm-up calls (at least one each) also measure how many calls make one sample of each.
+    """
+    first = [(_sample(a, 1)[0], _sample(b, 1)[0]) for _ in range(max(1, warmup))]
+    number = [max(1, int(np.ceil(min_sample / max(min(t), 1e-9)))) for t in zip(*first)]  # per side
+    res = Comparison(number=tuple(number))
+    sides = ((a, number[0], res.times_a, res.cpu_a), (b, number[1], res.times_b, res.cpu_b))
     enabled = gc.isenabled()
     gc.disable()
     try:
         for k in range(repeats):
-            order = ((a, res.times_a), (b, res.times_b))
-            for f, sink in order if k % 2 == 0 else order[::-1]:
-                sink.append(_sample(f, number))
+            for f, n, walls, cpus in sides if k % 2 == 0 else sides[::-1]:
+                wall, cpu = _sample(f, n)
+                walls.append(wall)
+                cpus.append(cpu)
     finally:
         if enabled:
             gc.enable()
