@@ -53,7 +53,7 @@ def scores(out: np.ndarray) -> np.ndarray:
 
 
 def _inputs(s, **kw) -> dict:
-    return {"dtype": "float32", "repeats": s.repeats, **kw}
+    return {"dtype": "float32", **kw}
 
 
 def forward_rows(s):
@@ -65,7 +65,7 @@ def forward_rows(s):
                 for rank in s.ranks:
                     es, state = make_es(model_name, width, s.pop, rank)
                     c = compare(lambda: es.forward(state, x), lambda: es.evaluate(state, x),
-                                repeats=s.repeats, min_sample=s.min_sample)
+                                repeats=s.repeats, min_sample=s.min_sample, budget=s.row_budget)
                     target = ("<=", 1.10) if rank == 1 and width >= 256 else None
                     yield Row(f"forward/{model_name}/D{width}/r{rank}/B{batch}", "population forward",
                               "perturbed forward, noise rebuilt", "plain forward, same x", c.ratio, target,
@@ -83,7 +83,7 @@ def update_rows(s):
             es, state = make_es(model_name, width, s.pop, 1)
             raw = scores(es.forward(state, x))
             c = compare(lambda: es.step(state, raw), lambda: es.forward(state, x),
-                        repeats=s.repeats, min_sample=s.min_sample)
+                        repeats=s.repeats, min_sample=s.min_sample, budget=s.row_budget)
             yield Row(f"update/{model_name}/D{width}/r1/B{batch}", "ES update",
                       "es.step: fitness, noise rebuilt, G, Adam", "perturbed forward", c.ratio, ("<=", 0.5),
                       _inputs(s, model=model_name, P=s.pop, D=width, rank=1, B=batch, optimizer="adam"),
@@ -103,7 +103,7 @@ def openes_rows(s):
             def generation(es, state):
                 return lambda: es.step(state, scores(es.forward(state, x)))
             c = compare(generation(opn, opn_state), generation(egg, egg_state),
-                        repeats=max(3, s.repeats - 2), min_sample=s.min_sample)
+                        repeats=s.repeats, min_sample=s.min_sample, budget=s.row_budget)
             yield Row(f"openes/{model_name}/D{width}/B{batch}", "OpenES vs EggRoll",
                       "OpenES forward + update", "EggRoll r=1 forward + update", c.ratio, (">=", 20.0),
                       _inputs(s, model=model_name, P=s.pop, D=width, B=batch, optimizer="adam"),

@@ -35,10 +35,10 @@ def intmm_rows(s):
         exact = bool(np.array_equal(fast(), slow()))
         if not exact:
             raise AssertionError(f"exact_matmul differs from int64 matmul at {(m, k, n)}")
-        c = compare(fast, slow, repeats=s.repeats, min_sample=s.min_sample)
+        c = compare(fast, slow, repeats=s.repeats, min_sample=s.min_sample, budget=s.row_budget)
         yield Row(f"int8/exact_matmul/{m}x{k}x{n}", "int8", "exact_matmul (float BLAS)", "int64 matmul",
                   c.ratio, ("<=", 0.2),
-                  {"dtype": "int8 → int64", "repeats": s.repeats, "M": m, "K": k, "N": n, "exact": exact},
+                  {"dtype": "int8 → int64", "M": m, "K": k, "N": n, "exact": exact},
                   c.as_dict(), note="results compared with np.array_equal in the same run")
 
 
@@ -80,10 +80,10 @@ def int8_lm_rows(s):
     def float_forward():
         return ByteLM.forward(EggRoll, f_frozen, f_np, f_init.frozen_params, f_init.params, f_keys,
                               (next(epochs), members), tokens, f_state, targets=targets)[0]
-    c = compare(int8_forward, float_forward, repeats=s.lm_repeats, min_sample=s.min_sample)
+    c = compare(int8_forward, float_forward, repeats=s.lm_repeats, min_sample=s.min_sample, budget=s.row_budget)
     yield Row(f"int8/lm_forward/D{H}", "int8", "int8 EGG forward (QEggRoll)", "float ByteLM egg forward (EggRoll)",
               c.ratio, ("<=", 1.5),
-              {"dtype": "int8 vs float32", "repeats": s.lm_repeats, "P": P, "T": T, "H": H, "L": L, "rank": 1,
+              {"dtype": "int8 vs float32", "P": P, "T": T, "H": H, "L": L, "rank": 1,
                "int8_table_log2": s.int8_noise_log2},
               c.as_dict(), note="both perturbed, both score every next byte; new noise each call")
 

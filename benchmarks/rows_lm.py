@@ -72,10 +72,10 @@ def lm_rows(s):
         next_state = fresh_epochs(es, state)
         c = compare(lambda: es.forward(next_state(), tokens, h0, targets=targets),
                     lambda: es.evaluate(state, tokens, h0, targets=targets),
-                    repeats=s.lm_repeats, min_sample=s.min_sample)
+                    repeats=s.lm_repeats, min_sample=s.min_sample, budget=s.row_budget)
         yield Row(f"lm/{cell}/D{s.lm_hidden}", "language model", "perturbed LM forward, new noise",
                   "plain LM forward, same bytes", c.ratio, ("<=", 1.25),
-                  {"dtype": "float32", "repeats": s.lm_repeats, "cell": cell, "P": s.lm_pop, "T": s.lm_tokens,
+                  {"dtype": "float32", "cell": cell, "P": s.lm_pop, "T": s.lm_tokens,
                    "D": s.lm_hidden, "L": s.lm_layers, "rank": 1},
                   c.as_dict(), note="both sides compute log p(next byte) for all P·T positions")
 
@@ -83,7 +83,7 @@ def lm_rows(s):
 def scan_rows(s):
     """The minGRU cell over T steps: one parallel scan ÷ T calls of its one-step form."""
     try:
-        from npegg.models.mingru import MinGRUCell
+        from npegg.models.mingru import MinGRUCell, linear_scan, linear_scan_loop
     except ImportError:
         yield skipped(f"scan/mingru/T{s.scan_tokens}", "minGRU scan", "parallel scan", "step loop",
                       "npegg.models.mingru not found")
@@ -98,6 +98,12 @@ def scan_rows(s):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((P, T, D), dtype=np.float32)
     h0 = np.zeros((P, D), np.float32)
+    a = rng.uniform(0.0, 1.0, (P, T, D)).astype(np.float32)      # the scan alone, on its own inputs
+    c = compare(lambda: linear_scan(a, x, h0), lambda: linear_scan_loop(a, x, h0), repeats=s.lm_repeats,
+                min_sample=s.min_sample, budget=s.row_budget)
+    yield Row(f"scan/linear_scan/T{T}", "minGRU scan", "linear_scan (Hillis–Steele)", "linear_scan_loop",
+              c.ratio, None, {"dtype": "float32", "P": P, "T": T, "D": D}, c.as_dict(),
+              note="h_t = a_t h_{t-1} + b_t only: log2(T) passes over (P, T, D) against T passes over (P, D)")
     for mode, iterinfo in (("plain", None), ("perturbed", (0, np.arange(P)))):
         cp = CommonParams(EggRoll, frozen_n, noiser_p, init.frozen_params, init.params, es_keys, iterinfo)
 
@@ -110,10 +116,10 @@ def scan_rows(s):
                 h = MinGRUCell.step(cp, x[:, t], h)
             return h
         np.testing.assert_allclose(scan()[:, -1], loop(), rtol=1e-4, atol=1e-5)
-        c = compare(scan, loop, repeats=s.lm_repeats, min_sample=s.min_sample)
+        c = compare(scan, loop, repeats=s.lm_repeats, min_sample=s.min_sample, budget=s.row_budget)
         yield Row(f"scan/mingru/{mode}/T{T}", "minGRU scan", "parallel scan over T", "T one-step calls",
                   c.ratio, None,
-                  {"dtype": "float32", "repeats": s.lm_repeats, "P": P, "T": T, "D": D, "mode": mode},
+                  {"dtype": "float32", "P": P, "T": T, "D": D, "mode": mode},
                   c.as_dict(), note="perturbed: noise cache on, as in training (built once, reused)")
 
 

@@ -29,11 +29,12 @@ class Settings:
     update_width: int = 256          # the update ÷ forward and OpenES ÷ EggRoll rows
     repeats: int = 7                 # interleaved A/B samples per row; the figure is the median
     min_sample: float = 0.05         # seconds: a sample repeats a call until it lasts this long
+    row_budget: float = 8.0          # seconds: slower rows get fewer repeats (never fewer than 3)
     # language model rows
     lm_hidden: int = 256             # the issue's width; `npegg train` defaults to 64
     lm_layers: int = 1
-    lm_pop: int = 512                # `npegg train`'s default population …
-    lm_tokens: int = 100             # … and tokens per member per update (T)
+    lm_pop: int = 256                # half `npegg train`'s default population (512), for time …
+    lm_tokens: int = 100             # … and its tokens per member per update (T)
     lm_repeats: int = 5
     scan_pop: int = 256              # minGRU scan vs loop: P, T, D
     scan_tokens: int = 128
@@ -42,10 +43,12 @@ class Settings:
     intmm_shapes: tuple = ((1024, 256, 1024), (1024, 1024, 256))  # (M, K, N): x (M, K) @ W (K, N)
     int8_hidden: int = 256
     int8_pop: int = 64
-    int8_tokens: int = 16
+    int8_tokens: int = 100
     int8_noise_log2: int = 25        # QEggRoll's default int8 table (32 MiB)
-    # peak memory of `npegg train`
-    train_args: tuple = ()           # extra flags for the default train run
+    # peak memory of `npegg train`: the defaults, but 2 epochs instead of 200. Two epochs run every
+    # phase of the default run (baselines, epochs, validation, checkpoint, sample) and memory does
+    # not grow with epochs; `--train-epochs 0` runs the true default (many minutes).
+    train_args: tuple = ("--epochs", "2")
     train_timeout: float = 1800.0
 
     def as_dict(self) -> dict:
@@ -55,7 +58,7 @@ class Settings:
 FULL = Settings()
 
 QUICK = Settings(pop=64, widths=(64,), ranks=(1, 4), batches=(1, 4), update_width=64, repeats=3,
-                 min_sample=0.0, lm_hidden=32, lm_layers=1, lm_pop=16, lm_tokens=8, lm_repeats=3,
+                 min_sample=0.0, row_budget=1.0, lm_hidden=32, lm_layers=1, lm_pop=16, lm_tokens=8, lm_repeats=3,
                  scan_pop=8, scan_tokens=16, scan_hidden=32, intmm_shapes=((64, 64, 64),),
                  int8_hidden=32, int8_pop=8, int8_tokens=4, int8_noise_log2=18,
                  train_args=("--epochs", "1", "--hidden-dim", "16", "--pop-size", "16", "--max-docs", "20"),

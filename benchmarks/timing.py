@@ -74,13 +74,20 @@ def _sample(f: Callable, number: int) -> tuple:
     return (time.perf_counter() - t0) / number, (time.process_time() - c0) / number
 
 
-def compare(a: Callable, b: Callable, repeats: int = 7, min_sample: float = 0.02, warmup: int = 1) -> Comparison:
+def compare(a: Callable, b: Callable, repeats: int = 7, min_sample: float = 0.02, warmup: int = 1,
+            budget: float | None = None, min_repeats: int = 3) -> Comparison:
     """Time ``a`` and ``b`` interleaved; ``ratio`` is median(a) / median(b) per call.
 
     The warm-up calls (at least one each) also measure how many calls make one sample of each.
+    ``budget`` (seconds): use fewer repeats, down to ``min_repeats``, where ``repeats`` samples
+    of both would take longer than that (for the slowest rows).
     """
     first = [(_sample(a, 1)[0], _sample(b, 1)[0]) for _ in range(max(1, warmup))]
-    number = [max(1, int(np.ceil(min_sample / max(min(t), 1e-9)))) for t in zip(*first)]  # per side
+    fastest = [max(min(t), 1e-9) for t in zip(*first)]                       # per side, seconds
+    number = [max(1, int(np.ceil(min_sample / t))) for t in fastest]       # calls per sample
+    if budget is not None:
+        per_repeat = sum(n * t for n, t in zip(number, fastest))
+        repeats = max(min_repeats, min(repeats, int(budget // per_repeat)))
     res = Comparison(number=tuple(number))
     sides = ((a, number[0], res.times_a, res.cpu_a), (b, number[1], res.times_b, res.cpu_b))
     enabled = gc.isenabled()
