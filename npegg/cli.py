@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--data", metavar="PATH", help="text file, folder of text files, or .npy byte stream "
                                                   "[the Python standard library's source]")
     g.add_argument("--max-docs", type=int, metavar="N", help="keep the first N documents [all]")
-    g.add_argument("--out", metavar="DIR", help="run folder [runs/<corpus>-<cell>-<time>]")
+    g.add_argument("--out", metavar="DIR", help="run folder [runs/<corpus>-<mode>-<cell>-<time>]")
     g.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     g.add_argument("--resume", metavar="RUN", help="continue a run folder (or its checkpoint.npz)")
     g.add_argument("--eval-every", type=int, metavar="N", help="validate every N epochs [epochs/5]")

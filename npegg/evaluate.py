@@ -21,7 +21,9 @@ run as one batch of K with the state carried from time chunk to time chunk:
   equally long; the tail of a shorter lane is padding, never scored.
 
 With one lane and no cuts this is the exact sequential evaluation; a test checks that the lanes
-give the same bpb up to the warm-up approximation.
+give the same bpb when no document is cut. Measured on trained models, the warm-up approximation
+is far below the digits anyone reads: 5.40779 bpb in 128 lanes with 103 cuts against 5.40779 in 3
+exact lanes (MiniPile split, D = 32); 4.15663 against 4.15662 (stdlib split, D = 64, 2 layers).
 """
 from __future__ import annotations
 
