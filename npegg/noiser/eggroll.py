@@ -228,7 +228,7 @@ class EggRoll(Noiser):
         c, rows, r = a.shape
         w = (w * scale).astype(w.dtype)                                   # (c,) in the update's precision
         aw = (a * w[:, None, None]).transpose(1, 0, 2).reshape(rows, c * r)
-        return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1]).astype(aw.dtype)
+        return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1]).astype(aw.dtype, copy=False)
 
 
 def _check_sigma(sigma):
