@@ -1,6 +1,7 @@
 """``python -m benchmarks``: run every row, print the table, write the JSON.
 
-    python -m benchmarks                      # the full run (a few minutes on 2 cores)
+    python -m benchmarks                      # the full run (about 4 minutes on 2 cores)
+    python benchmarks/run.py                  # the same
     python -m benchmarks --quick              # a smoke run of a few seconds, small sizes
     python -m benchmarks --skip-train         # without the peak-memory row (it runs `npegg train`)
     python -m benchmarks --only forward,lm    # some groups only
@@ -94,7 +95,8 @@ def main(argv=None) -> int:
         print("\n(--quick: tiny sizes to check that every row runs; the targets are for the full sizes)")
     if any(r.other_met is not None and r.other_met != r.met for r in rows):
         print("* the other clock's ratio gives the other verdict: the machine was busy")
-    notes = [settings.__doc__.strip()]
+    notes = [settings.__doc__.split("\n\n", 1)[1].strip()]
+    print("\n" + notes[0])
     print(f"\n{len(rows)} rows in {elapsed:.0f} s; targets met: "
           f"{sum(r.met is True for r in rows)}, not met: {sum(r.met is False for r in rows)}, "
           f"skipped: {sum(bool(r.skipped) for r in rows)}")
@@ -106,4 +108,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    if not __package__:                  # `python benchmarks/run.py`: run it as the package's module
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from benchmarks.run import main
     sys.exit(main())
