@@ -17,8 +17,8 @@
 #
 # **Run it**: `python tutorials/01_es_from_scratch.py` (or open it as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
-# setting in a few seconds. The full setting took **59 s** on this machine (2 cores, shared with
-# other jobs at the time: 21 s of CPU time).
+# setting in a few seconds. The full setting took **65 s** on this machine (2 cores shared with
+# other jobs at the time; 31 s of CPU time).
 
 # %%
 import time
@@ -272,7 +272,7 @@ if plt:
         ax.loglog(sig, [variance_table[s][k] for s in sig], m, label=k)
     ax.axhline((d + 1) * g0 @ g0, color="k", ls=":", label="$(d+1)\\|g\\|^2$")
     ax.axhline(2 * (d + 1) * g0 @ g0, color="k", ls="--", label="$2(d+1)\\|g\\|^2$")
-    ax.set(xlabel="σ", ylabel="variance per evaluation of F", title="Antithetic sampling removes the 1/σ² blow-up")
+    ax.set(xlabel="σ", ylabel="variance per evaluation of F", title="A baseline or antithetic pairs remove the 1/σ² blow-up")
     ax.legend()
     book.save(fig, "01_variance.png")
 

@@ -13,12 +13,13 @@
 #    surprise: with antithetic pairs it produces exactly the update of the plain z-score.
 # 3. *The sign convention and the scale*: why npegg hands the optimizer
 #    $G=-\sigma^2\sqrt N\,\hat g$ rather than $\hat g$, derived from `npegg/noiser/eggroll.py` and
-#    checked to the last digit against the library.
+#    checked against the library to float32 rounding.
 # 4. *SGD vs Adam* (`npegg.optim`) on an ill-conditioned ES problem.
 #
 # **Run it**: `python tutorials/02_fitness_and_optimizers.py` (or as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
-# setting. The full setting took **9 s** on this machine (2 cores).
+# setting. The full setting took **7 s** on this machine (2 cores shared with other jobs at the
+# time; 5 s of CPU time).
 
 # %%
 import numpy as np
