@@ -136,7 +136,10 @@ def _train_config(args):
     ckpt = None
     if args.resume:
         ckpt = _load(args.resume)
-        saved = TrainConfig.from_dict(ckpt.config.get("train", {}))
+        if "train" not in ckpt.config:
+            raise InputError(f"--resume: {_checkpoint_path(args.resume)} was not written by `npegg train` "
+                             f"(it has no training config), so there is no run to continue")
+        saved = TrainConfig.from_dict(ckpt.config["train"])
         clash = [k for k, v in given.items() if k not in RESUMABLE + ("data",) and v != getattr(saved, k)]
         if clash:
             lines = [f"--{k.replace('_', '-')}: checkpoint {getattr(saved, k)!r}, command line {given[k]!r}" for k in clash]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from npegg import cli
-from npegg.checkpoint import load_checkpoint
+from npegg.checkpoint import load_checkpoint, save_checkpoint
 from npegg.tree import flatten
 from npegg.train import FloatRun
 
@@ -167,6 +167,10 @@ def test_resume_refuses_another_model_and_corrupt_files(straight, tmp_path, caps
     assert code == 1 and "corrupt" in capsys.readouterr().err
     code, _ = run(["sample", tmp_path / "nothing"])
     assert code == 1 and "no such checkpoint" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.npz"
+    save_checkpoint(foreign, {"params": {"w": np.zeros(3)}})
+    code, _ = run(["train", "--resume", foreign])
+    assert code == 1 and "not written by `npegg train`" in capsys.readouterr().err
 
 
 def test_int_mode_trains(corpus, tmp_path):
