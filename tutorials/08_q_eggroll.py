@@ -20,8 +20,7 @@
 #
 # **Run it**: `python tutorials/08_q_eggroll.py` (or open it as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
-# setting in a few seconds. The full setting took **2 min 49 s** on this machine (2 cores, shared
-# with other jobs at the time; 1 min 32 s of CPU time).
+# setting in a few seconds. The full setting took **1 min 39 s** on this machine (2 cores).
 
 # %%
 import time
