@@ -38,7 +38,7 @@ class Settings:
     update_width: int = 256          # the update ÷ forward and OpenES ÷ EggRoll rows
     repeats: int = 7                 # interleaved A/B samples per row; the figure is the median
     min_sample: float = 0.05         # seconds: a sample repeats a call until it lasts this long
-    row_budget: float = 8.0          # seconds: slower rows get fewer repeats (never fewer than 3)
+    row_budget: float = 10.0         # seconds: slower rows get fewer repeats (never fewer than 3)
     # language model rows
     lm_hidden: int = 256             # the width; `npegg train` defaults to 64
     lm_layers: int = 1
