@@ -9,7 +9,8 @@ for the flags). Modules, in reading order:
 - ``rows_lm``: the language-model step, the parallel-scan minGRU ÷ its step loop, peak memory of ``npegg train``;
 - ``rows_int8``: exact int8 matmul through float BLAS ÷ int64 matmul, int8 ÷ float LM forward;
 - ``report``: rows, the printed table and the JSON file;
-- ``run``: the command line.
+- ``run``: the command line;
+- ``int8_forward.py``: a standalone script, int8 EGG forward against a hand-written float32 twin.
 
 Nothing here is imported by ``npegg``; NumPy is loaded only when ``run.main`` starts, so that
 ``--threads`` can still pin the BLAS thread count.

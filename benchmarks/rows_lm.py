@@ -51,7 +51,7 @@ def byte_windows(pop, tokens, seed=0):
     return w[:, :-1], w[:, 1:]
 
 
-def fresh_epochs(es, state):
+def fresh_epochs(state):
     """A callable giving the ES state at epoch 1, 2, 3, …: new noise on every call."""
     from dataclasses import replace
     counter = itertools.count(1)
@@ -69,7 +69,7 @@ def lm_rows(s):
     for cell in ("egg", "mingru"):
         es, state = make_lm(s.lm_hidden, s.lm_layers, s.lm_pop, cell)
         h0 = es.model.init_state(es.frozen_params, s.lm_pop)
-        next_state = fresh_epochs(es, state)
+        next_state = fresh_epochs(state)
         c = compare(lambda: es.forward(next_state(), tokens, h0, targets=targets),
                     lambda: es.evaluate(state, tokens, h0, targets=targets),
                     repeats=s.lm_repeats, min_sample=s.min_sample, budget=s.row_budget)

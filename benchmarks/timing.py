@@ -10,10 +10,10 @@ many times as makes it last ≥ ``min_sample`` s, counted once per side), and th
 Two clocks are read around every sample: wall-clock time and the process's CPU time. With BLAS
 on one thread (npegg's default, and the benchmark's) the process computes on one thread, so its
 CPU time is the wall time it would take on an idle machine, while the wall clock also counts the
-time the process waited for a core that another process held. The figure is therefore the ratio
-of CPU times (``CLOCK = "cpu"``); ``run`` switches to wall-clock time when BLAS has more threads,
-where CPU time adds up the threads. Both ratios are always kept; where they disagree the machine
-was busy.
+time the process waited for a core that another process held. So ``run`` makes the figure the
+ratio of CPU times (``CLOCK = "cpu"``) when BLAS has one thread, and keeps wall-clock time (the
+default here) when it has more, where CPU time adds up the threads. Both ratios are always kept;
+where they disagree the machine was busy.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-CLOCK = "cpu"          # which clock gives the figure: "cpu" (one-threaded runs) or "wall"
+CLOCK = "wall"         # which clock gives the figure: "wall", or "cpu" (set by ``run`` on one thread)
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Comparison:
     cpu_a: list = field(default_factory=list)
     cpu_b: list = field(default_factory=list)
     number: tuple = (1, 1)           # calls per sample of A and of B
-    clock: str = CLOCK
+    clock: str = "wall"
 
     @property
     def wall_ratio(self) -> float:
@@ -51,6 +51,21 @@ class Comparison:
         """The figure: median(A) / median(B) on ``clock``."""
         return self.cpu_ratio if self.clock == "cpu" else self.wall_ratio
 
+    @property
+    def median_a(self) -> float:
+        return self.medians()[0]
+
+    @property
+    def median_b(self) -> float:
+        return self.medians()[1]
+
+    @property
+    def spread(self) -> tuple:
+        """(min, max) over repeats of the paired ratio A_k / B_k on ``clock``: how much the load moved."""
+        a, b = (self.cpu_a, self.cpu_b) if self.clock == "cpu" else (self.wall_a, self.wall_b)
+        r = np.asarray(a) / np.asarray(b)
+        return float(r.min()), float(r.max())
+
     def medians(self) -> tuple:
         """(median A, median B) in seconds per call on ``clock``."""
         a, b = (self.cpu_a, self.cpu_b) if self.clock == "cpu" else (self.wall_a, self.wall_b)
@@ -58,8 +73,10 @@ class Comparison:
 
     def as_dict(self) -> dict:
         ma, mb = self.medians()
+        lo, hi = self.spread
         return {"ratio": self.ratio, "clock": self.clock, "wall_ratio": self.wall_ratio,
                 "cpu_ratio": self.cpu_ratio, "median_a_s": ma, "median_b_s": mb,
+                "paired_ratio_min": lo, "paired_ratio_max": hi,
                 "repeats": len(self.wall_a), "calls_per_sample": list(self.number),
                 "wall_a_s": self.wall_a, "wall_b_s": self.wall_b, "cpu_a_s": self.cpu_a, "cpu_b_s": self.cpu_b}
 
