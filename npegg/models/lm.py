@@ -48,7 +48,7 @@ from .common import (MM, MLP, CommonInit, Embedding, LayerNorm, Model, Parameter
 from .mingru import MinGRUCell, sigmoid
 
 VOCAB = 256
-_HEAD_CHUNK_BYTES = 2 << 20       # fused head + log-softmax: logit chunks that stay in cache
+_CHUNK_BYTES = 2 << 20            # MLP and fused head + log-softmax run on member chunks of this size
 
 
 class EggCell(Model):
@@ -162,8 +162,10 @@ class ByteLM(Model):
             lp = layer_slice(blocks, l)
             y, new_state[:, l] = call_submodule(cell, "att", lp, call_submodule(LayerNorm, "ln1", lp, x),
                                                 state[:, l], keep)
-            x = x + y
-            x = x + call_submodule(MLP, "mlp", lp, call_submodule(LayerNorm, "ln2", lp, x))
+            x = x + y                                                         # (P, T, D), a fresh array
+            per_member = x.shape[1] * 4 * x.shape[2] * x.itemsize            # bytes of MLP hidden per member
+            for sl, sub in _member_chunks(lp, x.shape[0], per_member):
+                x[sl] += call_submodule(MLP, "mlp", sub, call_submodule(LayerNorm, "ln2", sub, x[sl]))
         return call_submodule(LayerNorm, "ln_out", cp, x), new_state
 
     @classmethod
@@ -178,14 +180,23 @@ class ByteLM(Model):
     def _head_log_likelihood(cls, cp, h, targets):
         """log softmax(head · h)[target] in member chunks: h (P, T, D), targets (P, T) → (P, T)."""
         P, T, _ = h.shape
-        V = cp.params["head"].shape[0]
-        rows = max(1, _HEAD_CHUNK_BYTES // (T * V * h.itemsize))
         out = np.empty((P, T), dtype=h.dtype)
-        for lo in range(0, P, rows):
-            sl = slice(lo, lo + rows)
-            sub = cp if cp.iterinfo is None else cp._replace(iterinfo=(cp.iterinfo[0], np.asarray(cp.iterinfo[1])[sl]))
+        for sl, sub in _member_chunks(cp, P, T * cp.params["head"].shape[0] * h.itemsize):
             out[sl] = log_softmax_at(call_submodule(MM, "head", sub, h[sl]), targets[sl])
         return out
+
+
+def _member_chunks(cp, n: int, bytes_per_member: int):
+    """(slice, CommonParams) over the population axis, ~_CHUNK_BYTES of activations per slice.
+
+    Row-wise work (MLP, head, log-softmax) on a cache-sized chunk of members runs ~2× faster than
+    on the whole (P, T, 4D) array at once. A perturbed chunk gets the iterinfo of its own members,
+    so each member still sees exactly its own noise.
+    """
+    rows = max(1, _CHUNK_BYTES // max(1, bytes_per_member))
+    for lo in range(0, n, rows):
+        sl = slice(lo, lo + rows)
+        yield sl, cp if cp.iterinfo is None else cp._replace(iterinfo=(cp.iterinfo[0], np.asarray(cp.iterinfo[1])[sl]))
 
 
 def log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
