@@ -228,7 +228,9 @@ class EggRoll(Noiser):
         c, rows, r = a.shape
         w = (w * scale).astype(w.dtype)                                   # (c,) in the update's precision
         aw = (a * w[:, None, None]).transpose(1, 0, 2).reshape(rows, c * r)
-        return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1]).astype(aw.dtype, copy=False)
+        # astype copies B into a contiguous block; keep it: on a strided view BLAS sums in another
+        # order, and the last bits of G (and every run's trajectory after it) would change.
+        return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1]).astype(aw.dtype)
 
 
 def _check_sigma(sigma):
