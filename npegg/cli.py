@@ -238,7 +238,8 @@ def cmd_train(args, stdout) -> int:
                         every=cfg.eval_every, start_epoch=run.epoch)
     save = lambda: _save(run, history, cfg, corpus, out)  # noqa: E731
     try:
-        history = train(run, history, on_epoch=lambda e, t, v: progress.update(e, t, v), save=save)
+        history = train(run, history, on_epoch=lambda e, t, v: progress.update(e, t, v), save=save,
+                        on_start=lambda: setattr(progress, "t0", progress.clock()))  # rate and ETA from epoch 1
     except KeyboardInterrupt:
         progress.close()
         save()

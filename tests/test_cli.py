@@ -75,14 +75,23 @@ def test_train_writes_the_run_folder(straight):
     assert ("curve.png" in text) == (out / "curve.png").is_file()
 
 
-def test_resume_continues_bit_for_bit(corpus, straight, tmp_path):
-    """2 epochs, then --resume to 4 = 4 straight: params, optimizer, states, reader, metrics."""
-    out = tmp_path / "split"
-    assert run(tiny(corpus, out, "--epochs", "2"))[0] == 0
+def test_resume_continues_bit_for_bit(corpus, tmp_path, capsys):
+    """2 epochs, then --resume to 4 = 4 straight: params, optimizer, states, reader, metrics.
+
+    Extending a run is only possible with constant schedules (a decay is planned over --epochs).
+    """
+    constant = ("--lr-schedule", "constant")
+    straight4, out = tmp_path / "straight", tmp_path / "split"
+    assert run(tiny(corpus, straight4, *constant))[0] == 0
+    assert run(tiny(corpus, out, "--epochs", "2", *constant))[0] == 0
     code, text = run(["train", "--resume", out, "--epochs", "4"])
     assert code == 0, text
     assert "resuming at epoch 2" in text
-    _same_run(straight[0], out)
+    _same_run(straight4, out)
+    decaying = tmp_path / "cosine"
+    assert run(tiny(corpus, decaying, "--epochs", "2"))[0] == 0
+    code, _ = run(["train", "--resume", decaying, "--epochs", "4"])
+    assert code == 2 and "--epochs must stay 2" in capsys.readouterr().err
 
 
 def test_interrupt_saves_and_resume_continues(corpus, straight, tmp_path, monkeypatch):
