@@ -179,6 +179,22 @@ def test_fused_log_likelihood_equals_log_softmax_of_logits():
     np.testing.assert_allclose(ll, np.take_along_axis(naive, tgt[..., None].astype(int), -1)[..., 0], rtol=1e-10)
 
 
+def test_member_chunks_change_nothing(monkeypatch):
+    """Running the model on chunks of members (each with its own iterinfo) = all members at once."""
+    import npegg.models.lm as lm
+    for cell in ("egg", "mingru"):
+        frozen, params, es_map, keys, fnp, nnp = _lm(cell)
+        rng = np.random.default_rng(13)
+        tok, tgt = _tokens(rng, 6, 5), rng.integers(0, 256, (6, 5)).astype(np.uint8)
+        args = (EggRoll, fnp, nnp, frozen, params, keys, (4, np.arange(6) + 7), tok, rng.normal(0, 1, (6, 2, 8)))
+        whole = ByteLM.forward(*args, targets=tgt)
+        monkeypatch.setattr(lm, "_CHUNK_BYTES", 1)             # one member per chunk
+        chunked = ByteLM.forward(*args, targets=tgt)
+        monkeypatch.undo()
+        for a, b in zip(whole, chunked):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)   # float32 embedding rows, as above
+
+
 def test_log_softmax_at_is_stable_for_huge_logits():
     z = np.array([[1e4, 0.0, -1e4]], np.float32)
     np.testing.assert_allclose(log_softmax_at(z.copy(), np.array([0])), [0.0], atol=1e-6)

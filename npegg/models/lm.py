@@ -31,8 +31,11 @@ reset. Passing the returned state to the next chunk continues the stream exactly
 layer l−1 up to step t, so every input projection, norm, MLP and the head is one batched matmul
 over all P·T rows (the shared base matmul; EggRoll adds each member's rank-r term). Only the egg
 cell's U_f s and U_h (f ⊙ s) remain in a loop over t; the minGRU has no loop over time at all.
-With ``targets`` the head and log-softmax are fused and run in member chunks, so the (P, T, 256)
-logits never exist at once.
+With ``targets`` the head and log-softmax are fused, so the (P, T, 256) logits never exist at
+once. Row-wise work runs on cache-sized member chunks (``_member_chunks``; a chunk of members gets
+their own iterinfo, so nothing about the noise changes): the MLP and head always, and for the
+minGRU the whole model. Measured at D=64, L=2, P=1024, T=100 on one core: perturbed forward 1.13 s
+(egg) and 0.80 s (minGRU), plain forward of the same bytes 0.82 s and 0.57 s.
 
 Every parameter is read through the noiser (``do_emb``, ``do_mm``, ``get_noisy_standard``), so
 EggRoll perturbs them all and the same code is the plain model with ``iterinfo=None``.
@@ -170,7 +173,23 @@ class ByteLM(Model):
 
     @classmethod
     def _forward(cls, cp, tokens, state, reset=None, targets=None, *args, **kwargs):
-        """(logits (P, T, V), state) or, with ``targets`` (P, T), (log p(target) (P, T) in nats, state)."""
+        """(logits (P, T, V), state) or, with ``targets`` (P, T), (log p(target) (P, T) in nats, state).
+
+        With the minGRU (no loop over time) and ``targets``, the whole model runs on cache-sized
+        member chunks; the egg cell keeps all members together so its time loop runs once.
+        """
+        tokens = np.asarray(tokens)
+        if targets is not None and CELLS[cp.frozen_params["cell"]] is MinGRUCell:
+            reset = tokens == 0 if reset is None else reset
+            T, D = tokens.shape[1], cp.frozen_params["hidden_dim"]
+            out, new_state = np.empty(tokens.shape, state.dtype), np.empty_like(state)
+            for sl, sub in _member_chunks(cp, tokens.shape[0], 2 * T * 4 * D * state.itemsize):
+                out[sl], new_state[sl] = cls._forward_rows(sub, tokens[sl], state[sl], reset[sl], targets[sl])
+            return out, new_state
+        return cls._forward_rows(cp, tokens, state, reset, targets)
+
+    @classmethod
+    def _forward_rows(cls, cp, tokens, state, reset=None, targets=None):
         h, new_state = cls._features(cp, tokens, state, reset)
         if targets is None:
             return call_submodule(MM, "head", cp, h), new_state
