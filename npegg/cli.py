@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "(or, with --resume, the checkpoint's settings).")
     g = t.add_argument_group("model")
     g.add_argument("--mode", choices=("float", "int"), help=f"float (EggRoll) or int (int8 EGG + Q-EGGROLL) [{d.mode}]")
-    g.add_argument("--cell", choices=("egg", "mingru"), help=f"recurrent cell [{d.cell}]")
+    g.add_argument("--cell", choices=("egg", "mingru"), help=f"recurrent cell [{d.cell}; egg in int mode]")
     g.add_argument("--hidden-dim", type=int, metavar="D", help=f"width [{d.hidden_dim}]")
     g.add_argument("--n-layers", type=int, metavar="L", help=f"layers [{d.n_layers}]")
     g = t.add_argument_group("evolution strategies")
@@ -155,6 +155,8 @@ def _train_config(args):
         if "data" in given:
             cfg = replace(cfg, data=given["data"])
     else:
+        if given.get("mode") == "int" and "cell" not in given:
+            given["cell"] = "egg"                               # the int8 model has only nano-egg's cell
         cfg = TrainConfig(**given)
         if cfg.mode == "int":
             wrong = [k for k in FLOAT_ONLY if k in given]

@@ -70,17 +70,18 @@ def test_train_writes_the_run_folder(straight):
     assert set(m["baselines"]) == {"uniform", "unigram", "bigram", "gzip", "lzma"}
     assert m["history"]["epoch"] == [0, 1, 2, 3, 4]
     assert (out / "metrics.csv").read_text().splitlines()[0] == "epoch,train_bpb,valid_bpb,seconds"
-    for word in ("corpus", "unigram", "lzma", "epoch 4/4", "npegg float/egg, epoch 4"):
+    for word in ("corpus", "unigram", "lzma", "epoch 4/4", "npegg float/mingru, epoch 4"):
         assert word in text
     assert ("curve.png" in text) == (out / "curve.png").is_file()
 
 
-def test_resume_continues_bit_for_bit(corpus, tmp_path, capsys):
+@pytest.mark.parametrize("cell", ["egg", "mingru"])
+def test_resume_continues_bit_for_bit(corpus, tmp_path, capsys, cell):
     """2 epochs, then --resume to 4 = 4 straight: params, optimizer, states, reader, metrics.
 
     Extending a run is only possible with constant schedules (a decay is planned over --epochs).
     """
-    constant = ("--lr-schedule", "constant")
+    constant = ("--lr-schedule", "constant", "--cell", cell)
     straight4, out = tmp_path / "straight", tmp_path / "split"
     assert run(tiny(corpus, straight4, *constant))[0] == 0
     assert run(tiny(corpus, out, "--epochs", "2", *constant))[0] == 0
