@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--max-docs", type=int, metavar="N")
     e.add_argument("--split", choices=("valid", "all"),
                    help="score the validation split or every byte [valid for the training data, all otherwise]")
+
+    x = sub.add_parser("export-vectors", help="write golden vectors of npegg's own int8 and float computations")
+    x.add_argument("dir", help="folder to write them into (created; existing files are not overwritten)")
     return ap
 
 
@@ -331,6 +334,19 @@ def cmd_eval(args, stdout) -> int:
     return 0
 
 
+def cmd_export_vectors(args, stdout) -> int:
+    """Oracle export (npegg.export, npegg.export_float) into a new or empty folder."""
+    from .export import export_int8_vectors
+    from .export_float import export_float_vectors
+    out = Path(args.dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not an empty folder; choose a new one")
+    paths = export_int8_vectors(out) + [export_float_vectors(out / "float_eggroll_npegg.npz")]
+    for path in paths:
+        print(path, file=stdout)
+    return 0
+
+
 def main(argv=None, stdout=None) -> int:
     """Run ``npegg`` with ``argv`` (default sys.argv[1:]); returns the exit status."""
     stdout = sys.stdout if stdout is None else stdout
@@ -340,7 +356,8 @@ def main(argv=None, stdout=None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     default_blas_threads()
-    command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command]
+    command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
+               "export-vectors": cmd_export_vectors}[args.command]
     try:
         return command(args, stdout)
     except UsageError as e:

@@ -18,3 +18,16 @@ def test_exported_float_vectors_pass_the_parity_checks(tmp_path):
     assert not np.array_equal(v["r1_g0_sgd/step2/param/0/weight"], v["param0/0/weight"])
     a = v["r1_g0_sgd/step0/noise/0/weight/A"]
     np.testing.assert_array_equal(a[0], -a[1])
+
+
+def test_cli_export_vectors_writes_both_kinds_and_never_overwrites(tmp_path, capsys):
+    from npegg.cli import main
+    out = tmp_path / "vectors"
+    assert main(["export-vectors", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "float_eggroll_npegg.npz" in names and any(n.startswith("egg_fwd_") for n in names)
+    assert any(n.startswith("qegg_update") for n in names)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(["export-vectors", str(out)]) == 2                         # not empty: refused
+    assert "not an empty folder" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
