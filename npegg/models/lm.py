@@ -117,7 +117,8 @@ class ByteLM(Model):
         """Params N(0, 1/fan_in) (the embedding N(0, 1)), norms 1/0, biases 0; head × ``head_scale``.
 
         Keys: split(key, 3) → embedding, blocks, head; the blocks key split per layer, each layer's
-        into (ln1, cell, ln2, mlp) sub-keys. Layer leaves are stacked on axis 0 (scan_map (0,)).
+        into (cell, mlp) as nano-egg's (att, mlp). Layer leaves are stacked on axis 0 (scan_map (0,));
+        the cell sits under ``blocks/att`` as in nano-egg, so its leaves are ``blocks/att/Wf`` etc.
         """
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
