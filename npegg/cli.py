@@ -149,7 +149,8 @@ def _train_config(args):
             raise UsageError(f"--resume {args.resume} continues that run, but these settings differ from the "
                              f"checkpoint's (drop them, or start a new run):\n  " + "\n  ".join(lines))
         cfg = replace(saved, **{k: given[k] for k in RESUMABLE if k in given})
-        if cfg.epochs != saved.epochs and (cfg.lr_schedule != "constant" or cfg.sigma_schedule != "constant"):
+        decaying = cfg.mode == "float" and (cfg.lr_schedule != "constant" or cfg.sigma_schedule != "constant")
+        if cfg.epochs != saved.epochs and decaying:
             raise UsageError(f"--epochs: the checkpoint's schedules decay over {saved.epochs} epochs "
                              f"(--lr-schedule {cfg.lr_schedule}, --sigma-schedule {cfg.sigma_schedule}); "
                              f"a resumed run keeps them, so --epochs must stay {saved.epochs}")

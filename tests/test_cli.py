@@ -183,11 +183,19 @@ def test_resume_refuses_another_model_and_corrupt_files(straight, tmp_path, caps
     assert code == 1 and "not written by `npegg train`" in capsys.readouterr().err
 
 
-def test_int_mode_trains(corpus, tmp_path):
-    code, text = run(tiny(corpus, tmp_path / "int", "--mode", "int", "--epochs", "2", "--hidden-dim", "16"))
+def test_int_mode_trains_and_resumes_bit_for_bit(corpus, tmp_path):
+    straight, split = tmp_path / "int4", tmp_path / "int2"
+    code, text = run(tiny(corpus, straight, "--mode", "int", "--hidden-dim", "16"))
     assert code == 0, text
-    assert "int mode" in text and "npegg int/egg, epoch 2" in text
-    assert run(["sample", tmp_path / "int", "--length", "10"])[0] == 0
+    assert "int mode" in text and "npegg int/egg, epoch 4" in text
+    assert run(tiny(corpus, split, "--mode", "int", "--hidden-dim", "16", "--epochs", "2"))[0] == 0
+    assert run(["train", "--resume", split, "--epochs", "4"])[0] == 0
+    ca, cb = (load_checkpoint(p / "checkpoint.npz") for p in (straight, split))
+    for tree in ("params", "hidden", "data"):
+        fa, fb = flatten(ca.trees[tree]), flatten(cb.trees[tree])
+        assert all(np.array_equal(fa[k], fb[k]) for k in fa) and fa.keys() == fb.keys()
+    assert ca.trees["params"]["head"].dtype == np.int8
+    assert run(["sample", straight, "--length", "10"])[0] == 0
 
 
 def test_python_m_npegg_help():
