@@ -201,3 +201,13 @@ def test_int_mode_trains_and_resumes_bit_for_bit(corpus, tmp_path):
 def test_python_m_npegg_help():
     r = subprocess.run([sys.executable, "-m", "npegg", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "train" in r.stdout and "sample" in r.stdout
+
+
+def test_curve_is_skipped_without_matplotlib(straight, monkeypatch):
+    """No matplotlib: plot_curve returns None (the CLI then prints a one-line note) instead of failing."""
+    from npegg.report import plot_curve
+    from npegg.train import History
+    monkeypatch.setitem(sys.modules, "matplotlib", None)            # `import matplotlib` now raises ImportError
+    h = History([0, 1], [float("nan"), 7.0], [8.0, 7.5], [0.0, 1.0])
+    assert plot_curve(straight[0] / "never.png", h, {"uniform": 8.0, "unigram": 5.0}, "t") is None
+    assert not (straight[0] / "never.png").exists()
