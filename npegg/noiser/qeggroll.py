@@ -38,13 +38,10 @@ from ..models.common import EMB_PARAM, EXCLUDED, MM_PARAM, PARAM
 from ..noise import Int8NoiseTable, check_population
 from ..tree import tree_items, tree_map_with_path
 from .base import Noiser
+from .eggroll import signs  # the antithetic sign, shared with the float noiser
 
 _CHUNK_BYTES = 32 << 20  # noise rebuilt per update chunk stays below this
 
-
-def signs(members) -> np.ndarray:
-    """+1 for even thread ids, −1 for odd: (P,) int8."""
-    return np.where(np.asarray(members) % 2 == 0, 1, -1).astype(np.int8)
 
 
 def get_lora_update_params(frozen, iterinfo, shape, key) -> tuple[np.ndarray, np.ndarray]:
