@@ -156,10 +156,10 @@ def peak_rss_of(cmd, timeout) -> tuple:
 def train_rows(s):
     """Peak memory of the default ``npegg train`` (± the settings' extra flags) ÷ 1 GiB."""
     try:
-        import npegg.cli  # noqa: F401
+        import npegg.program.cli  # noqa: F401
     except ImportError:
         yield skipped("train/peak_rss", "npegg train", "peak RSS of npegg train", "1 GiB",
-                      "npegg.cli not found", ("<=", 1.0))
+                      "npegg.program.cli not found", ("<=", 1.0))
         return
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "npegg", "train", "--out", os.path.join(tmp, "run"), *s.train_args]

@@ -33,7 +33,7 @@ def parse_args(argv=None):
     p.add_argument("--train-epochs", type=int, default=None,
                    help="epochs of the peak-memory `npegg train` run (default 2; 0 = npegg's own default)")
     p.add_argument("--threads", type=int, default=None,
-                   help="BLAS threads (default: as `npegg train`, i.e. npegg.blas.default_blas_threads())")
+                   help="BLAS threads (default: as `npegg train`, i.e. npegg.program.blas.default_blas_threads())")
     args = p.parse_args(argv)
     groups = [g for g in args.only.split(",") if g] or list(GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
@@ -46,14 +46,14 @@ def parse_args(argv=None):
 
 
 def set_threads(n):
-    """Use ``n`` BLAS threads; by default what ``npegg train`` uses (``npegg.blas``: one thread
+    """Use ``n`` BLAS threads; by default what ``npegg train`` uses (``npegg.program.blas``: one thread
     unless NPEGG_BLAS_THREADS, OPENBLAS_NUM_THREADS or OMP_NUM_THREADS says otherwise).
-    Returns the count in force, or None if it could not be set (another BLAS, no npegg.blas)."""
+    Returns the count in force, or None if it could not be set (another BLAS, no npegg.program.blas)."""
     if n is None:
         env = [os.environ.get(v, "").strip() for v in ("NPEGG_BLAS_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")]
         n = next((int(v) for v in env if v.isdigit() and int(v) > 0), 1)
     try:
-        from npegg.blas import set_blas_threads
+        from npegg.program.blas import set_blas_threads
     except ImportError:
         return None
     return int(n) if set_blas_threads(int(n)) else None

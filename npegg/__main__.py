@@ -1,7 +1,7 @@
-"""``python -m npegg``: the same command as ``npegg`` (``npegg.cli``)."""
+"""``python -m npegg``: the same command as ``npegg`` (``npegg.program.cli``)."""
 import sys
 
-from .cli import main
+from .program.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

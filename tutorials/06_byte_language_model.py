@@ -10,12 +10,12 @@
 #
 # 1. **Bits per byte** (bpb): what it measures, and why 8 is the score of knowing nothing.
 # 2. **Honest baselines** on the same bytes — uniform, unigram, bigram, gzip and lzma — computed
-#    slowly by hand and then with `npegg.baselines`.
+#    slowly by hand and then with `npegg.program.baselines`.
 # 3. **Two recurrent cells**: nano-egg's gated cell, whose gate reads the state, and the minGRU of
 #    Feng et al. (2024), whose gates read only the input, so that the recurrence becomes a
 #    *linear scan* that needs no Python loop over time. We derive the scan, check it against the
 #    step-by-step loop, and time both — with a result that may surprise you.
-# 4. **A short ES training run** of both cells with npegg's training API (`npegg.train`), a
+# 4. **A short ES training run** of both cells with npegg's training API (`npegg.program.train`), a
 #    learning curve against the baselines, and text samples.
 #
 # **Run it**: `python tutorials/06_byte_language_model.py` (or open it as a notebook). Figures go
@@ -32,15 +32,15 @@ import numpy as np
 
 import _book as book
 from npegg import keys as K
-from npegg.baselines import NAMES, baselines
-from npegg.data import load_corpus
-from npegg.evaluate import sample_bytes
+from npegg.program.baselines import NAMES, baselines
+from npegg.program.data import load_corpus
+from npegg.program.evaluate import sample_bytes
 from npegg.models.common import CommonParams, simple_es_tree_key
 from npegg.models.lm import EggCell
 from npegg.models.mingru import MinGRUCell, linear_scan, linear_scan_loop
 from npegg.noise import NoiseTable
 from npegg.noiser import EggRoll
-from npegg.train import History, TrainConfig, make_run, train
+from npegg.program.train import History, TrainConfig, make_run, train
 
 FIGURES = ["06_baselines.png", "06_scan_vs_loop.png", "06_learning_curve.png"]
 plt = book.pyplot()
@@ -62,7 +62,7 @@ rng = np.random.default_rng(6)
 # bytes it read.)
 #
 # Our text is the embedded corpus: the Python standard library's own `.py` files, read with
-# `npegg.data.load_corpus(None)` (no download), split by document into training and validation
+# `npegg.program.data.load_corpus(None)` (no download), split by document into training and validation
 # bytes. Byte 0 marks the start of each document.
 
 # %%
@@ -86,7 +86,7 @@ print("the first validation bytes:", bytes(valid_bytes[1:80]))
 #   code is full of.
 #
 # The slow, obvious version first: count with a Python `dict`, sum the log-probabilities in a
-# Python loop. Then `npegg.baselines`, which does it with `bincount` and fancy indexing.
+# Python loop. Then `npegg.program.baselines`, which does it with `bincount` and fancy indexing.
 
 # %%
 def unigram_bpb_slow(train, valid):
@@ -125,7 +125,7 @@ print(f"{'baseline':22s} {'slow':>8s} {'npegg':>8s}")
 for k in base:
     print(f"{NAMES[k]:22s} {slow[k]:8.4f} {base[k]:8.4f}")
 assert all(abs(slow[k] - base[k]) < 1e-9 for k in base)
-print(f"equal to 1e-9; {t_slow:.2f} s by loops, {t_fast:.2f} s with npegg.baselines (lzma dominates both)")
+print(f"equal to 1e-9; {t_slow:.2f} s by loops, {t_fast:.2f} s with npegg.program.baselines (lzma dominates both)")
 
 if plt:
     fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -316,7 +316,7 @@ if plt:
 #
 # ## 4. A short ES training run
 #
-# npegg's training loop (`npegg.train`, the same code as the `npegg train` command) does what
+# npegg's training loop (`npegg.program.train`, the same code as the `npegg train` command) does what
 # nano-egg does: each member of the population reads `tokens_per_update` consecutive bytes of its
 # own training stream per epoch, continuing from its own hidden state; antithetic partners share
 # the bytes (`group_size` 2); the fitness is the log-likelihood of the bytes; EggRoll turns the
@@ -381,7 +381,7 @@ if plt:
 # per epoch.
 #
 # And what does such a model write? Samples, continuing a prompt at temperature 0.8
-# (`npegg.evaluate.sample_bytes`; randomness from a key, never a global stream):
+# (`npegg.program.evaluate.sample_bytes`; randomness from a key, never a global stream):
 
 # %%
 for cell, run in runs.items():

@@ -29,11 +29,11 @@ import numpy as np
 
 import _book as book
 from npegg import keys as K
-from npegg.baselines import baselines
-from npegg.data import BatchReader, load_corpus
+from npegg.program.baselines import baselines
+from npegg.program.data import BatchReader, load_corpus
 from npegg.int8 import fixedpoint as fp
 from npegg.int8 import qes
-from npegg.int8.train import bits_per_byte, int_epoch
+from npegg.program.int_epoch import bits_per_byte, int_epoch
 from npegg.models.common import simple_es_tree_key
 from npegg.models.egg import EGG
 from npegg.noise import Int8NoiseTable
@@ -267,10 +267,10 @@ for thr in (0, 20):
 # %% [markdown]
 # ## 6. A short int-mode training run
 #
-# Now everything together, with `npegg.int8.train.int_epoch`: one generation is a perturbed
+# Now everything together, with `npegg.program.int_epoch.int_epoch`: one generation is a perturbed
 # forward of the whole population over its bytes (exact integer log-likelihood per member), sign
 # fitness per pair, and the ±1 update of every leaf. Members read nano-egg-style batches
-# (`npegg.data.BatchReader`, group size 2 so both members of a pair read the same bytes), and
+# (`npegg.program.data.BatchReader`, group size 2 so both members of a pair read the same bytes), and
 # their recurrent states persist from one generation to the next.
 #
 # Data: a slice of the embedded corpus, the Python standard library's own source files

@@ -11,7 +11,7 @@
 #
 # 1. Why integer code can be checked with `==` and float code only with a tolerance — measured,
 #    not asserted.
-# 2. How to export **golden vectors** with `npegg.export`, and how the files are laid out
+# 2. How to export **golden vectors** with `npegg.oracle.int8_vectors`, and how the files are laid out
 #    (the format of the reference's own vectors, so one checker reads both).
 # 3. How to check "another implementation" against them: we write, inside this chapter, a
 #    deliberately independent re-implementation of the whole int8 EGG forward pass (and of the
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 import _book as book
-from npegg.export import export_int8_vectors
+from npegg.oracle.int8_vectors import export_int8_vectors
 
 FIGURES = ["09_float_order.png", "09_bug_divergence.png"]
 plt = book.pyplot()
@@ -425,7 +425,7 @@ if plt:
 # %% [markdown]
 # ## 5. The float path: the same check, with a tolerance
 #
-# npegg exports float vectors too (`npegg.export_float.export_float_vectors`, the format of the
+# npegg exports float vectors too (`npegg.oracle.float_vectors.export_float_vectors`, the format of the
 # reference's `float_eggroll.npz`): a small MLP (3 → 8 → 8 → 2, ReLU) under EggRoll, for several
 # settings (rank, group size, SGD or Adam), three steps each, with the scaled noise $\hat A$, $B$,
 # $E$ every member used, the outputs, the fitnesses, the gradient handed to the optimizer and the
@@ -438,7 +438,7 @@ if plt:
 # Following the policy, each step starts from the *recorded* parameters and fitnesses.
 
 # %%
-from npegg.export_float import export_float_vectors
+from npegg.oracle.float_vectors import export_float_vectors
 
 fv = load_vectors(export_float_vectors(workdir / "float_eggroll_npegg.npz"))
 
@@ -535,13 +535,13 @@ print("a C harness might also want a JSON manifest like:", json.dumps(manifest)[
 # - Integer arithmetic is associative, so the int8 path is checked with `np.array_equal`; float
 #   code differs in the last bits between correct implementations and is checked with
 #   `rtol=2e-5, atol=2e-6`, feeding recorded inputs at each step.
-# - `npegg.export.export_int8_vectors` writes golden vectors in the reference's format:
+# - `npegg.oracle.int8_vectors.export_int8_vectors` writes golden vectors in the reference's format:
 #   parameters, inputs, the noise each member used (so no noise table is needed), and every output
 #   of the forward pass and of the Q-EGGROLL update.
 # - An independent implementation written from the spec passed every file bit for bit — npegg's
 #   exports and, where available, the JAX reference's own vectors — and one truncating division
 #   made it fail at once.
-# - `npegg.export_float.export_float_vectors` does the same for the float EggRoll path; an
+# - `npegg.oracle.float_vectors.export_float_vectors` does the same for the float EggRoll path; an
 #   independent float64 implementation passes it within the stated tolerance, not bit for bit.
 #
 # That closes the book's arc: ES from scratch (1–2), low-rank perturbations and the library's

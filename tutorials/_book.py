@@ -19,7 +19,7 @@ from pathlib import Path
 SMALL = os.environ.get("NPEGG_TUTORIAL_SMALL", "").strip() not in ("", "0")
 OUT = Path(os.environ.get("NPEGG_TUTORIAL_OUT") or Path(__file__).resolve().parent / "figures")
 try:
-    from npegg.blas import default_blas_threads
+    from npegg.program.blas import default_blas_threads
     default_blas_threads()
 except ImportError:  # npegg not installed: chapter 1 needs only NumPy
     pass

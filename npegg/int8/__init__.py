@@ -7,8 +7,9 @@ Modules, in reading order:
 - ``intmm``: exact integer matmuls at BLAS speed, and the perturbed ``do_mm`` / ``do_emb`` /
   ``get_noisy_standard`` as pure functions of already-signed noise factors;
 - ``loglik``: the integer log-likelihood (EXP2 table, LOG2 by exact thresholds);
-- ``qes``: Q-EGGROLL's integer fitness, threshold schedule and ±1 leaf update;
-- ``train``: one int-mode generation and bits-per-byte evaluation.
+- ``qes``: Q-EGGROLL's integer fitness, threshold schedule and ±1 leaf update.
+
+One int-mode training generation over a byte stream is the program's (``npegg.program.int_epoch``).
 
 The semantics are written out in ``shared/spec/int8-egg.md``; section numbers (§) refer to it.
 """

@@ -1,5 +1,5 @@
 """Noisers: how parameters are perturbed and updated (see ``base`` for the interface)."""
-from .base import Noiser
+from .base_noiser import Noiser
 from .eggroll import EggRoll
 from .open_es import OpenES
 from .qeggroll import QEggRoll

@@ -39,7 +39,7 @@ from .. import optim
 from ..models.common import EMB_PARAM, EXCLUDED, MM_PARAM, PARAM
 from ..noise import NoiseTable, check_population
 from ..tree import tree_map_with_path, tree_items
-from .base import Noiser
+from .base_noiser import Noiser
 
 _CHUNK_BYTES = 64 << 20  # noise rebuilt per update chunk stays below this
 

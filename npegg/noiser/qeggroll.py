@@ -37,7 +37,7 @@ from ..int8 import intmm, qes
 from ..models.common import EMB_PARAM, EXCLUDED, MM_PARAM, PARAM
 from ..noise import Int8NoiseTable, check_population
 from ..tree import tree_items, tree_map_with_path
-from .base import Noiser
+from .base_noiser import Noiser
 from .eggroll import signs  # the antithetic sign, shared with the float noiser
 
 _CHUNK_BYTES = 32 << 20  # noise rebuilt per update chunk stays below this

@@ -12,11 +12,11 @@ One epoch (``FloatRun.epoch_step``)::
 
 Antithetic partners 2k, 2k+1 are in the same group (g even), so the group mean removes how hard
 the group's bytes are and leaves the effect of the noise. Validation (``valid_bpb``) scores the
-whole validation split under the plain model (``npegg.evaluate``).
+whole validation split under the plain model (``npegg.program.evaluate``).
 
 Everything that changes lives in the run (params, optimizer state, σ, epoch, reader position,
 hidden states, metrics); ``checkpoint_trees`` / ``restore`` turn it into checkpoint trees and back,
-so a resumed run continues bit for bit. ``--mode int`` (``IntRun``, ``npegg.train_int``) has the
+so a resumed run continues bit for bit. ``--mode int`` (``IntRun``, ``npegg.program.int_run``) has the
 same interface over the int8 EGG model and Q-EGGROLL.
 """
 from __future__ import annotations
@@ -28,15 +28,15 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import optim
+from .. import optim
 from .checkpoint import model_fingerprint
 from .data import BatchReader, Corpus
-from .es import ES, ESState
+from ..es import ES, ESState
 from .evaluate import LN2, Lanes, lanes_bpb, plan_lanes
-from .fitness import check_population
-from .models.lm import CELLS, ByteLM
-from .noise import NoiseTable
-from .noiser import EggRoll
+from ..fitness import check_population
+from ..models.lm import CELLS, ByteLM
+from ..noise import NoiseTable
+from ..noiser import EggRoll
 
 SCHEDULES = ("constant", "linear", "cosine")
 
@@ -231,7 +231,7 @@ class FloatRun:
         return self.es.evaluate(self.state, tokens, state, reset, targets)
 
     def bpb(self, lanes: Lanes) -> float:
-        """bpb of the plain model on a stream laid out in lanes (``npegg.evaluate``)."""
+        """bpb of the plain model on a stream laid out in lanes (``npegg.program.evaluate``)."""
         return lanes_bpb(self._plain, lanes, ByteLM.init_state(self.es.frozen_params, lanes.inputs.shape[0]))
 
     def valid_bpb(self) -> float:
@@ -263,9 +263,9 @@ class FloatRun:
 
 
 def make_run(cfg: TrainConfig, corpus: Corpus):
-    """The run for ``cfg.mode``: ``FloatRun`` or ``npegg.train_int.IntRun``."""
+    """The run for ``cfg.mode``: ``FloatRun`` or ``npegg.program.int_run.IntRun``."""
     if cfg.mode == "int":
-        from .train_int import IntRun
+        from .int_run import IntRun
         return IntRun(cfg, corpus)
     return FloatRun(cfg, corpus)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .baselines import baselines as measure_baselines
 from .blas import default_blas_threads
 from .checkpoint import CheckpointError, RunDirError, load_checkpoint, prepare_run_dir, save_checkpoint
@@ -336,9 +336,9 @@ def cmd_eval(args, stdout) -> int:
 
 
 def cmd_export_vectors(args, stdout) -> int:
-    """Oracle export (npegg.export, npegg.export_float) into a new or empty folder."""
-    from .export import export_int8_vectors
-    from .export_float import export_float_vectors
+    """Oracle export (npegg.oracle.int8_vectors, npegg.oracle.float_vectors) into a new or empty folder."""
+    from ..oracle.int8_vectors import export_int8_vectors
+    from ..oracle.float_vectors import export_float_vectors
     out = Path(args.dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty folder; choose a new one")

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import keys as K
-from .models.common import MLP, MM_PARAM, simple_es_tree_key
-from .noise import NoiseTable
-from .noiser.eggroll import EggRoll, get_lora_update_params, get_nonlora_update_params
-from .tree import flatten
+from .. import keys as K
+from ..models.common import MLP, MM_PARAM, simple_es_tree_key
+from ..noise import NoiseTable
+from ..noiser.eggroll import EggRoll, get_lora_update_params, get_nonlora_update_params
+from ..tree import flatten
 
 #: (case name, rank, group size, optimizer, learning rate, steps, freeze_nonlora, noise_reuse)
 CASES = (

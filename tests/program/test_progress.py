@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from npegg.progress import Progress, format_duration, format_rate, format_table
+from npegg.program.progress import Progress, format_duration, format_rate, format_table
 
 
 class Clock:

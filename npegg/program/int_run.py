@@ -1,6 +1,6 @@
 """``--mode int``: the int8 EGG model trained by Q-EGGROLL, behind the same interface as ``FloatRun``.
 
-The generation itself is ``npegg.int8.train.int_epoch`` (population forward, pair-sign fitness,
+The generation itself is ``npegg.program.int_epoch.int_epoch`` (population forward, pair-sign fitness,
 thresholded ±1 update); this module only feeds it nano-egg's batches, carries the members' int8
 states from epoch to epoch, scores the validation split and checkpoints. ``--sigma-shift``
 (perturbations shifted right by 4 + it) and ``--alpha`` (the significance schedule) replace
@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import keys as K
+from .. import keys as K
 from .checkpoint import model_fingerprint
 from .data import BatchReader, Corpus
 from .evaluate import LN2, Lanes, lanes_bpb, plan_lanes
-from .int8.loglik import int_ll
-from .int8.train import int_epoch
-from .models.common import simple_es_tree_key
-from .models.egg import EGG
-from .noiser.qeggroll import QEggRoll
+from ..int8.loglik import int_ll
+from .int_epoch import int_epoch
+from ..models.common import simple_es_tree_key
+from ..models.egg import EGG
+from ..noiser.qeggroll import QEggRoll
 
 _NATS_PER_UNIT = LN2 / 16          # one unit of the integer log-likelihood is 1/16 bit
 
 
 class IntRun:
-    """Q-EGGROLL on the int8 EGG model; see ``npegg.train.FloatRun`` for the interface."""
+    """Q-EGGROLL on the int8 EGG model; see ``npegg.program.train.FloatRun`` for the interface."""
 
     def __init__(self, cfg, corpus: Corpus | None = None):
         self.cfg, self.corpus = cfg, corpus

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from npegg import checkpoint as ckpt
-from npegg.checkpoint import (CheckpointError, RunDirError, load_checkpoint, model_fingerprint,
+from npegg.program import checkpoint as ckpt
+from npegg.program.checkpoint import (CheckpointError, RunDirError, load_checkpoint, model_fingerprint,
                               prepare_run_dir, save_checkpoint)
-from npegg.data import BatchReader
+from npegg.program.data import BatchReader
 from npegg.tree import flatten
 
 

@@ -1,7 +1,7 @@
 """Round trip of the float oracle export: npegg's own float vectors pass npegg's float parity checks."""
 import numpy as np
 
-from npegg.export_float import CASES, export_float_vectors
+from npegg.oracle.float_vectors import CASES, export_float_vectors
 from parity import load
 from test_float_parity import check_fitness_units, check_float_eggroll
 from test_noise import test_noise_reuse_pattern_matches_reference
@@ -21,7 +21,7 @@ def test_exported_float_vectors_pass_the_parity_checks(tmp_path):
 
 
 def test_cli_export_vectors_writes_both_kinds_and_never_overwrites(tmp_path, capsys):
-    from npegg.cli import main
+    from npegg.program.cli import main
     out = tmp_path / "vectors"
     assert main(["export-vectors", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())

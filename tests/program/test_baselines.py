@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from npegg.baselines import baselines, bigram_bpb, gzip_bpb, lzma_bpb, unigram_bpb, uniform_bpb
-from npegg.data import load_corpus
+from npegg.program.baselines import baselines, bigram_bpb, gzip_bpb, lzma_bpb, unigram_bpb, uniform_bpb
+from npegg.program.data import load_corpus
 
-MINIPILE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "minipile_valid_1000.npy"
+MINIPILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "minipile_valid_1000.npy"
 
 
 def u8(seq) -> np.ndarray:

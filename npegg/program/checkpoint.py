@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .tree import flatten
+from ..tree import flatten
 
 FORMAT = "npegg-checkpoint"
 VERSION = 1

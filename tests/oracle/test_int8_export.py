@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from npegg.export import export_int8_vectors
+from npegg.oracle.int8_vectors import export_int8_vectors
 from parity import load
 from test_int8_parity import check_egg_fwd, check_qegg_update
 

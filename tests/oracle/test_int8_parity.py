@@ -26,7 +26,7 @@ from parity import group, load, parity_files
 
 def table_size(v: dict) -> int:
     """Length of the noise table the start indices refer to: 2³⁰ for the reference's files,
-    2^meta/noise_log2_size for files npegg exported (``npegg.export``)."""
+    2^meta/noise_log2_size for files npegg exported (``npegg.oracle.int8_vectors``)."""
     return 1 << int(v.get("meta/noise_log2_size", 30))
 
 

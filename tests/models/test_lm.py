@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from npegg import keys as K
-from npegg.evaluate import lanes_bpb, plan_lanes, sample_bytes
+from npegg.program.evaluate import lanes_bpb, plan_lanes, sample_bytes
 from npegg.models.common import EMB_PARAM, MM_PARAM, PARAM, CommonParams, layer_slice, simple_es_tree_key
 from npegg.models.lm import ByteLM, EggCell, log_softmax_at
 from npegg.models.mingru import MinGRUCell, linear_scan, linear_scan_loop

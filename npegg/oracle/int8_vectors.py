@@ -19,7 +19,7 @@ written. A reader that only injects the recorded noise needs none of this.
 
 Usage::
 
-    from npegg.export import export_int8_vectors
+    from npegg.oracle.int8_vectors import export_int8_vectors
     paths = export_int8_vectors("vectors/")         # a few small files, a second or two
 
 Mirrors: the harness that produced ``shared/parity`` (format only).
@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import keys as K
-from . import noise
-from .int8 import qes
-from .models.common import EMB_PARAM, MM_PARAM, PARAM, simple_es_tree_key
-from .models.egg import EGG, generate
-from .noiser.qeggroll import QEggRoll, get_lora_update_params, get_nonlora_update_params, signs
-from .tree import flatten, unflatten
+from .. import keys as K
+from .. import noise
+from ..int8 import qes
+from ..models.common import EMB_PARAM, MM_PARAM, PARAM, simple_es_tree_key
+from ..models.egg import EGG, generate
+from ..noiser.qeggroll import QEggRoll, get_lora_update_params, get_nonlora_update_params, signs
+from ..tree import flatten, unflatten
 
 #: (name, settings) of the forward files ``export_int8_vectors`` writes by default.
 FWD_CONFIGS = (

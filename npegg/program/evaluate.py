@@ -1,7 +1,7 @@
 """Bits per byte of a whole byte stream under a plain model, fast; and sampling text from it.
 
 **What is scored.** Every byte of the stream, the 0 document separators included, each predicted
-from the bytes before it, as the baselines in ``npegg.baselines`` score it. The first byte of a
+from the bytes before it, as the baselines in ``npegg.program.baselines`` score it. The first byte of a
 validation split is predicted from the last training byte (``context``), the byte that precedes
 it in the corpus; the model's state before that one byte is zero.
 
@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import keys as K
+from .. import keys as K
 
 LN2 = float(np.log(2.0))
 

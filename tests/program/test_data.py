@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from npegg.data import BatchReader, DataError, doc_starts, encode_documents, load_corpus
+from npegg.program.data import BatchReader, DataError, doc_starts, encode_documents, load_corpus
 
-MINIPILE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "minipile_valid_1000.npy"
+MINIPILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "minipile_valid_1000.npy"
 
 
 def write_docs(folder: Path, docs: dict[str, bytes]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from npegg import keys as K
-from npegg.data import BatchReader
-from npegg.int8.train import bits_per_byte, int_epoch, total_ll
+from npegg.program.data import BatchReader
+from npegg.program.int_epoch import bits_per_byte, int_epoch, total_ll
 from npegg.models.common import simple_es_tree_key
 from npegg.models.egg import EGG
 from npegg.noise import Int8NoiseTable

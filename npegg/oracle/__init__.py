@@ -1,0 +1,6 @@
+"""Golden vectors of npegg's own computations, for other backends to check themselves against.
+
+``int8_vectors`` writes files in the reference's ``egg_fwd`` / ``qegg_update`` formats (int8 EGG
+model and Q-EGGROLL); ``float_vectors`` writes the ``float_eggroll`` format (float EggRoll on an
+MLP). Formats: ``tests/reference/README.md``.
+"""
