@@ -1,9 +1,13 @@
 """Discovery of golden vectors for the parity tests.
 
-Vectors live in the folder named by ``NPEGG_PARITY_DIR`` (default: ``../shared/parity`` beside
-this checkout). Tests are parametrized by file, and each test id is the file's stem, so
-``pytest -k egg_fwd_h16`` selects one file. A fresh clone has no ``../shared``: then every
-parity test is skipped with a message that says where it looked.
+Vectors are read from ``tests/reference/`` (the reference's vectors, shipped with the repository:
+see its README), always, and from every folder named in ``NPEGG_PARITY_DIR`` (a list of paths
+joined by ``os.pathsep``), which *adds* folders, for instance held-out vectors or a backend's own
+exports. A named folder that does not exist is an error at collection, never a silent skip.
+
+Tests are parametrized by file. The id of a shipped file is its stem (``pytest -k egg_fwd_h16``);
+a file from an added folder gets ``<folder name>/<stem>``, so the same stem in two folders gives
+two tests.
 """
 from __future__ import annotations
 
@@ -14,17 +18,27 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PARITY_DIR = Path(os.environ.get("NPEGG_PARITY_DIR", REPO.parent / "shared" / "parity"))
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+ENV = "NPEGG_PARITY_DIR"
+
+
+def parity_dirs() -> list:
+    """tests/reference, then every folder of NPEGG_PARITY_DIR (each must exist)."""
+    extra = [Path(p) for p in os.environ.get(ENV, "").split(os.pathsep) if p.strip()]
+    for d in extra:
+        if not d.is_dir():
+            raise pytest.UsageError(f"{ENV} names {str(d)!r}, which is not a folder; it must be a list of "
+                                    f"folders of golden vectors joined by {os.pathsep!r}")
+    return [REFERENCE_DIR] + [d for d in extra if d.resolve() != REFERENCE_DIR]
 
 
 def parity_files(pattern: str) -> list:
-    """pytest params, one per file matching ``pattern`` in PARITY_DIR, id = file stem."""
-    if not PARITY_DIR.is_dir():
-        reason = (f"parity folder {PARITY_DIR} does not exist; set NPEGG_PARITY_DIR to a folder of "
-                  f"golden vectors (see ../shared/parity/README.md) to run the parity tests")
-        return [pytest.param(None, id=f"no-parity-dir[{pattern}]", marks=pytest.mark.skip(reason=reason))]
-    files = sorted(PARITY_DIR.glob(pattern))
-    return [pytest.param(f, id=f.stem) for f in files]
+    """pytest params, one per file matching ``pattern`` in every parity folder."""
+    params = []
+    for d in parity_dirs():
+        for f in sorted(d.glob(pattern)):
+            params.append(pytest.param(f, id=f.stem if d == REFERENCE_DIR else f"{d.name}/{f.stem}"))
+    return params
 
 
 def load(path) -> dict:

@@ -4,7 +4,7 @@ import numpy as np
 from npegg.oracle.float_vectors import CASES, export_float_vectors
 from parity import load
 from test_float_parity import check_fitness_units, check_float_eggroll
-from test_noise import test_noise_reuse_pattern_matches_reference
+from core.test_noise import test_noise_reuse_pattern_matches_reference  # tests/ is on sys.path
 
 
 def test_exported_float_vectors_pass_the_parity_checks(tmp_path):
