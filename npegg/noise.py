@@ -26,7 +26,7 @@ The algorithm, precisely enough to re-implement (all integer arithmetic is unsig
    analogue of nano-egg's ``trunc(16 · z)``.
 
 2. **Start index** of member n's slice for a leaf with key k (uint32 pair, see ``npegg.keys``) at
-   epoch e, with ``noise_reuse`` ρ (nano-egg, spec §6)::
+   epoch e, with ``noise_reuse`` ρ (nano-egg, docs/int8-spec.md §6)::
 
        te    = 0 if ρ == 0 else ⌊e / ρ⌋          (ρ = 0: the same noise every epoch)
        K0    = fold_in(k, te)[0]                  (threefry, word 0)
@@ -244,7 +244,7 @@ class Int8NoiseTable(NoiseTable):
     """The int8 table ``trunc(16 · t[i])`` (values in [−78, 78]) with nano-egg's slicing.
 
     Defaults: 2²⁵ entries (32 MiB; the reference uses 2³⁰ = 1 GiB) and ``overflow="clamp"``.
-    Full-rank noise is the int32 product of consecutive entry pairs (spec §6).
+    Full-rank noise is the int32 product of consecutive entry pairs (docs/int8-spec.md §6).
     """
 
     log2_size: int = 25
@@ -258,7 +258,7 @@ class Int8NoiseTable(NoiseTable):
         return np.concatenate(parts)
 
     def full(self, key, epoch, members, shape, noise_reuse):
-        """(P, *shape) int32: entry pairs multiplied, ``t[s+2j] · t[s+2j+1]`` (spec §6)."""
+        """(P, *shape) int32: entry pairs multiplied, ``t[s+2j] · t[s+2j+1]`` (docs/int8-spec.md §6)."""
         members = np.asarray(members, dtype=np.int64)
         n = int(np.prod(shape, dtype=np.int64))
 

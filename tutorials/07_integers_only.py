@@ -22,7 +22,7 @@
 #    to a bound, a demonstration at and past the bound, and what it buys in time.
 #
 # The code taught here lives in `npegg/int8/` (`fixedpoint.py`, `intmm.py`, `loglik.py`); the
-# semantics are written out in the project's int8 specification (`shared/spec/int8-egg.md`,
+# semantics are written out in the project's int8 specification ([`docs/int8-spec.md`](../docs/int8-spec.md),
 # quoted as "spec §n").
 #
 # **Run it**: `python tutorials/07_integers_only.py` (or open it as a notebook). Figures go to

@@ -11,5 +11,5 @@ Modules, in reading order:
 
 One int-mode training generation over a byte stream is the program's (``npegg.program.int_epoch``).
 
-The semantics are written out in ``shared/spec/int8-egg.md``; section numbers (§) refer to it.
+The semantics are written out in ``docs/int8-spec.md``; section numbers (§) refer to it.
 """

@@ -1,6 +1,6 @@
 """Fixed-point int8 arithmetic: named roundings, the integer layer norm, the gated recurrent cell.
 
-Conventions (spec §0–§1). An activation is int8 holding 16 × its real value ("value × 16",
+Conventions (docs/int8-spec.md §0–§1). An activation is int8 holding 16 × its real value ("value × 16",
 range ±7.94); the GRU state holds 127 × its real value. Every int8 result is clipped to the
 *symmetric* range [−127, 127]; −128 is never produced by a clip. Intermediate sums are widened
 to int32 first, so nothing wraps unless a function says it does.
@@ -29,7 +29,7 @@ def widen(x) -> np.ndarray:
 
 
 def saturate(v) -> np.ndarray:
-    """clip(v) = min(127, max(−127, v)) as int8: the spec's clip. The range is symmetric."""
+    """clip(v) = min(127, max(−127, v)) as int8: clip of docs/int8-spec.md §0. The range is symmetric."""
     return np.clip(v, -MAX, MAX).astype(np.int8)
 
 
@@ -54,7 +54,7 @@ def floor_div(a, d: int) -> np.ndarray:
 
 
 def clipped_add(*terms) -> np.ndarray:
-    """int8(clip(a + b + …)): the sum is taken in int32, then clipped once (spec §2.1).
+    """int8(clip(a + b + …)): the sum is taken in int32, then clipped once (docs/int8-spec.md §2.1).
 
     Mirrors: nano-egg run.py clipped_add.
     """
@@ -91,7 +91,7 @@ def floor_div_small(v, d) -> np.ndarray:
 
 
 def ln_divide(v, d) -> np.ndarray:
-    """DIV[d][v], the layer norm's saturating floor division, by formula (spec §2.5).
+    """DIV[d][v], the layer norm's saturating floor division, by formula (docs/int8-spec.md §2.5).
 
         d ≥ 1:  clip(⌊v / d⌋)
         d = 0:  −1 if v = 0, else −2      (XLA's division by zero, then jnp's floor fix-up)
@@ -141,7 +141,7 @@ def division_table() -> np.ndarray:
 
 # -- EGG_LN: the mean-absolute integer layer norm ----------------------------------------------------
 def egg_ln(x, w) -> np.ndarray:
-    """Integer "layer norm" by the floored mean absolute value (spec §2.5).
+    """Integer "layer norm" by the floored mean absolute value (docs/int8-spec.md §2.5).
 
         m   = ⌊max(Σⱼ |xⱼ|, 1) / H⌋          ∈ [0, 127]
         yⱼ  = DIV[m][xⱼ · wⱼ]                 (``ln_divide``; m = 0 gives −1 / −2)
@@ -171,7 +171,7 @@ def egg_ln_by_table(x, w, table: np.ndarray) -> np.ndarray:
 
 # -- EGG_GRU: nano-egg's gated recurrent cell -------------------------------------------------------
 def egg_gru(x, state, mm: Callable[[str, np.ndarray], np.ndarray], bf, bh) -> np.ndarray:
-    """One step of nano-egg's integer gated recurrent cell (spec §2.6); returns the new state.
+    """One step of nano-egg's integer gated recurrent cell (docs/int8-spec.md §2.6); returns the new state.
 
     An MGU-style variant of minGRU with recurrent matrices: a single forget gate f feeds both
     the reset of the past (gp) and the blend. It is *not* the parallel-scan minGRU of Feng et

@@ -16,7 +16,7 @@ of nano-egg's sizes (K ≤ 1024) runs in float32. At H = 256 this makes the whol
 forward ~14× faster than with NumPy's int64 matmul (benchmarks/int8_forward.py).
 
 The per-member low-rank terms ((x B) Aᵀ, rank R = 1 or 2) are small products, not matmuls:
-they stay in int32 (``outer_sum``), exact by the bound of spec §2.2.
+they stay in int32 (``outer_sum``), exact by the bound of docs/int8-spec.md §2.2.
 
 The three parameter accesses below are pure functions of already-*signed* noise: the noiser
 (``npegg.noiser.qeggroll``) fetches the factors and applies the antithetic sign.
@@ -96,7 +96,7 @@ def outer_sum(u, A) -> np.ndarray:
 
 
 def lowrank_term(x, A, B, sigma_shift: int) -> np.ndarray:
-    """⌊((x B) Aᵀ) / 2^(4+σ)⌋ per member: the perturbation of a scaled matmul (spec §2.2).
+    """⌊((x B) Aᵀ) / 2^(4+σ)⌋ per member: the perturbation of a scaled matmul (docs/int8-spec.md §2.2).
 
     x: (P, M, I) int8; B: (P, I, R) int8; A: (P, O, R) int8, signed. Returns (P, M, O) int32.
     Exact in int32: |x B Aᵀ| ≤ R·86·86·127·I < 2³¹ for table entries |t| ≤ 86 and I ≤ 1024.
@@ -106,13 +106,13 @@ def lowrank_term(x, A, B, sigma_shift: int) -> np.ndarray:
 
 
 def do_mm(W, x, A=None, B=None, sigma_shift: int = 0) -> np.ndarray:
-    """The scaled int8 matmul y = clip(⌊(x Wᵀ + ⌊x B Aᵀ / 2^(4+σ)⌋) / (16·⌊√I⌋)⌋) (spec §2.2).
+    """The scaled int8 matmul y = clip(⌊(x Wᵀ + ⌊x B Aᵀ / 2^(4+σ)⌋) / (16·⌊√I⌋)⌋).
 
     W: (O, I) int8, value × 16 (and an implicit 1/√I). x: (P, ..., I) int8, value × 16.
     A: (P, O, R) int8 signed factors and B: (P, I, R) int8, or both None (unperturbed; then x
     may have any leading axes). Returns (P, ..., O) int8 in [−127, 127], value × 16.
 
-    Mirrors: nano-egg run.py QEggRoll.do_mm.
+    Mirrors: nano-egg run.py QEggRoll.do_mm (semantics: docs/int8-spec.md §2.2).
     """
     W = np.asarray(W)
     x = np.asarray(x)
@@ -145,17 +145,32 @@ def do_mm_dense(W, x, A=None, B=None, sigma_shift: int = 0) -> np.ndarray:
 
 
 # -- do_emb ----------------------------------------------------------------------------------------
+def check_tokens(tokens, vocab: int, name: str = "tokens") -> np.ndarray:
+    """Refuse byte/token ids outside [0, vocab) before any work; returns ``tokens`` as an array.
+
+    The reference reads a clamped row instead (JAX clamps out-of-range gathers): an id past the
+    vocabulary is a caller's bug, so npegg raises (docs/reference-differences.md, int8 path).
+    """
+    t = np.asarray(tokens)
+    if not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"{name} must be integer ids in [0, {vocab}), got dtype {t.dtype}")
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= vocab):
+        raise ValueError(f"{name} must lie in [0, {vocab}) (the vocabulary), got values in "
+                         f"[{int(t.min())}, {int(t.max())}]")
+    return t
+
+
 def do_emb(E, tokens, A=None, B=None, sigma_shift: int = 0) -> np.ndarray:
-    """Embedding lookup y = E[t], perturbed: clip(E[t] + ⌊A[t] Bᵀ / 2^(4+σ)⌋) (spec §2.3).
+    """Embedding lookup y = E[t], perturbed: clip(E[t] + ⌊A[t] Bᵀ / 2^(4+σ)⌋) (docs/int8-spec.md §2.3).
 
     E: (V, H) int8, value × 16. tokens: (P, ...) integer. A: (P, V, R) int8 signed, B:
-    (P, H, R) int8, or None. Returns (P, ..., H) int8. ⚠ Unperturbed, the row is returned as
+    (P, H, R) int8, or None. Returns (P, ..., H) int8. Tokens outside [0, V) raise ValueError. ⚠ Unperturbed, the row is returned as
     stored, without a clip (a stored −128 would pass through; init and updates never make one).
 
     Mirrors: nano-egg run.py QEggRoll.do_emb.
     """
     E = np.asarray(E)
-    tokens = np.asarray(tokens)
+    tokens = check_tokens(tokens, E.shape[0])
     if A is None:
         return E[tokens]
     p = tokens.shape[0]
@@ -168,7 +183,7 @@ def do_emb(E, tokens, A=None, B=None, sigma_shift: int = 0) -> np.ndarray:
 
 # -- get_noisy_standard ----------------------------------------------------------------------------
 def get_noisy_standard(param, E=None, sigma_shift: int = 0) -> np.ndarray:
-    """A non-matmul parameter (LN weight, bias), perturbed: clip(p + ⌊E / 2^(4+σ)⌋) (spec §2.4).
+    """A non-matmul parameter (LN weight, bias), perturbed: clip(p + ⌊E / 2^(4+σ)⌋) (docs/int8-spec.md §2.4).
 
     param: (*S) int8. E: (P, *S) int32 signed full-rank noise, or None (then ``param`` is
     returned as is). Returns (P, *S) int8. ⚠ The floor makes an antithetic pair asymmetric:

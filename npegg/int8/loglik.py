@@ -1,7 +1,7 @@
 """The integer log-likelihood: EXP2 table, LOG2 without the gigabyte table, and ``int_ll``.
 
 Logits are int8 and probabilities are ∝ 2^(logit/16); the log-likelihood is an int32 in units
-of 1/16 bit, so bits per byte = −ll / 16 (spec §5):
+of 1/16 bit, so bits per byte = −ll / 16 (docs/int8-spec.md §5):
 
     l'  = logit + 128                          ∈ [1, 255]
     Σ   = Σᵥ EXP2[l'ᵥ]                          EXP2[j] = ⌊16 · 2^(j/16)⌋
@@ -93,11 +93,19 @@ def int_ll(logits, target) -> np.ndarray:
     """Integer log2-likelihood of ``target`` under int8 logits, in units of 1/16 bit (≤ 0).
 
     logits: (..., V) int8 in [−127, 127]. target: (...) integer in [0, V). Returns (...) int32.
-    For V = 256, ll ∈ [−381, 0].
+    For V = 256, ll ∈ [−381, 0]. A target outside [0, V) raises ValueError (the reference
+    would clamp it; docs/reference-differences.md).
 
     Mirrors: nano-egg run.py get_int_ll.
     """
     logits = np.asarray(logits)
+    target = np.asarray(target)
+    v = logits.shape[-1]
+    if not np.issubdtype(target.dtype, np.integer):
+        raise ValueError(f"target must be integer ids in [0, {v}), got dtype {target.dtype}")
+    if target.size and (int(target.min()) < 0 or int(target.max()) >= v):
+        raise ValueError(f"target must lie in [0, {v}) (the number of logits), got values in "
+                         f"[{int(target.min())}, {int(target.max())}]")
     lp = logits.astype(np.int32) + 128                                       # (..., V) in [1, 255]
     total = exp2_table()[lp].sum(axis=-1, dtype=np.int64)                    # (...) Σ, ≥ 16·V
     lse = log2_entry(total - 1)                                              # (...) clamps at 2²⁸ − 1

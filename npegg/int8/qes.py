@@ -3,7 +3,7 @@
 Threads 2i and 2i+1 are antithetic partners (same noise, opposite sign). Q-EGGROLL turns each
 pair into one small integer fitness fᵢ, accumulates the vote Z = Σᵢ fᵢ · εᵢ over the even
 threads (ε = the member's unscaled noise), and moves a parameter entry by exactly ±1 where
-the vote is significant: a z-test whose threshold comes from a significance level α (§8).
+the vote is significant: a z-test whose threshold comes from a significance level α (docs/int8-spec.md §8).
 
 Everything is int32 as in the reference (x64 off): sums and products wrap mod 2³², which for
 populations below ~18 000 members never happens. Only the threshold schedule uses floats
@@ -32,15 +32,30 @@ def fitness_sign(raw_scores) -> np.ndarray:
     """fᵢ = sign(R₂ᵢ − R₂ᵢ₊₁) ∈ {−1, 0, 1} as int8, the fast (and default) fitness.
 
     raw_scores: (P,) int32, higher is better, P even. Returns (P/2,) int8; ties give 0.
+    Integer scores are subtracted in int32 (wrapping), as the reference does. Float scores are
+    subtracted in float32, as the reference does with 64-bit mode off, and a NaN difference
+    gives 0 (XLA's NaN → int conversion).
 
     Mirrors: nano-egg run.py QEggRoll.convert_fitnesses (fast_fitness=True).
     """
-    pairs = np.asarray(raw_scores).astype(np.int64).reshape(-1, 2)     # (P/2, 2)
+    raw = np.asarray(raw_scores)
+    if np.issubdtype(raw.dtype, np.floating):
+        pairs = raw.astype(np.float32).reshape(-1, 2)                   # (P/2, 2) float32
+        with np.errstate(invalid="ignore", over="ignore"):
+            s = np.sign(pairs[:, 0] - pairs[:, 1])                      # NaN for NaN or inf − inf
+        return np.where(np.isnan(s), 0, s).astype(np.int8)
+    pairs = _integer_scores(raw).astype(np.int64).reshape(-1, 2)       # (P/2, 2)
     return np.sign(wrap32(pairs[:, 0] - pairs[:, 1])).astype(np.int8)
 
 
+def _integer_scores(raw: np.ndarray) -> np.ndarray:
+    if not (np.issubdtype(raw.dtype, np.integer)):
+        raise ValueError(f"raw_scores must be integers (the int32 summed log-likelihoods), got dtype {raw.dtype}")
+    return raw
+
+
 def fitness_normalized(raw_scores) -> np.ndarray:
-    """The reference's "normalized difference" fitness, quirks included (spec §8.1). (P/2,) int8.
+    """The reference's "normalized difference" fitness, quirks included (docs/int8-spec.md §8.1). (P/2,) int8.
 
         d = 16 · (R₂ᵢ − R₂ᵢ₊₁)                   int32, wrapping
         ρ = int32(√float32(wrap32(d · d)))        NaN (negative square) → 0
@@ -50,9 +65,11 @@ def fitness_normalized(raw_scores) -> np.ndarray:
     square overflows int32, giving −2 or an unrelated value. The reference's update crashes on
     this path (NameError in _common_update), so it is provided for fitness parity only.
 
+    Integer scores only: float scores raise ValueError (docs/reference-differences.md).
+
     Mirrors: nano-egg run.py QEggRoll.convert_fitnesses (fast_fitness=False).
     """
-    pairs = np.asarray(raw_scores).astype(np.int64).reshape(-1, 2)
+    pairs = _integer_scores(np.asarray(raw_scores)).astype(np.int64).reshape(-1, 2)
     d = wrap32((pairs[:, 0] - pairs[:, 1]) << FIXED_POINT)               # (P/2,) int32
     sq = wrap32(d.astype(np.int64) * d)                                  # wraps past |d| ≥ 46341
     with np.errstate(invalid="ignore"):
@@ -87,7 +104,7 @@ def update_threshold(alpha_t) -> np.ndarray:
 
 
 def threshold_schedule(alpha: float, n_epochs: int, decay: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """(α_t, threshold) for epochs 0..n_epochs−1: float64 (E,), int32 (E,). Spec §8.3."""
+    """(α_t, threshold) for epochs 0..n_epochs−1: float64 (E,), int32 (E,). docs/int8-spec.md §8.3."""
     a = alpha_schedule(alpha, np.arange(n_epochs), decay)
     return a, update_threshold(a)
 
@@ -121,7 +138,7 @@ def vote_full(fitness, E, use_clt: bool) -> np.ndarray:
 
 
 def threshold_step(param, Z, threshold: int, n_fitness: int, use_clt: bool) -> np.ndarray:
-    """Move each entry by ±1 where the vote is significant, then clip (spec §8.2).
+    """Move each entry by ±1 where the vote is significant, then clip (docs/int8-spec.md §8.2).
 
         τ   = threshold · ⌊√N⌋ · (256 if use_clt else 1)
         new = p                    if 16·|Z| < τ        (strict)

@@ -1,6 +1,6 @@
 """EGG: nano-egg's int8 byte-level language model, with the population as a leading axis.
 
-One step reads a byte per member and updates a per-layer recurrent state (spec §3)::
+One step reads a byte per member and updates a per-layer recurrent state (docs/int8-spec.md §3)::
 
     x₀ = Emb(t)                                         (P, H) int8, value × 16
     for each layer l (parameters stacked on axis 0 under ``blocks/``):
@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import keys as K
 from ..int8.fixedpoint import FIXED_POINT, clipped_add, egg_gru, egg_ln, saturate
+from ..int8.intmm import check_tokens
 from ..int8.loglik import int_ll
 from ..tree import tree_map
 from .common import (EMB_PARAM, MM, MM_PARAM, CommonInit, Embedding, Linear, Model, Parameter, call_submodule,
@@ -148,7 +149,7 @@ class EGG(Model):
 
     @classmethod
     def rand_init(cls, key, vocab_size=256, n_layer=1, hidden_dim=256, dtype="int8", *args, **kwargs):
-        """Reference init (spec §10): weights round(16·N(0,1)), LN weights 16, biases 0.
+        """Reference init (docs/int8-spec.md §10): weights round(16·N(0,1)), LN weights 16, biases 0.
 
         Keys: split(key, 3) → emb, blocks, head; blocks per layer; each layer (att, mlp); att 4-way.
         """
@@ -196,8 +197,8 @@ def generate(noiser, frozen_noiser_params, noiser_params, frozen_params, params,
 
     Mirrors: nano-egg run.py generate_thread (vmapped over threads).
     """
-    tokens_in = np.asarray(tokens_in)
-    tokens_tgt = np.asarray(tokens_tgt)
+    tokens_in = check_tokens(tokens_in, np.shape(params["emb"])[0], "tokens_in")      # before any work
+    tokens_tgt = check_tokens(tokens_tgt, np.shape(params["head"])[0], "tokens_tgt")
     p, t_len = tokens_in.shape
     state = np.array(state, dtype=np.int8, copy=True)                          # (P, L, H) int8
     ll = np.empty((p, t_len), np.int32)

@@ -4,13 +4,13 @@ Noise. For a leaf with key k, member n at epoch e, the source (``frozen_noiser_p
 by default ``Int8NoiseTable``) returns unit int8 factors A (a, r), B (b, r) for MM and EMB
 leaves, or int32 full-rank noise E for PARAM leaves (a product of two table entries). The
 antithetic sign s = +1 for even n, −1 for odd n goes on A (or E) only, and every perturbation is
-floor-shifted by FIXED_POINT + sigma_shift before it is added (spec §2.2–§2.4, §6)::
+floor-shifted by FIXED_POINT + sigma_shift before it is added (docs/int8-spec.md §2.2–§2.4, §6)::
 
     do_mm:               y = clip(⌊(x Wᵀ + ⌊x B (sA)ᵀ / 2^(4+σ)⌋) / (16·⌊√I⌋)⌋)
     do_emb:              y = clip(E[t] + ⌊(sA)[t] Bᵀ / 2^(4+σ)⌋)
     get_noisy_standard:  y = clip(p + ⌊sE / 2^(4+σ)⌋)
 
-Update (spec §8). ``convert_fitnesses`` gives one fitness per antithetic pair, fᵢ = sign(R₂ᵢ −
+Update (docs/int8-spec.md §8). ``convert_fitnesses`` gives one fitness per antithetic pair, fᵢ = sign(R₂ᵢ −
 R₂ᵢ₊₁) (or the reference's quirky normalized variant). ``do_updates`` keeps the even threads of
 the iterinfos (``[::2]``, sign +1), accumulates per leaf (and per layer of a stacked leaf)
 
@@ -61,6 +61,13 @@ def get_nonlora_update_params(frozen, iterinfo, shape, key) -> np.ndarray:
     return e * signs(members).astype(np.int32).reshape((-1,) + (1,) * len(shape))
 
 
+def _check_threshold(threshold):
+    """None or an integer: the reference's thresholds are int32; a float one would compare in float32."""
+    if threshold is not None and not isinstance(threshold, (int, np.integer)):
+        raise ValueError(f"update_threshold must be None or an integer, got {threshold!r}")
+    return threshold
+
+
 class QEggRoll(Noiser):
     """Integer low-rank antithetic ES with thresholded ±1 updates (module docstring)."""
 
@@ -70,22 +77,33 @@ class QEggRoll(Noiser):
                     alpha=4.0, alpha_decay_timestep=1000, update_chunk=None, **kwargs):
         """Validate settings and build (frozen_noiser_params, noiser_params).
 
-        sigma_shift ≥ 0: perturbations are shifted right by 4 + sigma_shift. update_threshold:
-        a fixed int threshold, or None for the α schedule (alpha, alpha_decay_timestep; spec
-        §8.3). noise: a source with ``lowrank``/``full`` (default
+        sigma_shift ∈ [−4, 27]: perturbations are shifted right by 4 + sigma_shift bits (0..31).
+        update_threshold: a fixed integer threshold, or None for the α schedule (alpha, alpha_decay_timestep;
+        docs/int8-spec.md §8.3). noise: a source with ``lowrank``/``full`` (default
         ``Int8NoiseTable(noise_seed, log2_size=noise_log2_size)``, 2²⁵ entries = 32 MiB).
         noise_reuse ≥ 0 (0: the same noise every epoch). update_chunk: members per update
         chunk (default: sized by a 32 MiB noise budget); it never changes the result.
         Defaults follow run.py's command line (use_clt=True, noise_reuse=1, alpha=4).
+        ``dtype`` (the reference's keyword) may only be "int8"; other extra arguments raise, so
+        a misspelt setting cannot silently fall back to a default.
         """
-        if not (isinstance(sigma_shift, (int, np.integer)) and sigma_shift >= 0):
-            raise ValueError(f"sigma_shift must be an integer >= 0, got {sigma_shift!r}")
+        dtype = kwargs.pop("dtype", "int8")
+        if dtype != "int8":
+            raise ValueError(f"QEggRoll is the int8 noiser; dtype must be 'int8', got {dtype!r}")
+        if args or kwargs:
+            raise ValueError(f"unknown QEggRoll.init_noiser arguments: {list(args) + sorted(kwargs)}")
+        if not (isinstance(sigma_shift, (int, np.integer)) and -4 <= sigma_shift <= 27):
+            raise ValueError(f"sigma_shift must be an integer in [-4, 27] (a right shift by 4 + sigma_shift "
+                             f"bits, 0..31), got {sigma_shift!r}")
+        _check_threshold(update_threshold)
         if not (isinstance(rank, (int, np.integer)) and rank >= 1):
             raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
         if not (isinstance(noise_reuse, (int, np.integer)) and noise_reuse >= 0):
             raise ValueError(f"noise_reuse must be an integer >= 0, got {noise_reuse!r}")
         if not alpha > 0:
             raise ValueError(f"alpha must be > 0, got {alpha!r}")
+        if not (isinstance(alpha_decay_timestep, (int, np.integer)) and alpha_decay_timestep >= 1):
+            raise ValueError(f"alpha_decay_timestep must be an integer >= 1, got {alpha_decay_timestep!r}")
         if update_chunk is not None and not (isinstance(update_chunk, (int, np.integer)) and update_chunk >= 1):
             raise ValueError(f"update_chunk must be None or an integer >= 1, got {update_chunk!r}")
         frozen = {"noise_reuse": int(noise_reuse), "rank": int(rank), "use_clt": bool(use_clt),
@@ -130,7 +148,7 @@ class QEggRoll(Noiser):
     def convert_fitnesses(cls, frozen_noiser_params, noiser_params, raw_scores):
         """One int8 fitness per antithetic pair: (P,) int32 raw scores → (P/2,) int8."""
         raw = np.asarray(raw_scores)
-        if raw.ndim != 1 or raw.size % 2:
+        if raw.ndim != 1 or raw.size % 2:   # the reference's reshape(-1, 2) crashes on an odd count
             raise ValueError(f"raw_scores must be a 1-D array of even length (antithetic pairs), got {raw.shape}")
         if frozen_noiser_params["fast_fitness"]:
             return qes.fitness_sign(raw)
@@ -140,7 +158,7 @@ class QEggRoll(Noiser):
     def threshold(cls, frozen_noiser_params, noiser_params, epoch: int) -> int:
         """The update threshold in force at ``epoch``: the fixed one, or from the α schedule."""
         if noiser_params.get("update_threshold") is not None:
-            return int(noiser_params["update_threshold"])
+            return int(_check_threshold(noiser_params["update_threshold"]))
         a = qes.alpha_schedule(frozen_noiser_params["alpha"], epoch, frozen_noiser_params["alpha_decay_timestep"])
         return int(qes.update_threshold(a))
 
