@@ -14,6 +14,7 @@ of the epoch; see ``npegg.optim``).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -23,6 +24,24 @@ from . import keys as K
 from .fitness import check_population
 from .models.common import simple_es_tree_key
 from .noiser import EggRoll
+from .tree import flatten
+
+
+def _check_keywords(fn, given: dict, what: str) -> None:
+    """TypeError naming every keyword in ``given`` that ``fn`` does not declare (its ``**kwargs``
+    catch-all, kept for the reference's signature, would otherwise swallow a misspelling)."""
+    params = inspect.signature(fn).parameters
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(given) - named)
+    if unknown:
+        allowed = sorted(named - {"cls", "self", "key", "params", "sigma", "lr"})
+        raise TypeError(f"{what} got unknown keyword argument(s) {', '.join(unknown)}; "
+                        f"it accepts {', '.join(allowed)}")
+
+
+def _leaf_specs(params) -> dict:
+    """{path: (shape, dtype)} of every leaf: what ``ES.step`` and ``ES.forward`` expect back."""
+    return {p: (np.shape(v), np.asarray(v).dtype) for p, v in flatten(params).items()}
 
 
 @dataclass(frozen=True)
@@ -43,21 +62,51 @@ class ES:
     frozen_noiser_params: dict
     pop_size: int
     sigma_schedule: Callable[[int], float] | None = None
+    leaves: dict | None = None          # {path: (shape, dtype)} of the params ``create`` made
 
     @classmethod
     def create(cls, model, model_kwargs: dict, *, pop_size: int, sigma, lr, noiser=EggRoll, seed: int = 0,
                **noiser_kwargs) -> tuple["ES", ESState]:
         """Initialise the model from ``seed`` (model key fold_in(key(seed), 0), ES keys fold_in(…, 1),
-        as the reference notebook) and the noiser; validate the population before any work."""
+        as the reference notebook) and the noiser; validate the population, the keyword arguments,
+        the parameters' dtype and the schedules' first values before any work."""
+        _check_keywords(model.rand_init, model_kwargs, f"{getattr(model, '__name__', model)}.rand_init (model_kwargs)")
+        _check_keywords(noiser.init_noiser, noiser_kwargs, f"ES.create with {getattr(noiser, '__name__', noiser)}")
+        dtype = model_kwargs.get("dtype")
+        if dtype is not None and not np.issubdtype(np.dtype(dtype), np.floating):
+            raise TypeError(f"model_kwargs dtype={dtype!r}: {getattr(noiser, '__name__', noiser)} perturbs and "
+                            f"updates floating-point parameters; use float32 or float64 "
+                            f"(the int8 model has its own noiser, npegg.noiser.QEggRoll)")
         check_population(int(pop_size), int(noiser_kwargs.get("group_size", 0)))
         root = K.key(seed)
         frozen_params, params, scan_map, es_map = model.rand_init(K.fold_in(root, 0), **model_kwargs)
         es_tree_key = simple_es_tree_key(params, K.fold_in(root, 1), scan_map)
         schedule = sigma if callable(sigma) else None
+        if schedule is not None:
+            _check_sigma_value(schedule(0), 0)
+        if callable(lr):
+            _check_lr_value(lr(0), 0)
         frozen_noiser, noiser_params = noiser.init_noiser(params, schedule(0) if schedule else sigma, lr,
                                                           **noiser_kwargs)
-        es = cls(model, noiser, frozen_params, es_map, scan_map, es_tree_key, frozen_noiser, int(pop_size), schedule)
+        es = cls(model, noiser, frozen_params, es_map, scan_map, es_tree_key, frozen_noiser, int(pop_size), schedule,
+                 _leaf_specs(params))
         return es, ESState(params, noiser_params, 0)
+
+    def check_params(self, params) -> None:
+        """ValueError naming the first leaf that is missing, extra, or of another shape than ``create`` made."""
+        if self.leaves is None:
+            return
+        given = _leaf_specs(params)
+        missing, extra = sorted(set(self.leaves) - set(given)), sorted(set(given) - set(self.leaves))
+        if missing:
+            raise ValueError(f"params are missing leaves {', '.join(missing[:5])} (the model has {len(self.leaves)})")
+        if extra:
+            raise ValueError(f"params have leaves the model does not: {', '.join(extra[:5])}")
+        for path, (shape, dtype) in self.leaves.items():
+            if given[path][0] != shape:
+                raise ValueError(f"params leaf {path} has shape {given[path][0]}, the model's is {shape}")
+            if not np.issubdtype(given[path][1], np.floating):
+                raise ValueError(f"params leaf {path} has dtype {given[path][1]}, the model's is {dtype}")
 
     @property
     def members(self) -> np.ndarray:
@@ -74,6 +123,7 @@ class ES:
             if np.ndim(x) == 0 or np.shape(x)[0] != self.pop_size:
                 raise ValueError(f"population inputs need a leading axis of size pop_size={self.pop_size}, "
                                  f"got shape {np.shape(x)}")
+        self.check_params(state.params)
         return self._forward(state, (state.epoch, self.members), *inputs, **kwargs)
 
     def evaluate(self, state: ESState, *inputs, **kwargs):
@@ -88,11 +138,25 @@ class ES:
         raw = np.asarray(raw_scores)
         if raw.shape != (self.pop_size,):
             raise ValueError(f"raw_scores must have shape ({self.pop_size},), got {raw.shape}")
+        self.check_params(state.params)
         fit = self.fitness(state, raw)
         iterinfos = (np.full(self.pop_size, state.epoch), self.members)
         noiser_params, params = self.noiser.do_updates(self.frozen_noiser_params, state.noiser_params, state.params,
                                                        self.es_tree_key, fit, iterinfos, self.es_map)
         epoch = state.epoch + 1
         if self.sigma_schedule is not None:
-            noiser_params = {**noiser_params, "sigma": float(self.sigma_schedule(epoch))}
+            sigma = float(self.sigma_schedule(epoch))
+            _check_sigma_value(sigma, epoch)
+            noiser_params = {**noiser_params, "sigma": sigma}
         return replace(state, params=params, noiser_params=noiser_params, epoch=epoch)
+
+
+def _check_sigma_value(sigma, epoch: int) -> None:
+    """A sigma schedule's value: finite and >= 0 (a decay may end at exactly 0)."""
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma schedule returned {sigma} at epoch {epoch}; it must be a finite number >= 0")
+
+
+def _check_lr_value(lr, step: int) -> None:
+    if not (np.isfinite(lr) and lr >= 0):
+        raise ValueError(f"lr schedule returned {lr} at step {step}; it must be a finite number >= 0")

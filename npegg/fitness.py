@@ -67,6 +67,8 @@ def zscore(raw, group_size: int = 0, nan_policy: str = "raise") -> np.ndarray:
     """Reference z-score: per-group mean, global population variance, +1e-5 (module docstring)."""
     r = check_finite(raw, nan_policy)
     check_population(r.size, group_size, antithetic=False)
+    if r.dtype.itemsize < 4:       # float16: a spread over ~256 overflows its variance (max 65504) to inf
+        r = r.astype(np.float32)
     denom = np.sqrt(r.var() + r.dtype.type(1e-5))
     if group_size == 0:
         return (r - r.mean()) / denom

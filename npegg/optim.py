@@ -43,7 +43,13 @@ class GradientTransformation(NamedTuple):
 
 
 def _lr_at(lr: ScalarOrSchedule, count: int) -> float:
-    return float(lr(count)) if callable(lr) else float(lr)
+    """The rate at step ``count``; a schedule's value must be a finite number >= 0."""
+    if not callable(lr):
+        return float(lr)
+    value = float(lr(count))
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"learning_rate schedule returned {value} at step {count}; it must be a finite number >= 0")
+    return value
 
 
 def _check_lr(lr):

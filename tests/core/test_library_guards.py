@@ -1,0 +1,72 @@
+"""Inputs the library used to accept and get silently wrong: each now a clear error, or the right answer."""
+import re
+
+import numpy as np
+import pytest
+
+from npegg import fitness as F
+from npegg import optim
+from npegg.es import ES
+from npegg.models import MLP
+
+MLP_KW = dict(in_dim=2, out_dim=1, hidden_dims=[4])
+ES_KW = dict(pop_size=8, sigma=0.1, lr=0.1)
+
+
+def test_zscore_float16_with_large_spread_is_not_all_zeros():
+    """float16 variance overflows past 65504; the z-score is computed in float32 instead."""
+    raw = np.linspace(-300, 300, 8).astype(np.float16)
+    f = F.zscore(raw)
+    want = (raw.astype(np.float64) - raw.astype(np.float64).mean()) / np.sqrt(raw.astype(np.float64).var() + 1e-5)
+    assert np.all(np.isfinite(f)) and np.allclose(f, want, rtol=1e-6)
+    assert np.array_equal(F.zscore(raw.astype(np.float32)), F.zscore(raw))   # float16 is float32's answer
+
+
+@pytest.mark.parametrize("model_kwargs, noiser_kwargs, names", [
+    ({}, {"grup_size": 4}, "grup_size"),
+    ({"activaton": "gelu"}, {}, "activaton"),
+    ({}, {"rnak": 2, "noise_resue": 1}, "noise_resue, rnak"),
+])
+def test_misspelled_keyword_arguments_are_named(model_kwargs, noiser_kwargs, names):
+    with pytest.raises(TypeError, match=f"unknown keyword argument\\(s\\) {names}"):
+        ES.create(MLP, MLP_KW | model_kwargs, **ES_KW, **noiser_kwargs)
+
+
+def test_integer_model_dtype_is_refused():
+    with pytest.raises(TypeError, match="dtype='int32'.*floating-point"):
+        ES.create(MLP, MLP_KW | {"dtype": "int32"}, **ES_KW)
+
+
+def test_schedules_returning_negative_lr_or_nan_sigma_are_refused():
+    with pytest.raises(ValueError, match="lr schedule returned -0.5 at step 0"):
+        ES.create(MLP, MLP_KW, pop_size=8, sigma=0.1, lr=lambda k: -0.5)
+    with pytest.raises(ValueError, match="sigma schedule returned nan at epoch 0"):
+        ES.create(MLP, MLP_KW, pop_size=8, sigma=lambda k: float("nan"), lr=0.1)
+    es, st = ES.create(MLP, MLP_KW, pop_size=8, sigma=lambda k: 0.1 if k < 1 else float("nan"), lr=0.1)
+    with pytest.raises(ValueError, match="sigma schedule returned nan at epoch 1"):
+        es.step(st, np.arange(8.0))
+    es, st = ES.create(MLP, MLP_KW, pop_size=8, sigma=0.1, lr=lambda k: 0.1 - k)
+    st = es.step(st, np.arange(8.0))                     # step 0: lr 0.1
+    with pytest.raises(ValueError, match="learning_rate schedule returned -0.9 at step 1"):
+        es.step(st, np.arange(8.0))
+    with pytest.raises(ValueError, match="learning_rate schedule returned"):
+        opt = optim.adam(lambda k: float("inf"))
+        opt.update({"w": np.ones(2)}, opt.init({"w": np.ones(2)}), {"w": np.ones(2)})
+
+
+def test_step_refuses_params_of_another_shape():
+    es, st = ES.create(MLP, MLP_KW, **ES_KW)
+    raw = np.arange(8.0)
+    first = sorted(st.params)[0]
+    missing = {k: v for k, v in st.params.items() if k != first}
+    with pytest.raises(ValueError, match=f"missing leaves {first}/"):
+        es.step(type(st)(missing, st.noiser_params), raw)
+    extra = {**st.params, "extra": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match="leaves the model does not: extra"):
+        es.step(type(st)(extra, st.noiser_params), raw)
+    with pytest.raises(ValueError, match="leaves the model does not: extra"):
+        es.forward(type(st)(extra, st.noiser_params), np.zeros((8, 2)))
+    leaf = st.params["0"]["weight"]
+    wrong = {**st.params, "0": {**st.params["0"], "weight": leaf[:, :-1]}}
+    with pytest.raises(ValueError, match=re.escape(f"0/weight has shape {leaf[:, :-1].shape}, the model's is {leaf.shape}")):
+        es.step(type(st)(wrong, st.noiser_params), raw)
