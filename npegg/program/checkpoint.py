@@ -35,10 +35,9 @@ before the manifest existed) still load: they get every check except 3, as befor
 """
 from __future__ import annotations
 
-import json
-import os
 import hashlib
 import io
+import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,14 +186,25 @@ def save_checkpoint(path, trees: dict[str, Any], *, config: dict | None = None,
 
 # -- loading --------------------------------------------------------------------------------------
 def _npy_array(path: Path, key: str, raw: bytes) -> np.ndarray:
-    """Parse one member's ``.npy`` bytes; refuse object (pickled) arrays before reading data."""
+    """Parse one member's ``.npy`` bytes: header, then exactly shape·itemsize data bytes.
+
+    Object (pickled) arrays are refused from the header, before their data is looked at.
+    """
     f = io.BytesIO(raw)
     major, _ = np.lib.format.read_magic(f)
+    if major not in (1, 2, 3):
+        raise CheckpointError(f"{path}: member {key!r} has an unknown .npy version {major}")
     header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    _, _, dtype = header(f)
+    shape, fortran, dtype = header(f)
     if dtype.hasobject:
         raise CheckpointError(f"{path}: member {key!r} holds Python objects (a pickle); npegg never loads them")
-    return np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+    count = int(np.prod(shape, dtype=np.int64))
+    data = memoryview(raw)[f.tell():]
+    if len(data) != count * dtype.itemsize:
+        raise CheckpointError(f"{path}: member {key!r} has {len(data)} data bytes, its header says "
+                              f"{count * dtype.itemsize}; damaged checkpoint")
+    arr = np.frombuffer(data, dtype=dtype, count=count).copy()
+    return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
 
 
 def _read_members(path: Path) -> tuple[dict[str, np.ndarray], int]:

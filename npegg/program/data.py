@@ -104,7 +104,7 @@ def stdlib_documents(max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[bytes], P
 
 def _folder_documents(folder: Path) -> tuple[list[bytes], int]:
     """Non-hidden files under ``folder`` that decode as UTF-8, in sorted relative-path order."""
-    files = sorted((p for p in folder.rglob("*") if p.is_file()
+    files = sorted((p for p in folder.rglob("*") if p.is_file()          # regular files only: no FIFOs, devices
                     and not any(part.startswith(".") for part in p.relative_to(folder).parts)),
                    key=lambda p: p.relative_to(folder).as_posix())
     docs, skipped = [], 0
@@ -144,6 +144,8 @@ def read_stream(path, stdlib_max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.nda
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
+    if not (p.is_dir() or p.is_file()):          # a device (/dev/zero never ends), a FIFO (blocks), a socket
+        raise DataError(f"{p}: not a regular file or folder (a device, pipe or socket cannot be read as a corpus)")
     try:
         if p.is_dir():
             docs, skipped = _folder_documents(p)

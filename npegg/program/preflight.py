@@ -1,0 +1,147 @@
+"""Checks made before a run starts: will it fit in memory, can its folder be written, is there room.
+
+A run that cannot finish should say so before its first epoch, not after a fifth of it. Memory
+is estimated from the sizes alone (nothing is allocated)::
+
+    parameters      n = a·D² + b·D + c per layer count (exact: fitted on D = 1, 2, 3 models)
+    model + Adam    n × 4 B × 6        params, μ, ν, G, the update, the new params (float mode)
+    population      P·L·D × 4 B × 3    hidden states: carried, new, reset copy
+                  + P·T·D × 4 B × 8    one layer's activations over the epoch's window (the MLP and
+                                       head run on ~2 MiB member chunks and add nothing that grows)
+    fixed           96 MiB             noise table (32 MiB) and its slice cache (64 MiB)
+
+In int mode parameters and states are int8 and a forward step widens a (P, D) slice to int64, so
+the population term is P·L·D × 1 B × 3 + P·D × 8 B × 12. The estimate is meant to be the right
+order of magnitude: a run is refused only when it exceeds the memory available, so an estimate
+off by a factor of two still lets every run that fits start.
+
+A checkpoint holds the parameters (and μ, ν in float mode), the hidden states and the history.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+
+from .atomic import temp_path
+
+_FIXED = 96 << 20
+
+
+class PreflightError(ValueError):
+    """A run that cannot work on this machine; the message names the flag to change."""
+
+
+@lru_cache(maxsize=None)
+def _counts(mode: str, cell: str, n_layers: int) -> tuple[int, int, int]:
+    """Parameter counts of tiny models (D = 1, 2, 3) with ``n_layers`` layers."""
+    from .. import keys as K
+    from ..tree import flatten
+    import numpy as np
+    if mode == "int":
+        from ..models.egg import EGG
+        make = lambda d: EGG.rand_init(K.key(0), 256, n_layers, d).params        # noqa: E731
+    else:
+        from ..models.lm import ByteLM
+        make = lambda d: ByteLM.rand_init(K.key(0), d, n_layers, cell=cell).params  # noqa: E731
+    return tuple(sum(int(np.size(v)) for v in flatten(make(d)).values()) for d in (1, 2, 3))
+
+
+def param_count(mode: str, cell: str, hidden_dim: int, n_layers: int) -> int:
+    """Exact parameter count: quadratic in D (fitted on D = 1, 2, 3), linear in L (L = 1, 2)."""
+    def at(layers):
+        f1, f2, f3 = _counts(mode, cell, layers)
+        a2 = f3 - 2 * f2 + f1                            # 2a
+        b = f2 - f1 - 3 * a2 // 2
+        c = f1 - a2 // 2 - b
+        return a2 * hidden_dim ** 2 // 2 + b * hidden_dim + c
+    one, two = at(1), at(2)
+    return one + (n_layers - 1) * (two - one)
+
+
+def memory_parts(cfg) -> dict[str, int]:
+    """Estimated bytes by what drives them (module docstring): {"model": …, "population": …, "fixed": …}."""
+    D, L, P, T = cfg.hidden_dim, cfg.n_layers, cfg.pop_size, cfg.tokens_per_update
+    n = param_count(cfg.mode, cfg.cell, D, L)
+    if cfg.mode == "int":
+        return {"model": n * 3, "population": P * L * D * 3 + P * D * 8 * 12, "fixed": _FIXED}
+    return {"model": n * 4 * 6, "population": P * L * D * 4 * 3 + P * T * D * 4 * 8, "fixed": _FIXED}
+
+
+def checkpoint_bytes(cfg) -> int:
+    """Estimated size of one checkpoint: parameters (+ μ, ν in float mode) and hidden states."""
+    n = param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers)
+    width = 1 if cfg.mode == "int" else 4
+    copies = 1 if cfg.mode == "int" else 3
+    return n * width * copies + cfg.pop_size * cfg.n_layers * cfg.hidden_dim * width + (1 << 20)
+
+
+def available_memory() -> int | None:
+    """Bytes this process could still allocate: MemAvailable (Linux), else physical memory; None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.0f} MB"
+
+
+def check_memory(cfg, available: int | None = None) -> None:
+    """PreflightError naming the flags when the estimate exceeds the memory available."""
+    available = available_memory() if available is None else available
+    parts = memory_parts(cfg)
+    need = sum(parts.values())
+    if available is None or need <= available:
+        return
+    if parts["model"] >= parts["population"]:
+        flags = f"--hidden-dim {cfg.hidden_dim} / --n-layers {cfg.n_layers}"
+        why = (f"{param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers):,} parameters "
+               f"take {_gb(parts['model'])} with the optimizer's copies")
+    else:
+        flags = f"--pop-size {cfg.pop_size}" + ("" if cfg.mode == "int" else f" / --tokens-per-update {cfg.tokens_per_update}")
+        why = f"the population's states and activations take {_gb(parts['population'])}"
+    raise PreflightError(f"{flags}: this run needs about {_gb(need)} of memory ({why}), and this machine has "
+                         f"{_gb(available)} available; choose smaller values")
+
+
+def check_out(out: Path, need: int) -> None:
+    """PreflightError when ``out`` cannot be created and written, or its disk has less than ``need`` bytes free.
+
+    A probe file is written and removed, and folders created for the probe are removed again,
+    so nothing is left behind whether the check passes or fails.
+    """
+    out = Path(out)
+    created = []
+    try:
+        missing = [p for p in [out, *out.parents] if not p.exists()]
+        for p in reversed(missing):
+            p.mkdir()
+            created.append(p)
+        probe = temp_path(out / "checkpoint.npz")
+        with open(probe, "xb") as f:
+            f.write(b"npegg: can this folder be written?")
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+        free = shutil.disk_usage(out).free
+    except OSError as e:
+        raise PreflightError(f"--out {out}: cannot write there ({e.strerror or e})") from e
+    finally:
+        for p in reversed(created):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+    if free < need:
+        raise PreflightError(f"--out {out}: the disk has {_gb(free)} free, and a checkpoint of this run needs about "
+                             f"{_gb(need)} (two while one replaces the other); free some space or choose another --out")
