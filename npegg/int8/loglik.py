@@ -93,12 +93,16 @@ def int_ll(logits, target) -> np.ndarray:
     """Integer log2-likelihood of ``target`` under int8 logits, in units of 1/16 bit (≤ 0).
 
     logits: (..., V) int8 in [−127, 127]. target: (...) integer in [0, V). Returns (...) int32.
-    For V = 256, ll ∈ [−381, 0]. A target outside [0, V) raises ValueError (the reference
-    would clamp it; docs/reference-differences.md).
+    For V = 256, ll ∈ [−381, 0]. A target outside [0, V), or a logit outside the int8 range,
+    raises ValueError (the reference would clamp the index; docs/reference-differences.md).
 
     Mirrors: nano-egg run.py get_int_ll.
     """
     logits = np.asarray(logits)
+    if logits.dtype != np.int8 and not (np.issubdtype(logits.dtype, np.integer) and logits.size
+                                        and -128 <= int(logits.min()) and int(logits.max()) <= 127):
+        raise ValueError(f"logits must be int8 values in [-128, 127], got dtype {logits.dtype}"
+                         + (f" with values in [{logits.min()}, {logits.max()}]" if logits.size else ""))
     target = np.asarray(target)
     v = logits.shape[-1]
     if not np.issubdtype(target.dtype, np.integer):

@@ -145,8 +145,11 @@ class QEggRoll(Noiser):
 
     # -- fitness and update -------------------------------------------------------------------------
     @classmethod
-    def convert_fitnesses(cls, frozen_noiser_params, noiser_params, raw_scores):
-        """One int8 fitness per antithetic pair: (P,) int32 raw scores → (P/2,) int8."""
+    def convert_fitnesses(cls, frozen_noiser_params, noiser_params, raw_scores, num_episodes_list=None):
+        """One int8 fitness per antithetic pair: (P,) int32 raw scores → (P/2,) int8.
+
+        ``num_episodes_list`` is accepted and unused, as in the reference.
+        """
         raw = np.asarray(raw_scores)
         if raw.ndim != 1 or raw.size % 2:   # the reference's reshape(-1, 2) crashes on an odd count
             raise ValueError(f"raw_scores must be a 1-D array of even length (antithetic pairs), got {raw.shape}")
@@ -210,6 +213,11 @@ class QEggRoll(Noiser):
         epoch, members = check_population(epochs[::2] if epochs.ndim else epochs, members[::2])
         if np.shape(fitnesses) != members.shape:
             raise ValueError(f"expected {members.size} fitnesses (one per pair), got shape {np.shape(fitnesses)}")
+        # Other values make the reference's f·A product wrap in int8 or not depending on the array's
+        # dtype; the update is defined for the sign fitness only (docs/reference-differences.md).
+        if not np.isin(np.asarray(fitnesses), (-1, 0, 1)).all():
+            raise ValueError("fitnesses must be sign fitnesses in {-1, 0, 1} (convert_fitnesses with "
+                             f"fast_fitness=True), got values {np.unique(np.asarray(fitnesses))[:8].tolist()}")
         return epoch, members
 
     @classmethod

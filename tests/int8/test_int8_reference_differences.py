@@ -167,3 +167,41 @@ def test_other_dtypes_are_refused_by_the_model():
     """run.py has a --dtype flag, but its other dtypes keep an int8 division table and an 8-bit gate shift."""
     with pytest.raises(ValueError, match="EGG is the int8 model"):
         EGG.rand_init(K.key(0), V, L, H, "int16")
+
+
+def test_update_refuses_fitnesses_other_than_signs(model):
+    """±16 or −2 fitnesses: the reference's f·A wraps in int8 or not by dtype; npegg refuses them."""
+    params, es_map, keys = model
+    frozen, nparams = noiser(params, update_threshold=0)
+    info = (np.zeros(4, int), np.arange(4))
+    for bad in (np.array([16, -1], np.int8), np.array([2, 0], np.int32), np.array([np.nan, 1.0])):
+        with pytest.raises(ValueError, match="fitnesses must be sign fitnesses"):
+            QEggRoll.do_updates(frozen, nparams, params, keys, bad, info, es_map)
+    _, new = QEggRoll.do_updates(frozen, nparams, params, keys, np.array([1.0, -1.0]), info, es_map)
+    _, same = QEggRoll.do_updates(frozen, nparams, params, keys, np.array([1, -1], np.int8), info, es_map)
+    assert all(np.array_equal(new[k], same[k]) for k in ("emb", "head"))     # float signs = int8 signs
+
+
+def test_excluded_leaves_stay_where_the_reference_crashes(model):
+    """es_map code 3: the reference calls _noop_update with too few arguments (TypeError); npegg keeps the leaf."""
+    params, es_map, keys = model
+    frozen, nparams = noiser(params, update_threshold=0)
+    excluded = dict(es_map, head=3)
+    _, new = QEggRoll.do_updates(frozen, nparams, params, keys, np.array([1, 1], np.int8),
+                                 (np.zeros(4, int), np.arange(4)), excluded)
+    assert np.array_equal(new["head"], params["head"])
+    assert not np.array_equal(new["emb"], params["emb"])                     # τ = 0: the others all move
+
+
+def test_convert_fitnesses_accepts_the_unused_num_episodes_list():
+    frozen, nparams = noiser()
+    raw = np.array([5, 3, 2, 2], np.int32)
+    assert QEggRoll.convert_fitnesses(frozen, nparams, raw, [1, 1, 1, 1]).tolist() == [1, 0]
+
+
+def test_logits_outside_the_int8_range_are_refused():
+    """The reference would clamp EXP2's index; logits come from an int8 head, so npegg raises."""
+    with pytest.raises(ValueError, match="logits must be int8"):
+        loglik.int_ll(np.array([[300, 0]], np.int32), np.array([0]))
+    wide = np.array([[-128, 127, 0]], np.int32)                              # int8 values in a wider dtype
+    assert np.array_equal(loglik.int_ll(wide, np.array([1])), loglik.int_ll(wide.astype(np.int8), np.array([1])))
