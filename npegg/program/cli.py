@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "(or, with --resume, the checkpoint's settings).")
     g = t.add_argument_group("model")
     g.add_argument("--mode", choices=("float", "int"), help=f"float (EggRoll) or int (int8 EGG + Q-EGGROLL) [{d.mode}]")
+    g.add_argument("--method", choices=("es", "backprop"),
+                   help=f"float mode: es, or backprop (the same model by backprop through time) [{d.method}]")
     g.add_argument("--cell", choices=("egg", "mingru"), help=f"recurrent cell [{d.cell}; egg in int mode]")
     g.add_argument("--hidden-dim", type=int, metavar="D", help=f"width [{d.hidden_dim}]")
     g.add_argument("--n-layers", type=int, metavar="L", help=f"layers [{d.n_layers}]")
@@ -236,8 +238,13 @@ def cmd_train(args, stdout) -> int:
     say(format_table([(k, v) for k, v in base.items()], headers=("method", "bpb")))
     how = (f"sigma {cfg.sigma} ({cfg.sigma_schedule}), {cfg.optimizer} lr {cfg.lr} ({cfg.lr_schedule})"
            if cfg.mode == "float" else f"Q-EGGROLL, sigma shift {cfg.sigma_shift}, alpha {cfg.alpha}")
-    say(f"ES: population {cfg.pop_size} in groups of {cfg.group_size}, rank {cfg.rank}, {how}; "
-        f"{cfg.tokens_per_update} bytes per member per epoch")
+    if cfg.method == "backprop":
+        say(f"backprop through time: batch of {cfg.pop_size // cfg.group_size} streams (the bytes ES reads with "
+            f"population {cfg.pop_size} in groups of {cfg.group_size}), {cfg.optimizer} lr {cfg.lr} ({cfg.lr_schedule}); "
+            f"{cfg.tokens_per_update} bytes per stream per step")
+    else:
+        say(f"ES: population {cfg.pop_size} in groups of {cfg.group_size}, rank {cfg.rank}, {how}; "
+            f"{cfg.tokens_per_update} bytes per member per epoch")
     say(f"run folder: {out}" + (f" (resuming at epoch {run.epoch})" if ckpt is not None else ""))
 
     progress = Progress(cfg.epochs, cfg.pop_size * cfg.tokens_per_update, stream=stdout,

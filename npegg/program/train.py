@@ -33,12 +33,13 @@ from .checkpoint import model_fingerprint
 from .data import BatchReader, Corpus
 from ..es import ES, ESState
 from .evaluate import LN2, Lanes, lanes_bpb, plan_lanes
-from ..fitness import check_population
+from ..fitness import SHAPERS, check_population
 from ..models.lm import CELLS, ByteLM
 from ..noise import NoiseTable
 from ..noiser import EggRoll
 
 SCHEDULES = ("constant", "linear", "cosine")
+METHODS = ("es", "backprop")
 
 
 class ConfigError(ValueError):
@@ -71,6 +72,7 @@ class TrainConfig:
     better (5.43 against 5.69 with cosine on the seed's quick test); both are far below its 7.17.
     """
     mode: str = "float"
+    method: str = "es"             # float mode: "es" (EggRoll) or "backprop" (npegg.program.backprop_run)
     cell: str = "mingru"           # int mode: always "egg" (nano-egg's int8 model)
     hidden_dim: int = 64
     n_layers: int = 2
@@ -95,6 +97,7 @@ class TrainConfig:
     eval_warmup: int = 256
     head_scale: float = 1.0
     noise_reuse: int = 1
+    fitness: str = "zscore"        # float mode: fitness shaping, one of npegg.fitness.SHAPERS
     sigma_shift: int = 4           # int mode: perturbations are shifted right by 4 + sigma_shift
     alpha: float = 4.0             # int mode: Q-EGGROLL's significance schedule
 
@@ -113,6 +116,12 @@ class TrainConfig:
             raise ConfigError(f"--{flag}: {msg}")
         if self.mode not in ("float", "int"):
             bad("mode", f"must be one of float, int; got {self.mode!r}")
+        if self.method not in METHODS:
+            bad("method", f"must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.mode == "int" and self.method != "es":
+            bad("method", "--mode int trains only by ES (Q-EGGROLL)")
+        if self.fitness not in SHAPERS:
+            bad("fitness", f"must be one of {', '.join(sorted(SHAPERS))}; got {self.fitness!r}")
         if self.cell not in CELLS:
             bad("cell", f"must be one of {', '.join(sorted(CELLS))}; got {self.cell!r}")
         if self.mode == "int" and self.cell != "egg":
@@ -198,7 +207,7 @@ class FloatRun:
             sigma=schedule(cfg.sigma_schedule, cfg.sigma, cfg.epochs),
             lr=schedule(cfg.lr_schedule, cfg.lr, cfg.epochs),
             solver=cfg.optimizer, group_size=cfg.group_size, rank=cfg.rank, noise_reuse=cfg.noise_reuse,
-            noise=shared_noise_table(0))
+            fitness=cfg.fitness, noise=shared_noise_table(0))
         self.hidden = ByteLM.init_state(self.es.frozen_params, cfg.pop_size)          # (P, L, D) float32
         self.data_state = {"pos": np.zeros(cfg.pop_size // cfg.group_size, np.int64)}
         if corpus is not None:
@@ -263,10 +272,13 @@ class FloatRun:
 
 
 def make_run(cfg: TrainConfig, corpus: Corpus):
-    """The run for ``cfg.mode``: ``FloatRun`` or ``npegg.program.int_run.IntRun``."""
+    """The run for ``cfg.mode`` and ``cfg.method``: ``FloatRun``, ``IntRun`` or ``BackpropRun``."""
     if cfg.mode == "int":
         from .int_run import IntRun
         return IntRun(cfg, corpus)
+    if cfg.method == "backprop":
+        from .backprop_run import BackpropRun
+        return BackpropRun(cfg, corpus)
     return FloatRun(cfg, corpus)
 
 
