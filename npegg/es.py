@@ -69,7 +69,11 @@ class ES:
                **noiser_kwargs) -> tuple["ES", ESState]:
         """Initialise the model from ``seed`` (model key fold_in(key(seed), 0), ES keys fold_in(…, 1),
         as the reference notebook) and the noiser; validate the population, the keyword arguments,
-        the parameters' dtype and the schedules' first values before any work."""
+        the parameters' dtype and the schedules' first values before any work.
+
+        Any population ≥ 1 and any group size dividing it is accepted, as in the reference; an
+        odd one splits antithetic pairs and ``step`` warns (``npegg.fitness.AntitheticSplitWarning``).
+        """
         _check_keywords(model.rand_init, model_kwargs, f"{getattr(model, '__name__', model)}.rand_init (model_kwargs)")
         _check_keywords(noiser.init_noiser, noiser_kwargs, f"ES.create with {getattr(noiser, '__name__', noiser)}")
         dtype = model_kwargs.get("dtype")
@@ -77,7 +81,8 @@ class ES:
             raise TypeError(f"model_kwargs dtype={dtype!r}: {getattr(noiser, '__name__', noiser)} perturbs and "
                             f"updates floating-point parameters; use float32 or float64 "
                             f"(the int8 model has its own noiser, npegg.noiser.QEggRoll)")
-        check_population(int(pop_size), int(noiser_kwargs.get("group_size", 0)))
+        # what the reference computes is accepted; odd sizes warn at each fitness (fitness.check_groups)
+        check_population(int(pop_size), int(noiser_kwargs.get("group_size", 0)), antithetic=False)
         root = K.key(seed)
         frozen_params, params, scan_map, es_map = model.rand_init(K.fold_in(root, 0), **model_kwargs)
         es_tree_key = simple_es_tree_key(params, K.fold_in(root, 1), scan_map)

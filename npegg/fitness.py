@@ -7,7 +7,9 @@ members 2k and 2k+1 are adjacent. Shapers:
   group_size = 0:  f = (R − mean R) / √(var R + 1e-5)
   group_size = g:  f_n = (R_n − mean of n's group) / √(var R + 1e-5)
   where groups are g consecutive members and var is the population variance of *all* of R (the
-  mean is per group but the variance is global; a reference quirk, kept for parity).
+  mean is per group but the variance is global; a reference quirk, kept for parity). Any g that
+  divides P is computed, as the reference does; an odd g (or an odd P) separates antithetic
+  partners, which is announced by an ``AntitheticSplitWarning`` and computed all the same.
 - ``centered_ranks(raw)``: rank(R) / (P − 1) − 0.5 ∈ [−0.5, 0.5] (OpenAI ES); ties get the mean of
   their ranks so equal scores get equal fitness.
 - ``pair_sign(raw)``: f_{2k} = sign(R_{2k} − R_{2k+1}), f_{2k+1} = −f_{2k}: only which member of
@@ -23,9 +25,21 @@ Mirrors: EggRoll.convert_fitnesses (zscore); evosax/OpenAI ES centered ranks.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 NAN_POLICIES = ("raise", "worst")
+
+
+class AntitheticSplitWarning(UserWarning):
+    """A population or group size that separates antithetic partners 2k, 2k+1.
+
+    The numbers are the reference's; only the variance reduction of antithetic pairs is lost
+    (a partner is centred on another group's mean, or has no partner). Python's default filter
+    shows it once per call site and message; ``warnings.simplefilter("error",
+    AntitheticSplitWarning)`` turns it into an error.
+    """
 
 
 def check_finite(raw, nan_policy: str = "raise") -> np.ndarray:
@@ -50,7 +64,9 @@ def check_finite(raw, nan_policy: str = "raise") -> np.ndarray:
 
 
 def check_population(pop: int, group_size: int = 0, antithetic: bool = True) -> None:
-    """Validate population and group size: antithetic needs an even P; groups must tile P."""
+    """Validate population and group size: groups must tile P; with ``antithetic`` (the strict check
+    of programs that train, such as ``npegg train``) P and the group size must also be even, so
+    that partners 2k, 2k+1 always share a group. The oracle functions use ``check_groups``."""
     if pop < 1:
         raise ValueError(f"population size must be >= 1, got {pop}")
     if antithetic and pop % 2:
@@ -63,10 +79,32 @@ def check_population(pop: int, group_size: int = 0, antithetic: bool = True) -> 
         raise ValueError(f"group_size must be even so antithetic pairs share a group, got {group_size}")
 
 
+def check_groups(pop: int, group_size: int = 0) -> None:
+    """What the reference computes: P ≥ 1 and group_size 0 or a positive divisor of P.
+
+    Raises ValueError otherwise (the reference's reshape fails too). Warns once per call with
+    ``AntitheticSplitWarning`` when an odd P leaves member P − 1 without its partner or an odd
+    group size puts partners 2k, 2k+1 in different groups.
+    """
+    check_population(pop, group_size, antithetic=False)
+    split = []
+    if pop % 2:
+        split.append(f"the population {pop} is odd, so member {pop - 1} has no antithetic partner")
+    if group_size % 2:
+        split.append(f"group_size {group_size} is odd, so some antithetic pairs (2k, 2k+1) straddle two groups")
+    if split:
+        warnings.warn("; ".join(split) + ": computed as the reference does, without the antithetic "
+                      "variance reduction", AntitheticSplitWarning, stacklevel=3)
+
+
 def zscore(raw, group_size: int = 0, nan_policy: str = "raise") -> np.ndarray:
-    """Reference z-score: per-group mean, global population variance, +1e-5 (module docstring)."""
+    """Reference z-score: per-group mean, global population variance, +1e-5.
+
+    f_n = (R_n − mean of n's group) / √(var R + 1e-5), groups of g consecutive members (one group
+    when g = 0), var over all P; any g dividing P, odd ones with an AntitheticSplitWarning.
+    """
     r = check_finite(raw, nan_policy)
-    check_population(r.size, group_size, antithetic=False)
+    check_groups(r.size, group_size)
     if r.dtype.itemsize < 4:       # float16: a spread over ~256 overflows its variance (max 65504) to inf
         r = r.astype(np.float32)
     denom = np.sqrt(r.var() + r.dtype.type(1e-5))

@@ -80,7 +80,8 @@ class EggRoll(Noiser):
         """Validate settings and build (frozen_noiser_params, noiser_params).
 
         sigma > 0; lr a float or schedule; solver an optimizer factory (``npegg.optim.sgd`` by
-        default) or its name; rank ≥ 1; group_size 0 or an even divisor of the population;
+        default) or its name; rank ≥ 1; group_size ≥ 0 (0: one group; else it must divide the
+        population, checked with the scores; odd sizes warn, see ``npegg.fitness.check_groups``);
         noise_reuse ≥ 0 (0: the same noise every epoch); noise a noise source (default
         ``NoiseTable(noise_seed)``); fitness one of ``npegg.fitness.SHAPERS``.
         """
@@ -155,7 +156,8 @@ class EggRoll(Noiser):
     def convert_fitnesses(cls, frozen_noiser_params, noiser_params, raw_scores):
         """Shape raw scores with the configured shaper (``npegg.fitness``); z-scores by default."""
         raw = np.asarray(raw_scores)
-        F.check_population(raw.size, frozen_noiser_params["group_size"])
+        # any group size dividing P, as the reference; zscore warns where it splits antithetic pairs
+        F.check_population(raw.size, frozen_noiser_params["group_size"], antithetic=False)
         return F.shape_fitness(raw, frozen_noiser_params["fitness"], frozen_noiser_params["group_size"],
                                frozen_noiser_params["nan_policy"])
 
@@ -169,7 +171,7 @@ class EggRoll(Noiser):
             raise ValueError(f"fitnesses shape {f.shape} does not match the {members.size} members of iterinfos")
         if not np.isfinite(f).all():
             raise ValueError("fitnesses contain non-finite values")
-        F.check_population(members.size, frozen_noiser_params["group_size"])
+        F.check_population(members.size, antithetic=False)  # the estimate needs no pairs and no groups
         keys = dict(tree_items(base_keys))
         kinds = dict(tree_items(es_map))
 

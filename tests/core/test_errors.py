@@ -11,9 +11,9 @@ MLP_KW = dict(in_dim=2, out_dim=1, hidden_dims=[4])
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(pop_size=7), "even for antithetic"),
+    (dict(pop_size=0), "population size must be >= 1"),
     (dict(pop_size=8, group_size=3), "group_size 3 does not divide"),
-    (dict(pop_size=12, group_size=3), "group_size 3 does not divide|must be even"),
+    (dict(pop_size=8, group_size=-2), "group_size must be"),
     (dict(pop_size=12, group_size=6, sigma=0.0), "sigma must be"),
     (dict(pop_size=8, sigma=-1.0), "sigma must be"),
     (dict(pop_size=8, sigma=float("nan")), "sigma must be"),

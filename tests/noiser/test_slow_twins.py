@@ -87,12 +87,13 @@ def test_get_noisy_standard_and_freeze():
 
 @pytest.mark.parametrize("noiser", NOISERS, ids=lambda n: n.__name__)
 @pytest.mark.parametrize("kind", [PARAM, MM_PARAM, EMB_PARAM, EXCLUDED])
-def test_vectorized_update_equals_member_loop(noiser, kind, monkeypatch):
-    """G = −(1/√N) Σₙ fₙ · (member n's perturbation), summed one member at a time."""
+@pytest.mark.parametrize("pop", [10, 7])
+def test_vectorized_update_equals_member_loop(noiser, kind, pop, monkeypatch):
+    """G = −(1/√N) Σₙ fₙ · (member n's perturbation), summed one member at a time (an odd
+    population too: the reference computes it, member 6 simply has no partner)."""
     rng = np.random.default_rng(kind)
     frozen, nparams = _frozen(noiser, 3, 0.2)
     shape = (6,) if kind == PARAM else (5, 4)
-    pop = 10
     members = np.arange(pop)
     params = {"p": rng.standard_normal(shape)}
     keys = {"p": K.key(4)}
