@@ -139,10 +139,16 @@ def constant_schedule(value: float) -> Schedule:
 
 def linear_schedule(init_value: float, end_value: float, transition_steps: int,
                     transition_begin: int = 0) -> Schedule:
-    """init → end linearly over ``transition_steps`` steps after ``transition_begin``, then end."""
+    """init → end linearly over ``transition_steps`` steps after ``transition_begin``, then end.
+
+    v(k) = init + clip((k − begin)/steps, 0, 1) · (end − init). As optax: steps ≤ 0 holds
+    ``init_value`` forever, and a negative begin counts as 0.
+    """
+    if transition_steps <= 0:
+        return constant_schedule(init_value)
+    transition_begin = max(transition_begin, 0)
+
     def f(count):
-        if transition_steps <= 0:
-            return end_value
         frac = np.clip((count - transition_begin) / transition_steps, 0.0, 1.0)
         return init_value + frac * (end_value - init_value)
     return f
@@ -151,9 +157,14 @@ def linear_schedule(init_value: float, end_value: float, transition_steps: int,
 def exponential_decay(init_value: float, transition_steps: int, decay_rate: float,
                       transition_begin: int = 0, staircase: bool = False,
                       end_value: float | None = None) -> Schedule:
-    """init · rate^((count − begin)/steps) (floored exponent if staircase), bounded by end_value."""
-    if transition_steps <= 0:
-        raise ValueError(f"transition_steps must be > 0, got {transition_steps}")
+    """init · rate^((count − begin)/steps) (floored exponent if staircase), bounded by end_value.
+
+    As optax: steps ≤ 0 or rate = 0 hold ``init_value`` forever, a negative begin counts as 0,
+    and end_value is a floor when rate < 1, a ceiling otherwise.
+    """
+    if transition_steps <= 0 or decay_rate == 0:
+        return constant_schedule(init_value)
+    transition_begin = max(transition_begin, 0)
 
     def f(count):
         p = max(count - transition_begin, 0) / transition_steps

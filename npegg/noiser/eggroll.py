@@ -153,8 +153,11 @@ class EggRoll(Noiser):
 
     # -- fitness and update -------------------------------------------------------------------------
     @classmethod
-    def convert_fitnesses(cls, frozen_noiser_params, noiser_params, raw_scores):
-        """Shape raw scores with the configured shaper (``npegg.fitness``); z-scores by default."""
+    def convert_fitnesses(cls, frozen_noiser_params, noiser_params, raw_scores, num_episodes_list=None):
+        """Shape raw scores with the configured shaper (``npegg.fitness``); z-scores by default.
+
+        ``num_episodes_list`` is accepted and ignored, as the reference does.
+        """
         raw = np.asarray(raw_scores)
         # any group size dividing P, as the reference; zscore warns where it splits antithetic pairs
         F.check_population(raw.size, frozen_noiser_params["group_size"], antithetic=False)
