@@ -99,3 +99,18 @@ def test_state_resets_before_a_zero_byte(model):
     a = generate(QEggRoll, frozen, nparams, None, params, keys, None, tokens, tokens, s1)
     b = generate(QEggRoll, frozen, nparams, None, params, keys, None, tokens, tokens, s2)
     assert np.array_equal(a.ll, b.ll) and np.array_equal(a.final_state, b.final_state)
+
+
+def test_update_uses_only_the_even_members(model):
+    """do_updates keeps iterinfos[::2]: fitness i goes with member 2i's noise; odd ids are never read."""
+    params, es_map, keys = model
+    frozen, nparams = noiser(params, update_threshold=0)
+    fitness = np.array([1, -1, 0, 1], np.int8)
+    epochs = np.full(8, 7)
+    a = flatten(QEggRoll.do_updates(frozen, nparams, params, keys, fitness, (epochs, np.arange(8)), es_map)[1])
+    odd_changed = np.array([0, 101, 2, 57, 4, 9, 6, 1000])
+    b = flatten(QEggRoll.do_updates(frozen, nparams, params, keys, fitness, (epochs, odd_changed), es_map)[1])
+    even_changed = np.array([0, 1, 12, 3, 4, 5, 6, 7])
+    c = flatten(QEggRoll.do_updates(frozen, nparams, params, keys, fitness, (epochs, even_changed), es_map)[1])
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(not np.array_equal(a[k], c[k]) for k in a)
