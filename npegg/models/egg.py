@@ -200,7 +200,12 @@ def generate(noiser, frozen_noiser_params, noiser_params, frozen_params, params,
     tokens_in = check_tokens(tokens_in, np.shape(params["emb"])[0], "tokens_in")      # before any work
     tokens_tgt = check_tokens(tokens_tgt, np.shape(params["head"])[0], "tokens_tgt")
     p, t_len = tokens_in.shape
-    state = np.array(state, dtype=np.int8, copy=True)                          # (P, L, H) int8
+    state = np.asarray(state)
+    if state.dtype != np.int8 or state.shape != (p,) + np.shape(params["blocks"]["att"]["bh"]):
+        # An int32 state would make the reference's blend stop wrapping back (a different model).
+        raise ValueError(f"state must be int8 of shape (P, L, H) = {(p,) + np.shape(params['blocks']['att']['bh'])}, "
+                         f"got {state.dtype} {state.shape}")
+    state = state.copy()                                                       # (P, L, H) int8, value × 127
     ll = np.empty((p, t_len), np.int32)
     logits_all = states_all = None
     for t in range(t_len):

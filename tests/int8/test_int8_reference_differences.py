@@ -205,3 +205,13 @@ def test_logits_outside_the_int8_range_are_refused():
         loglik.int_ll(np.array([[300, 0]], np.int32), np.array([0]))
     wide = np.array([[-128, 127, 0]], np.int32)                              # int8 values in a wider dtype
     assert np.array_equal(loglik.int_ll(wide, np.array([1])), loglik.int_ll(wide.astype(np.int8), np.array([1])))
+
+
+def test_state_must_be_int8(model):
+    """An int32 state runs in the reference, but its blend then stops wrapping back (spec §2.6): refused."""
+    params, _, keys = model
+    frozen, nparams = noiser(params)
+    tokens = np.ones((2, 3), np.int64)
+    for bad in (np.zeros((2, L, H), np.int32), np.zeros((3, L, H), np.int8)):
+        with pytest.raises(ValueError, match="state must be int8 of shape"):
+            generate(QEggRoll, frozen, nparams, None, params, keys, None, tokens, tokens, bad)
