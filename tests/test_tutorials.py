@@ -44,3 +44,31 @@ def test_chapter_runs_small(chapter, tmp_path):
     if HAVE_MPL:
         missing = [f for f in figures if not (tmp_path / f).is_file()]
         assert not missing, f"{chapter.name} did not write {missing}"
+
+
+SOLUTIONS = TUTORIALS / "solutions"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_has_exercises_with_solutions(chapter):
+    """At least three numbered exercises, and a solutions file with an exercise_k function for each."""
+    text = chapter.read_text(encoding="utf-8")
+    assert "# ## Exercises" in text, f"{chapter.name} has no Exercises section"
+    section = text.split("# ## Exercises", 1)[1]
+    numbered = [k for k in range(1, 30) if f"\n# {k}. " in section]
+    assert numbered == list(range(1, len(numbered) + 1)) and len(numbered) >= 3, numbered
+    solution = SOLUTIONS / chapter.name
+    assert solution.is_file(), f"no {solution}"
+    defined = {n.name for n in ast.parse(solution.read_text(encoding="utf-8")).body if isinstance(n, ast.FunctionDef)}
+    missing = [k for k in numbered if f"exercise_{k}" not in defined]
+    assert not missing, f"{solution.name} has no exercise_k for k in {missing}"
+
+
+@pytest.mark.parametrize("solution", sorted(SOLUTIONS.glob("[0-9][0-9]_*.py")),
+                         ids=lambda p: f"solutions/{p.stem}")
+def test_solutions_run(solution):
+    """Every solution file runs to the end: each exercise_k asserts its own answer."""
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, str(solution)], cwd=TUTORIALS, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, f"{solution.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -11,6 +11,9 @@
 #    why it removes most of the estimator's variance, with the variances measured.
 # 4. How fast the ES estimate approaches the true gradient (central finite differences) as the
 #    population grows: like $1/\sqrt{N}$, down to a floor set by $\sigma$.
+# 5. The *scaling law* of ES — relative error $\sqrt{(d+1)/N}$, cosine to the gradient
+#    $(1+(d+1)/N)^{-1/2}$ — measured over $d$ and $N$, and why ES still trains when the
+#    dimension $d$ is far larger than the population.
 #
 # Everything here is raw NumPy: no npegg yet. Randomness comes from a *local* generator,
 # `np.random.default_rng(seed)`, never NumPy's global state, so every number below is reproducible.
@@ -27,7 +30,7 @@ import numpy as np
 
 import _book as book
 
-FIGURES = ["01_smoothing.png", "01_variance.png", "01_es_vs_fd.png", "01_escape.png"]
+FIGURES = ["01_smoothing.png", "01_variance.png", "01_es_vs_fd.png", "01_scaling_law.png", "01_escape.png"]
 plt = book.pyplot()
 np.set_printoptions(precision=4, suppress=True)
 
@@ -47,9 +50,12 @@ np.set_printoptions(precision=4, suppress=True)
 # $\mathbb{E}[\varepsilon^2]=1$ and $\mathbb{E}[\cos(a+b\varepsilon)] = \cos(a)\,e^{-b^2/2}$
 # (the characteristic function of a Gaussian),
 # $$F_\sigma(x) = -0.1\,(x^2+\sigma^2) + e^{-9\sigma^2/2}\cos 3x .$$
-# The bumps shrink by $e^{-9\sigma^2/2}$. They disappear — $F_\sigma$ has a single maximum — once
-# the curvature of the bumps, $9e^{-9\sigma^2/2}$, falls below that of the bowl, $0.2$: for
-# $\sigma > \sqrt{2\ln(45)/9} \approx 0.92$.
+# The bumps shrink by $e^{-9\sigma^2/2}$. When do they disappear, leaving $F_\sigma$ a single
+# maximum? A *sufficient* condition is easy: $F_\sigma$ is concave everywhere once the curvature
+# of the bumps, $9e^{-9\sigma^2/2}$, falls below that of the bowl, $0.2$, i.e. for
+# $\sigma > \sqrt{2\ln(45)/9} \approx 0.92$. But concavity is more than we need: a side bump
+# can lose its own maximum while $F_\sigma$ is still convex in places. So count the local maxima
+# on a fine grid, and find by bisection the smallest σ from which only one is left.
 
 # %%
 def F1(x):
@@ -65,14 +71,34 @@ def F1_smooth_grad(x, sigma):
     return -0.2 * x - 3 * np.exp(-4.5 * sigma**2) * np.sin(3 * x)
 
 
-grid = np.linspace(-8, 8, 4001)
-sigmas_1d = [0.0, 0.3, 0.6, 1.0]
-print(f"bumps vanish for sigma > {np.sqrt(2 * np.log(45) / 9):.3f}")
-for s in sigmas_1d:
-    v = F1_smooth(grid, s)
-    n_max = int(np.sum((v[1:-1] > v[:-2]) & (v[1:-1] > v[2:])))
-    print(f"sigma = {s:.1f}: bump amplitude {np.exp(-4.5 * s * s):.3f}, local maxima on [-8, 8]: {n_max}")
+grid = np.linspace(-8, 8, 16001)                       # spacing 0.001
 
+
+def count_maxima(sigma):
+    """Local maxima of F_sigma on the grid (interior points above both neighbours)."""
+    v = F1_smooth(grid, sigma)
+    return int(np.sum((v[1:-1] > v[:-2]) & (v[1:-1] > v[2:])))
+
+
+sigma_concave = np.sqrt(2 * np.log(45) / 9)
+lo, hi = 0.0, sigma_concave                            # count_maxima(lo) > 1, count_maxima(hi) == 1
+for _ in range(30):
+    mid = (lo + hi) / 2
+    lo, hi = (mid, hi) if count_maxima(mid) > 1 else (lo, mid)
+sigma_single = hi
+sigmas_1d = [0.0, 0.3, 0.6, 1.0]
+for s in sigmas_1d:
+    print(f"sigma = {s:.1f}: bump amplitude {np.exp(-4.5 * s * s):.3f}, local maxima on [-8, 8]: {count_maxima(s)}")
+print(f"F_sigma is concave for sigma > {sigma_concave:.3f}; it has a single maximum already for sigma > {sigma_single:.3f}")
+book.check("sigma from which F_sigma is concave", sigma_concave, 0.92, 0.005)     # rounding of the text
+book.check("sigma from which F_sigma has one maximum", sigma_single, 0.71, 0.005)  # grid spacing 0.001 + rounding
+assert count_maxima(0.6) > 1 and all(count_maxima(s) == 1 for s in np.linspace(sigma_single + 1e-3, 1.2, 50))
+
+# %% [markdown]
+# One maximum from $\sigma \approx 0.71$ on, while concavity needs $\sigma > 0.92$: in between,
+# $F_\sigma$ still has dents (places where it curves up) but no second peak. The property an
+# optimiser cares about is the count of maxima, not concavity.
+#
 # %% [markdown]
 # Is the formula right? Monte Carlo says yes: average $F$ over a million Gaussian samples.
 
@@ -103,18 +129,20 @@ if plt:
 #   = \frac{1}{\sigma}\,\mathbb{E}_{\varepsilon}\big[F(\theta+\sigma\varepsilon)\,\varepsilon\big].$$
 # This is the *score-function* (or log-likelihood-ratio, REINFORCE) gradient. $F$ is never
 # differentiated: it may be discontinuous, noisy, or integer-valued. Replacing the expectation by
-# an average over a **population** of $N$ samples gives the ES estimate
-# $$\hat g = \frac{1}{N\sigma}\sum_{n=1}^{N} F(\theta+\sigma\varepsilon_n)\,\varepsilon_n .$$
+# an average over a **population** of $P$ members (samples) gives the ES estimate
+# $$\hat g = \frac{1}{P\sigma}\sum_{n=1}^{P} F(\theta+\sigma\varepsilon_n)\,\varepsilon_n .$$
 # It is unbiased for $\nabla F_\sigma$ — not for $\nabla F$; the two differ by $O(\sigma^2)$ for smooth $F$.
 #
 # Check in one dimension, where we know $\nabla F_\sigma$ exactly:
 
 # %%
-N = book.setting(200_000, 2_000_000)
-eps = rng.standard_normal(N)
-terms = F1(x0 + s * eps) * eps / s                     # (N,) one term per population member
+P_mc = book.setting(200_000, 2_000_000)
+eps = rng.standard_normal(P_mc)
+terms = F1(x0 + s * eps) * eps / s                     # (P,) one term per population member
+se = terms.std() / np.sqrt(P_mc)
 print(f"dF_sigma/dx at 2.0: exact {F1_smooth_grad(x0, s):.4f}, "
-      f"ES estimate {terms.mean():.4f} ± {terms.std() / np.sqrt(N):.4f} (N = {N:,})")
+      f"ES estimate {terms.mean():.4f} ± {se:.4f} (P = {P_mc:,})")
+assert abs(terms.mean() - F1_smooth_grad(x0, s)) < 4 * se      # unbiased: within 4 standard errors
 
 # %% [markdown]
 # ### A real problem in $d$ dimensions, slow version first
@@ -220,7 +248,11 @@ print(f"|true gradient| = {np.linalg.norm(grad_F(theta0)):.4f}, "
 # A fair comparison counts *evaluations of $F$*. With a budget of $2K$ evaluations the plain and
 # baseline estimates average $2K$ terms, the antithetic one $K$ pairs; so we compare
 # (variance of one term) × (evaluations per term): 1 for plain and baseline, 2 for a pair.
-# (npegg stores a pair as population members $2k$ and $2k+1$; a population of $P$ is $P/2$ pairs.)
+# (npegg stores a pair as population members $2k$ and $2k+1$.)
+#
+# **Notation for the rest of the book**: $P$ is the population, the number of members, i.e. of
+# evaluations of $F$ per generation; $N=P/2$ is the number of antithetic *pairs*, i.e. of
+# independent noise directions; $\sigma$ is only ever the noise scale.
 
 # %%
 def per_sample_terms(kind, theta, sigma, eps):
@@ -247,6 +279,11 @@ for sigma in [1.0, 0.1, 0.01]:
     print(f"{sigma:6.2f} | {'':36}{v['plain']:9.2f} {v['baseline']:9.3f} {v['antithetic']:10.3f}")
 print(f"at sigma = 1, baseline / antithetic = {variance_table[1.0]['baseline'] / variance_table[1.0]['antithetic']:.1f}")
 print(f"predicted plain variance at sigma=0.01: F^2 d / sigma^2 = {F(theta0) ** 2 * d / 1e-4:.0f}")
+# the claims read off this table below (the variances are estimated from M samples: a few per cent of noise)
+book.check("baseline / antithetic variance at sigma = 1", variance_table[1.0]["baseline"] / variance_table[1.0]["antithetic"], 5, 1)
+book.check("log10 plain / baseline variance at sigma = 0.01",
+           np.log10(variance_table[0.01]["plain"] / variance_table[0.01]["baseline"]), 4, 0.5)
+book.check("baseline variance at sigma = 0.01 / (d+1)|g|^2", variance_table[0.01]["baseline"] / ((d + 1) * g0 @ g0), 1, 0.1)
 
 # %% [markdown]
 # Read the table column by column:
@@ -326,12 +363,19 @@ for sigma in sigmas:
     grad_smooth = grad_F_batch(theta0 + sigma * rng.standard_normal((book.setting(20_000, 200_000), d))).mean(0)
     floors[sigma] = np.linalg.norm(grad_smooth - g_fd) / np.linalg.norm(g_fd)
     slope = np.polyfit(np.log(pops[:5]), np.log(rel_err[sigma][:5]), 1)[0]
+    book.check(f"log-log slope of the error, sigma = {sigma}", slope, -0.5, 0.15)   # 1/sqrt(N); MC spread ~0.05
     print(f"sigma = {sigma}: relative error {rel_err[sigma][0]:.3f} at N = {pops[0]} pairs, "
           f"{rel_err[sigma][-1]:.4f} at N = {pops[-1]:,}; log-log slope over N <= {pops[4]}: {slope:.2f}; "
           f"smoothing floor |grad F_sigma - grad F| / |grad F| = {floors[sigma]:.4f}")
 big = rel_err[sigmas[0]]
 print(f"sigma = {sigmas[0]}: slope over all N {np.polyfit(np.log(pops), np.log(big), 1)[0]:.3f}; "
-      f"error x sqrt(N) = {(big * np.sqrt(pops)).min():.2f} .. {(big * np.sqrt(pops)).max():.2f}")
+      f"error x sqrt(N) = {(big * np.sqrt(pops)).min():.2f} .. {(big * np.sqrt(pops)).max():.2f}; "
+      f"sqrt(d + 1) = {np.sqrt(d + 1):.2f}")
+# every point on the law sqrt(d+1): the RMS over `repeats` draws has a relative spread of about
+# 1/sqrt(2 repeats) (<= 22%); allow twice that at the worst of the ~10 points
+book.check("max |error x sqrt(N) / sqrt(d+1) - 1|, sigma = 0.05",
+           np.abs(big * np.sqrt(pops) / np.sqrt(d + 1) - 1).max(), 0, 2 / np.sqrt(2 * repeats))
+assert floors[0.5] > 10 * floors[0.05]
 
 # %%
 if plt:
@@ -354,7 +398,127 @@ if plt:
 # $\sigma=0.05$ the floor is far below the noise. For a *textbook* gradient small $\sigma$ is
 # better; for optimisation a large $\sigma$ is often the point, as the last experiment shows.
 #
-# ## 5. Closing the loop: ES as gradient ascent on the blur
+# The narrow band of error × $\sqrt N$ is not a coincidence; it is $\sqrt{d+1}$, the square root
+# of this problem's dimension plus one. That is ES's **scaling law**, and the next section is
+# about it.
+#
+# ## 5. The scaling law of ES, and why it still works when $d \gg N$
+#
+# For small $\sigma$ one antithetic pair contributes $(g^\top\varepsilon)\,\varepsilon$, whose mean is
+# $g$ and whose total variance is $(d+1)\lVert g\rVert^2$ (section 3). The average of $N$
+# independent pairs therefore has
+# $$\frac{\mathbb{E}\lVert\hat g - g\rVert^2}{\lVert g\rVert^2} = \frac{d+1}{N}
+#   \qquad\Longrightarrow\qquad \text{relative error} \approx \sqrt{\frac{d+1}{N}} .$$
+# The error is a sum of $d$ roughly independent coordinates' worth of noise, nearly orthogonal
+# to $g$ when $d$ is large, so $\lVert\hat g\rVert^2 \approx \lVert g\rVert^2\,(1 + (d+1)/N)$ and the
+# **cosine between the estimate and the true gradient** is
+# $$\cos(\hat g, g) \approx \Big(1 + \frac{d+1}{N}\Big)^{-1/2} \;\approx\; \sqrt{N/d}\quad (d \gg N).$$
+# Both are exact statements about a *linear* fitness $F(\theta)=g^\top\theta$, where the pair's
+# difference quotient is exactly $g^\top\varepsilon$ for any $\sigma$; so we can measure them over a
+# wide range of $d$ and $N$ in a moment.
+
+# %%
+def scaling_law_point(d, N, repeats, rng):
+    """Mean squared relative error, its standard error, and mean cosine of N-pair estimates of g in R^d."""
+    g = rng.standard_normal(d)                                       # (d,) the true gradient
+    sq, cos = [], []
+    for _ in range(repeats):
+        e = rng.standard_normal((N, d))                              # (N, d) one direction per pair
+        g_hat = (e @ g) @ e / N                                      # (d,) mean of (g.e) e over the pairs
+        sq.append(np.sum((g_hat - g) ** 2) / (g @ g))
+        cos.append(g_hat @ g / (np.linalg.norm(g_hat) * np.linalg.norm(g)))
+    return np.mean(sq), np.std(sq) / np.sqrt(repeats), np.mean(cos)
+
+
+law_ds = book.setting([10, 100, 1000], [10, 100, 1000, 10_000])
+law_Ns = book.setting([1, 4, 16, 64, 256], [1, 4, 16, 64, 256, 1024])
+law = {}
+print(f"{'d':>6} {'N':>5} | {'rel. error':>10} {'sqrt((d+1)/N)':>13} | {'cosine':>7} {'(1+(d+1)/N)^-1/2':>16}")
+for dd in law_ds:
+    for NN in law_Ns:
+        reps = max(8, min(200, 4_000_000 // (dd * NN)))
+        m, se, c = scaling_law_point(dd, NN, reps, rng)
+        law[dd, NN] = (np.sqrt(m), c)
+        print(f"{dd:6d} {NN:5d} | {np.sqrt(m):10.3f} {np.sqrt((dd + 1) / NN):13.3f} | "
+              f"{c:7.3f} {(1 + (dd + 1) / NN) ** -0.5:16.3f}")
+        assert abs(m - (dd + 1) / NN) < 5 * se                      # exact law, 5 standard errors
+        # the cosine formula neglects O(1/d) and O(1/N) terms: a loose check that it is the right size
+        assert abs(c - (1 + (dd + 1) / NN) ** -0.5) < 0.1 + 2 / np.sqrt(dd * NN)
+book.check("cosine at d = 10000, N = 64", law.get((10_000, 64), (0, 0.08))[1], 0.08, 0.01, full_only=True)
+
+# %%
+if plt:
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    Ns_ = np.array(law_Ns)
+    for i, dd in enumerate(law_ds):
+        a1.loglog(Ns_, [law[dd, n][0] for n in law_Ns], "o", color=f"C{i}", label=f"d = {dd}")
+        a1.loglog(Ns_, np.sqrt((dd + 1) / Ns_), "-", color=f"C{i}", lw=0.8)
+        a2.semilogx(Ns_, [law[dd, n][1] for n in law_Ns], "o", color=f"C{i}", label=f"d = {dd}")
+        a2.semilogx(Ns_, (1 + (dd + 1) / Ns_) ** -0.5, "-", color=f"C{i}", lw=0.8)
+    a1.set(xlabel="antithetic pairs N", ylabel="‖ĝ − g‖ / ‖g‖ (RMS)", title="relative error: dots measured, lines √((d+1)/N)")
+    a2.set(xlabel="antithetic pairs N", ylabel="cos(ĝ, g)", title="cosine: lines (1 + (d+1)/N)^−½")
+    a1.legend(fontsize=8); a2.legend(fontsize=8)
+    book.save(fig, "01_scaling_law.png")
+
+# %% [markdown]
+# Every measured relative error lies on its line. The cosine follows its formula too, and shows
+# the uncomfortable part: with $d = 10\,000$ parameters and $N = 64$ pairs the estimate points
+# only about $0.08$ of the way along the gradient. Real networks have $d$ in the millions or
+# billions, and populations of thousands at most. Why does training work at all?
+#
+# ### Why $d \gg N$ is fine
+#
+# Because the noise in $\hat g$ is *unbiased*: it does not push in any consistent direction, and
+# a step that is mostly noise still gains, on average, along $g$. Take the simplest landscape,
+# $F(\theta) = -\tfrac12\lVert\theta\rVert^2$ (so $g = -\theta$), and step $\theta \leftarrow \theta + \alpha\hat g$:
+# $$\mathbb{E}\lVert\theta'\rVert^2 = \lVert\theta\rVert^2\Big(1 - 2\alpha + \alpha^2\big(1 + \tfrac{d+1}{N}\big)\Big),$$
+# minimised by $\alpha^\star = N/(N+d+1)$, which leaves $\mathbb{E}\lVert\theta'\rVert^2 = \big(1 - \frac{N}{N+d+1}\big)\lVert\theta\rVert^2$.
+# So every step makes a fraction $N/(N+d+1)$ of the progress of an exact gradient step, however
+# small that fraction is. To shrink the loss by a factor $K$ takes about
+# $\ln K\,(N+d+1)/N$ steps and $2N$ evaluations per step, i.e. about
+# $$2\ln K\,(N + d + 1) \text{ evaluations}:$$
+# **nearly independent of $N$ as long as $N \ll d$.** A small population needs many cheap steps,
+# a large one few expensive steps, and the total work is the same. What a large population buys
+# is *fewer sequential steps*: its $2N$ evaluations are independent and run in parallel. That is
+# the whole case for ES at hyperscale — if the evaluations of a generation are cheap to run side by
+# side (chapter 3 makes them cheap for matrices), the population can grow with the hardware, and
+# the number of steps shrinks in proportion until $N$ approaches $d$. Measured:
+
+# %%
+def steps_to_shrink(d, N, factor, rng, max_steps=1_000_000):
+    """ES on F = -|θ|²/2 from |θ| = 1 with the optimal step α = N/(N+d+1); steps until |θ|² < 1/factor."""
+    theta = rng.standard_normal(d)
+    theta /= np.linalg.norm(theta)                                   # (d,)
+    alpha = N / (N + d + 1)
+    for step in range(1, max_steps + 1):
+        e = rng.standard_normal((N, d))                              # (N, d)
+        g_hat = (e @ -theta) @ e / N                                 # exact pair quotients of a quadratic
+        theta = theta + alpha * g_hat
+        if theta @ theta < 1 / factor:
+            return step
+    raise RuntimeError("did not converge")
+
+
+d_big, shrink = book.setting(200, 1000), 100.0
+step_Ns = book.setting([1, 4, 16, 64, 256], [1, 4, 16, 64, 256, 1024, 4096])
+print(f"F = -|θ|²/2 in d = {d_big} dimensions, loss reduced {shrink:.0f}x:")
+print(f"{'N':>5} {'steps':>7} {'predicted':>9} {'evaluations':>12} {'predicted':>10}")
+for NN in step_Ns:
+    st = steps_to_shrink(d_big, NN, shrink, rng)
+    pred = np.log(shrink) / -np.log(1 - NN / (NN + d_big + 1))
+    print(f"{NN:5d} {st:7d} {pred:9.1f} {2 * NN * st:12,d} {2 * NN * pred:10,.0f}")
+    assert abs(st - pred) < 0.25 * pred + 2                          # a sum of many steps: a tight law
+
+# %% [markdown]
+# The number of steps falls like $1/N$ while $N \ll d$, and the total number of evaluations stays
+# at about $2\ln(100)\,(d+1)$ — until $N$ passes $d$, where steps cannot drop below one or two and
+# extra members are wasted. (Finite differences would need $2d$ evaluations for *one* exact
+# gradient; ES spends about the same to make the same progress, but in steps that tolerate noise,
+# need no derivative, and parallelise.) Two more things make ES scale across machines, which
+# later chapters build: a member's noise is rebuilt from a seed instead of being sent (chapter 4),
+# and what a worker sends back is one number, its fitness.
+#
+# ## 6. Closing the loop: ES as gradient ascent on the blur
 #
 # An ES optimiser is just $\theta \leftarrow \theta + \alpha\,\hat g$. Back to the bumpy 1-D function:
 # start on the local maximum at $x\approx 4.1$ and climb with $\sigma=0.1$ and with $\sigma=1$.
@@ -374,6 +538,8 @@ def climb(sigma, steps=300, pairs=64, lr=0.1, x=4.1, seed=0):
 paths = {s: climb(s) for s in (0.1, 1.0)}
 for s, p in paths.items():
     print(f"sigma = {s}: x goes 4.10 -> {p[-1]:.3f}, F(x) = {F1(p[-1]):.3f}  (global max F(0) = 1)")
+book.check("sigma = 0.1 ends at", paths[0.1][-1], 4.1, 0.1)
+book.check("sigma = 1 ends at", paths[1.0][-1], 0, 0.05)
 
 # %%
 if plt:
@@ -398,6 +564,25 @@ if plt:
 # - Antithetic pairs cancel every even-order term of $F$; the variance drops from
 #   $\sim F^2d/\sigma^2$ to $(d+1)\lVert g\rVert^2$ per pair.
 # - The error falls like $1/\sqrt N$ to a floor $\lVert\nabla F_\sigma-\nabla F\rVert$ set by $\sigma$.
+# - The scaling law: relative error $\sqrt{(d+1)/N}$, cosine $(1+(d+1)/N)^{-1/2}$. When $d\gg N$
+#   each step makes a fraction $N/(N+d+1)$ of a gradient step's progress, so the total number of
+#   evaluations hardly depends on $N$, and a large population buys fewer sequential steps.
+#
+# ## Exercises
+#
+# Try each before opening its solution in `tutorials/solutions/01_es_from_scratch.py` (the test
+# suite runs that file, so the answers there are checked).
+#
+# 1. **Faster bumps.** For $F(x) = -0.1x^2 + \cos 5x$, derive $F_\sigma$, the σ beyond which it
+#    is concave, and (by counting maxima on a grid) the σ from which it has a single maximum.
+#    Which is larger, and why must it be?
+# 2. **The fourth moment.** Check by Monte Carlo, for $d = 5$ and a $g$ of your choice, that
+#    $\mathbb{E}[(g^\top\varepsilon)^2\lVert\varepsilon\rVert^2] = (d+2)\lVert g\rVert^2$, the identity behind the
+#    variance $(d+1)\lVert g\rVert^2$ of one antithetic pair. Then prove it (expand the square and
+#    use $\mathbb{E}\varepsilon_i^4 = 3$).
+# 3. **Too large a step.** In section 5's quadratic, show that the step $\alpha = 2\alpha^\star$
+#    makes *no* progress on average, and measure it: the mean of
+#    $\lVert\theta'\rVert^2/\lVert\theta\rVert^2$ over many steps should be 1. What happens at $3\alpha^\star$?
 #
 # **Next**, chapter 2: the raw values $F$ are replaced by *shaped* fitnesses (z-scores, ranks,
 # signs), and $\hat g$ is handed to an optimiser — with a sign and a scale that need explaining.

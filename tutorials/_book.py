@@ -11,6 +11,7 @@ Not part of the story; the chapters import it so that each of them stays about E
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -32,6 +33,33 @@ _plotting = False
 def setting(small, full):
     """``small`` under NPEGG_TUTORIAL_SMALL=1, else ``full``."""
     return small if SMALL else full
+
+
+CLAIMS: dict[str, dict] = {}   # name -> {"value", "expected", "tol", "checked"}: what check() saw
+
+
+def check(name: str, value: float, expected: float, tol: float, *, full_only: bool = False) -> float:
+    """Check a number the prose quotes: raise ClaimDrift unless |value − expected| ≤ tol.
+
+    ``expected`` is the number as written in the text and ``tol`` how far the computation may
+    honestly move from it (its rounding, or its Monte-Carlo error: say which beside the call).
+    ``full_only=True`` marks a number that only the full setting reproduces; the small setting
+    records it unchecked. Returns ``value`` so the call can sit inside an expression.
+    """
+    value_f, expected_f, tol_f = float(value), float(expected), float(tol)
+    if not tol_f >= 0:
+        raise ValueError(f"check({name!r}): tol must be >= 0, got {tol!r}")
+    checked = not (full_only and SMALL)
+    CLAIMS[name] = {"value": value_f, "expected": expected_f, "tol": tol_f, "checked": checked}
+    if checked and not (math.isfinite(value_f) and abs(value_f - expected_f) <= tol_f):
+        raise ClaimDrift(f"claim {name!r}: computed {value_f:.6g}, the text says {expected_f:.6g} ± {tol_f:.3g}")
+    state = "ok" if checked else "not checked in the small setting"
+    print(f"[claim] {name}: {value_f:.6g} (text: {expected_f:.6g} ± {tol_f:.3g}) {state}")
+    return value
+
+
+class ClaimDrift(AssertionError):
+    """A number the text quotes no longer matches what the code computes."""
 
 
 def pyplot():
