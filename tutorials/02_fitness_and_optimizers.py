@@ -6,15 +6,22 @@
 #
 # **What you will learn.**
 #
+# 0. *The whole algorithm first*: EGGROLL written from scratch in about 40 lines of NumPy —
+#    low-rank perturbations of a matrix, z-scored fitness, the update as one matrix product,
+#    Adam with its bias correction — and then npegg's library shown to compute the same numbers.
+#    The rest of the chapter (and the next two) explain each of its choices.
 # 1. *Fitness shaping*: raw scores are replaced by z-scores, centered ranks, or the sign of an
 #    antithetic pair's difference (`npegg.fitness`). What each one is invariant to, and what it
 #    costs, measured on a clean and on a heavy-tailed, noisy objective.
 # 2. *Groups*: the reference's grouped z-score (per-group mean, **global** variance) and a
 #    surprise: with antithetic pairs it produces exactly the update of the plain z-score.
 # 3. *The sign convention and the scale*: why npegg hands the optimizer
-#    $G=-\sigma^2\sqrt N\,\hat g$ rather than $\hat g$, derived from `npegg/noiser/eggroll.py` and
+#    $G=-\sigma^2\sqrt P\,\hat g$ rather than $\hat g$, derived from `npegg/noiser/eggroll.py` and
 #    checked against the library to float32 rounding.
 # 4. *SGD vs Adam* (`npegg.optim`) on an ill-conditioned ES problem.
+#
+# Notation (chapter 1): $P$ members per generation, $N = P/2$ antithetic pairs; member $n$ has
+# sign $s_n = +1$ for even $n$ and $-1$ for odd $n$, and members $2k, 2k+1$ share their noise.
 #
 # **Run it**: `python tutorials/02_fitness_and_optimizers.py` (or as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
@@ -25,16 +32,11 @@
 import numpy as np
 
 import _book as book
-from npegg import fitness, optim
-from npegg.es import ES
-from npegg.models import Parameter
-from npegg.noise import NoiseTable
 
-FIGURES = ["02_shapers.png", "02_sqrt_n.png", "02_sgd_vs_adam.png"]
+FIGURES = ["02_from_scratch.png", "02_shapers.png", "02_sqrt_n.png", "02_sgd_vs_adam.png"]
 plt = book.pyplot()
 np.set_printoptions(precision=4, suppress=True)
 rng = np.random.default_rng(2)
-TABLE = NoiseTable(seed=0)  # npegg's noise table (chapter 4): built once (32 MiB), shared by every run below
 
 # %% [markdown]
 # ## 0. The running example
@@ -82,9 +84,135 @@ theta0 = np.zeros(d)
 print(f"F(0) = {F(theta0):.4f} (= -log 2), F(theta_true) = {F(theta_true):.4f}")
 
 # %% [markdown]
+# ## 0b. EGGROLL from scratch, in about 40 lines
+#
+# Before any library, the whole algorithm on a parameter that is a **matrix**: fit
+# $W\in\mathbb{R}^{O\times I}$ ($O=4$ outputs, $I=20$ inputs, the features above) to targets
+# $y = xW_\star^\top$, fitness $F(W) = -\frac1n\sum_i\lVert x_iW^\top - y_i\rVert^2$. One generation:
+#
+# 1. **Noise.** Pair $k$ draws unit factors $A_k\in\mathbb{R}^{O\times r}$, $B_k\in\mathbb{R}^{I\times r}$;
+#    member $n$ is the matrix $W_n = W + s_n\frac{\sigma}{\sqrt r}A_{\lfloor n/2\rfloor}B_{\lfloor n/2\rfloor}^\top$.
+# 2. **Forward through the low-rank identity** (chapter 3 derives and times it): $W_n$ is never
+#    built, because $XW_n^\top = XW^\top + s_n\frac{\sigma}{\sqrt r}(XB)A^\top$ — one shared product
+#    plus a thin one per member.
+# 3. **Fitness shaping**: the $P$ raw scores become z-scores $f_n$ (section 1).
+# 4. **The update as one matrix product.** The estimate handed to the optimizer (section 3
+#    explains sign and scale) is $G = -\frac{1}{\sqrt P}\sum_n f_n\,\hat A_n B_n^\top$ with
+#    $\hat A_n = s_n\frac{\sigma}{\sqrt r}A_n$. Stack the weighted factors side by side,
+#    $[f_1\hat A_1,\dots,f_P\hat A_P]$ of shape $(O\times Pr)$ and $[B_1,\dots,B_P]^\top$ of shape
+#    $(Pr\times I)$: the sum of $P$ outer products *is* their product, one BLAS call of
+#    $O\cdot Pr\cdot I$ multiply-adds, and no $(P, O, I)$ tensor is ever formed.
+# 5. **Adam**, with bias correction written out: with $k$ the step number (1, 2, …),
+#    $$m \leftarrow \beta_1 m + (1-\beta_1)G,\qquad v \leftarrow \beta_2 v + (1-\beta_2)G^2,\qquad
+#      \hat m = \frac{m}{1-\beta_1^k},\qquad \hat v = \frac{v}{1-\beta_2^k},$$
+#    $$W \leftarrow W - \mathrm{lr}\,\frac{\hat m}{\sqrt{\hat v}+\epsilon}\qquad(\beta_1=0.9,\ \beta_2=0.999,\ \epsilon=10^{-8}).$$
+#    $m$ and $v$ start at zero, so after $k$ steps they are averages whose weights sum to only
+#    $1-\beta^k$: at step 1, $m = 0.1\,G$. Dividing by $1-\beta^k$ removes that bias toward zero
+#    (the correction fades as $\beta^k\to0$). $\hat m/\sqrt{\hat v}$ is then about $\pm1$ per
+#    coordinate, so every coordinate moves by about lr, whatever the scale of $G$.
+
+# %%
+O_, I_ = 4, d
+W_star = data_rng.standard_normal((O_, I_))                               # (O, I) the answer
+Y = X @ W_star.T                                                          # (n, O) targets
+W_init = np.zeros((O_, I_))                                               # (O, I) where both runs start
+
+
+def scratch_noise(epoch, pairs, rank):
+    """Unit factors of every pair at this epoch: (N, I + O, r), B = rows :I, A = rows I:."""
+    return np.random.default_rng([7, epoch]).standard_normal((pairs, I_ + O_, rank))
+
+
+def eggroll_from_scratch(W, P, sigma, lr, rank, epochs, b1=0.9, b2=0.999, eps=1e-8):
+    """EGGROLL + Adam on F(W) = −mean ‖x Wᵀ − y‖², in plain NumPy. Returns W and the loss per epoch."""
+    m, v = np.zeros_like(W), np.zeros_like(W)                             # Adam's moments, (O, I)
+    s = np.where(np.arange(P) % 2 == 0, 1.0, -1.0)                        # (P,) antithetic signs
+    losses = []
+    for epoch in range(epochs):
+        M = np.repeat(scratch_noise(epoch, P // 2, rank), 2, axis=0)      # (P, I+O, r): pairs share
+        B, A = M[:, :I_], M[:, I_:]                                       # (P, I, r), (P, O, r)
+        scale = s * sigma / np.sqrt(rank)                                 # (P,)
+        # forward through the identity X W_nᵀ = X Wᵀ + scale_n (X B_n) A_nᵀ
+        out = X @ W.T + scale[:, None, None] * ((X @ B) @ A.transpose(0, 2, 1))   # (P, n, O)
+        raw = -((out - Y) ** 2).sum(-1).mean(-1)                          # (P,) fitness
+        f = (raw - raw.mean()) / np.sqrt(raw.var() + 1e-5)                # (P,) z-scores
+        # the update as one matmul: (O × P·r) @ (P·r × I)
+        A_w = (A * (f * scale)[:, None, None]).transpose(1, 0, 2).reshape(O_, P * rank)
+        G = -(A_w @ B.transpose(0, 2, 1).reshape(P * rank, I_)) / np.sqrt(P)   # (O, I)
+        k = epoch + 1                                                     # Adam, bias-corrected
+        m = b1 * m + (1 - b1) * G
+        v = b2 * v + (1 - b2) * G**2
+        m_hat, v_hat = m / (1 - b1**k), v / (1 - b2**k)
+        W = W - lr * m_hat / (np.sqrt(v_hat) + eps)
+        losses.append(np.mean(np.sum((X @ W.T - Y) ** 2, axis=1)))
+    return W, np.array(losses)
+
+
+P0, sigma0, lr0, rank0, epochs0 = 64, 0.5, 0.05, 4, book.setting(100, 300)
+W_scratch, loss_scratch = eggroll_from_scratch(W_init, P0, sigma0, lr0, rank0, epochs0)
+print(f"from scratch: loss {np.mean(np.sum(Y ** 2, axis=1)):.2f} at W = 0 -> {loss_scratch[-1]:.4f} after {epochs0} epochs")
+
+# %% [markdown]
+# Now the same run with npegg. The library accepts any *noise source* (chapter 4 explains the
+# interface: an object with a `lowrank` method); we give it one that returns exactly the factors
+# the loop above drew, so that both runs see the same noise. `ES.create` builds a model (`MM`: one
+# matrix, $y = xW^\top$), the EggRoll noiser and Adam; `es.forward` is steps 1–2 for the whole
+# population, `es.step` steps 3–5. (We set the initial weights to the same zeros.)
+
+# %%
+from dataclasses import replace                      # noqa: E402  (the library enters only here)
+
+from npegg import fitness, optim                     # noqa: E402
+from npegg.es import ES                              # noqa: E402
+from npegg.models import MM, Parameter               # noqa: E402
+from npegg.noise import NoiseTable                   # noqa: E402
+
+
+class ScratchNoise:
+    """A noise source returning the from-scratch factors: member n reads pair n // 2."""
+
+    def lowrank(self, key, epoch, members, shape, rank, noise_reuse):
+        M = scratch_noise(epoch, P0 // 2, rank)[np.asarray(members) // 2]  # (P, I+O, r)
+        return M[:, shape[1]:], M[:, :shape[1]]                              # A (P, O, r), B (P, I, r)
+
+
+es, state = ES.create(MM, dict(in_dim=I_, out_dim=O_, dtype="float64"), pop_size=P0, sigma=sigma0, lr=lr0,
+                      solver="adam", rank=rank0, noise=ScratchNoise())
+state = replace(state, params=W_init)
+loss_lib = []
+for epoch in range(epochs0):
+    out = es.forward(state, np.broadcast_to(X, (P0,) + X.shape))            # (P, n, O)
+    state = es.step(state, -((out - Y) ** 2).sum(-1).mean(-1))
+    loss_lib.append(np.mean(np.sum((X @ state.params.T - Y) ** 2, axis=1)))
+diff = np.abs(state.params - W_scratch).max()
+print(f"npegg:        loss -> {loss_lib[-1]:.4f}; max |W_npegg - W_scratch| = {diff:.1e} (|W| ~ {np.abs(W_scratch).max():.1f})")
+# float32 in two places (σ/√r and Adam's bias correction, as optax): agreement to ~1e-7 relative
+book.check("from-scratch EGGROLL vs npegg, max |ΔW| / max |W|", diff / np.abs(W_scratch).max(), 0, 1e-6)
+book.check("from-scratch EGGROLL: final loss / initial loss", loss_scratch[-1] / np.mean(np.sum(Y ** 2, axis=1)),
+           0, 0.05)
+
+# %%
+if plt:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.semilogy(loss_scratch, lw=3, alpha=0.4, label="from scratch (40 lines)")
+    ax.semilogy(loss_lib, "k--", lw=1, label="npegg (ES.create / forward / step)")
+    ax.set(xlabel="epoch", ylabel="mean squared error", title=f"EGGROLL + Adam, P = {P0}, rank {rank0}: same numbers")
+    ax.legend()
+    book.save(fig, "02_from_scratch.png")
+
+# %% [markdown]
+# The two curves lie on top of each other: npegg is these 40 lines, organised so that any model
+# and any noiser can be plugged in (chapter 4), and fast on large ones (chapter 3). The numbers
+# differ only in the last digits, because the library keeps two small scalars in float32 (the
+# scale $\sigma/\sqrt r$, and Adam's bias correction, as optax computes it).
+
+# %%
+TABLE = NoiseTable(seed=0)  # npegg's noise table (chapter 4): built once (32 MiB), shared by every run below
+
+# %% [markdown]
 # ## 1. Why shape fitness at all
 #
-# The estimate $\hat g = \frac{1}{N\sigma}\sum_n F_n\varepsilon_n$ (with $F_n = F(\theta+\sigma\varepsilon_n)$)
+# The estimate $\hat g = \frac{1}{P\sigma}\sum_n F_n\varepsilon_n$ (with $F_n = F(\theta+\sigma\varepsilon_n)$)
 # is *linear in $F$*: double the fitness and the step doubles. Any fixed learning rate is then
 # only right for one scale of $F$, and that scale changes as training goes (rewards grow,
 # losses shrink). Shaping replaces the raw scores $R_n$ of one generation by numbers $f_n$
@@ -169,6 +297,12 @@ for pname, noisy in problems.items():
 print(f"{'mean cosine(ĝ, ∇F)':24s}" + "".join(f"{s:>12s}" for s in shapers))
 for pname, row in cos_table.items():
     print(f"{pname:24s}" + "".join(f"{row[s][0]:12.3f}" for s in shapers))
+# the comparisons the next paragraph makes (each mean cosine is known to a few standard errors)
+ct = {p: {k: v[0] for k, v in row.items()} for p, row in cos_table.items()}
+assert abs(ct["clean"]["raw"] - ct["clean"]["z-score"]) < 1e-9        # the same direction, always
+assert ct["clean"]["z-score"] > ct["clean"]["ranks"] > ct["clean"]["pair sign"]
+assert min(ct["heavy-tailed noise"]["ranks"], ct["heavy-tailed noise"]["pair sign"]) > ct["heavy-tailed noise"]["z-score"]
+assert ct["exp transform"]["ranks"] > ct["exp transform"]["z-score"]
 
 # %%
 if plt:
@@ -210,23 +344,38 @@ if plt:
 # sees its own data point with a very different target:
 
 # %%
+def estimate_G(es, state, f):
+    """The noiser's G for fitnesses f (P,) at the state's epoch, before the optimizer.
+
+    The arguments are the noiser's interface, which chapter 4 explains: the noiser's fixed settings
+    and its changing state (σ, the optimizer's moments), the parameters, one key per parameter
+    leaf, the fitnesses, which (epoch, members) they belong to, and which leaves are matrices.
+    """
+    return es.noiser.estimate_grads(
+        frozen_noiser_params=es.frozen_noiser_params, noiser_params=state.noiser_params, params=state.params,
+        base_keys=es.es_tree_key, fitnesses=f, iterinfos=(np.full(es.pop_size, state.epoch), es.members),
+        es_map=es.es_map)
+
+
 P, group = 512, 16
 pts = rng.standard_normal((P // group, d)) / feature_scale           # one data point per group
 targets = 10 * rng.standard_normal(P // group)                       # very different difficulties
 x_of_member = np.repeat(pts, group, axis=0)                          # (P, d)
 t_of_member = np.repeat(targets, group)                              # (P,)
 theta_start = rng.standard_normal(d)
-G = {}
+G, f_std = {}, {}
 for gs in (0, group):
     es, state = ES.create(Parameter, dict(raw_value=theta_start), pop_size=P, sigma=0.1, lr=1.0,
                           group_size=gs, seed=3, noise=TABLE)
     thetas = es.forward(state)                                        # (P, d): member n's parameters
     raw = -((thetas * x_of_member).sum(1) - t_of_member) ** 2         # (P,)
     f = es.fitness(state, raw)
-    G[gs] = es.noiser.estimate_grads(es.frozen_noiser_params, state.noiser_params, state.params,
-                                     es.es_tree_key, f, (np.zeros(P, int), es.members), es.es_map)
+    G[gs] = estimate_G(es, state, f)
+    f_std[gs] = f.std()
     print(f"group_size = {gs:2d}: std of the fitnesses {f.std():.4f}")
 print(f"max |G(grouped) - G(global)| = {np.abs(G[group] - G[0]).max():.1e}  (|G| = {np.linalg.norm(G[0]):.3f})")
+book.check("max |G(grouped) - G(global)| / |G|", np.abs(G[group] - G[0]).max() / np.linalg.norm(G[0]), 0, 1e-6)
+book.check("std of the grouped fitnesses", f_std[group], 0.21, 0.03)
 
 # %% [markdown]
 # Identical updates (up to float rounding), even though the grouped fitnesses look five times
@@ -244,11 +393,11 @@ print(f"max |G(grouped) - G(global)| = {np.abs(G[group] - G[0]).max():.1e}  (|G|
 # *maximises* fitness. So the noiser hands the optimizer the gradient of $-F$: the negative of
 # the estimate. From the docstring of `npegg/noiser/eggroll.py`, with $\hat A_n = s_n\sigma A_n/\sqrt r$
 # the factors that already carry sign and $\sigma$:
-# $$G = -\sqrt N\cdot\frac1N\sum_n f_n\,\hat A_n B_n^\top = -\frac{\sigma}{\sqrt N}\sum_n f_n\,\varepsilon_n,
+# $$G = -\sqrt P\cdot\frac1P\sum_n f_n\,\hat A_n B_n^\top = -\frac{\sigma}{\sqrt P}\sum_n f_n\,\varepsilon_n,
 #   \qquad \varepsilon_n = s_n A_nB_n^\top/\sqrt r,$$
 # and for a plain vector (a `PARAM` leaf) the same with $\varepsilon_n = s_n e_n$. Comparing with the
-# textbook estimate $\hat g = \frac{1}{N\sigma}\sum_n f_n\varepsilon_n$:
-# $$\boxed{G = -\sigma^2\sqrt N\;\hat g}\qquad\Longrightarrow\qquad \text{SGD: } \theta \leftarrow \theta - \mathrm{lr}\,G = \theta + \mathrm{lr}\,\sigma^2\sqrt N\,\hat g .$$
+# textbook estimate $\hat g = \frac{1}{P\sigma}\sum_n f_n\varepsilon_n$:
+# $$\boxed{G = -\sigma^2\sqrt P\;\hat g}\qquad\Longrightarrow\qquad \text{SGD: } \theta \leftarrow \theta - \mathrm{lr}\,G = \theta + \mathrm{lr}\,\sigma^2\sqrt P\,\hat g .$$
 # Nothing divides by $\sigma$ (the reference's choice). Check both statements against the
 # library: rebuild each member's $\varepsilon_n$ from its perturbed parameters, form $\hat g$ by hand, and
 # compare with what `EggRoll.estimate_grads` returns and with the step `es.step` takes.
@@ -260,57 +409,66 @@ thetas = es.forward(state)                              # (P, d)
 eps_n = (thetas - theta0) / sig                         # (P, d): s_n e_n, rebuilt from the members
 f = es.fitness(state, F(thetas))                        # (P,) z-scores
 g_hat = f @ eps_n / (P * sig)                           # the textbook estimate
-G_lib = es.noiser.estimate_grads(es.frozen_noiser_params, state.noiser_params, state.params,
-                                 es.es_tree_key, f, (np.zeros(P, int), es.members), es.es_map)
+G_lib = estimate_G(es, state, f)
 new = es.step(state, F(thetas))
-print(f"max |G_lib - (-sigma^2 sqrt(N) g_hat)|       = {np.abs(G_lib + sig**2 * np.sqrt(P) * g_hat).max():.1e}"
+print(f"max |G_lib - (-sigma^2 sqrt(P) g_hat)|       = {np.abs(G_lib + sig**2 * np.sqrt(P) * g_hat).max():.1e}"
       f"   (|G| = {np.linalg.norm(G_lib):.3f})")
-print(f"max |step - lr sigma^2 sqrt(N) g_hat|          = "
+print(f"max |step - lr sigma^2 sqrt(P) g_hat|          = "
       f"{np.abs((new.params - theta0) - lr * sig**2 * np.sqrt(P) * g_hat).max():.1e}")
 print(f"cosine(step, true gradient) = {cosine(new.params - theta0, grad_F(theta0)):.3f}: the step climbs F "
       f"({F(theta0):.4f} -> {F(new.params):.4f})")
+book.check("max |G_lib + sigma^2 sqrt(P) g_hat| / |G|",
+           np.abs(G_lib + sig**2 * np.sqrt(P) * g_hat).max() / np.linalg.norm(G_lib), 0, 1e-6)   # float32 rounding
+assert F(new.params) > F(theta0)
 
 # %% [markdown]
-# ### Why $\sqrt N$?
+# ### Why $\sqrt P$?
 #
-# With z-scored fitnesses ($\sum f_n^2 = N$), split $\sum_n f_n\varepsilon_n$ into signal and noise.
-# If $f$ carried no information, $\mathbb{E}\lVert\sum_n f_n\varepsilon_n\rVert^2 = \sum_n f_n^2\, d = Nd$,
-# so the noise part of $G$ has norm $\frac{\sigma}{\sqrt N}\sqrt{Nd} = \sigma\sqrt d$, **whatever $N$ is**.
-# The signal part, $N$ times a fixed mean divided by $\sqrt N$, grows like $\sqrt N$. So with the
-# $\sqrt N$ convention a given learning rate moves the parameters by a noise "jitter" that does
+# Split $\sum_n f_n\varepsilon_n$ into signal and noise. Partners share their noise with opposite
+# signs, so the sum is really over the $N = P/2$ pairs: $\sum_n f_n\varepsilon_n = \sum_k (f_{2k}-f_{2k+1})\,\varepsilon_k$.
+# If $f$ carried no information (independent of the $\varepsilon_k$),
+# $$\mathbb{E}\Big\lVert\sum_k (f_{2k}-f_{2k+1})\,\varepsilon_k\Big\rVert^2 = \sum_k (f_{2k}-f_{2k+1})^2\, d \approx 2N\cdot d = Pd,$$
+# because z-scores have mean square 1 and unrelated partners' z-scores differ by a mean square of
+# about 2. (Not $\sum_n f_n^2\,d$: that would treat the two partners' noise as independent.) So
+# the noise part of $G$ has norm $\frac{\sigma}{\sqrt P}\sqrt{Pd} = \sigma\sqrt d$, **whatever $P$ is**.
+# The signal part, $P$ times a fixed mean divided by $\sqrt P$, grows like $\sqrt P$. So with the
+# $\sqrt P$ convention a given learning rate moves the parameters by a noise "jitter" that does
 # not depend on the population, and a bigger population buys a bigger *useful* step: the
-# signal-to-noise ratio grows like $\sqrt N$. Measured:
+# signal-to-noise ratio grows like $\sqrt P$. Measured:
 
 # %%
 sqrt_rows = []
 u = -grad_F(theta0) / np.linalg.norm(grad_F(theta0))        # G should point down the fitness
 for P in [64, 256, 1024, 4096, book.setting(8192, 16384)]:
     noise2, signal = [], []
-    for seed in range(book.setting(4, 10)):                 # a fresh noise draw per seed
+    for seed in range(book.setting(4, 10)):                 # a fresh noise draw per seed (`draws` below)
         es, state = ES.create(Parameter, dict(raw_value=theta0), pop_size=P, sigma=sig, lr=1.0, seed=seed,
                               noise=TABLE)
-        info = (np.zeros(P, int), es.members)
-
-        def G_of(scores):
-            return es.noiser.estimate_grads(es.frozen_noiser_params, state.noiser_params, state.params,
-                                            es.es_tree_key, es.fitness(state, scores), info, es.es_map)
-        noise2.append(np.sum(G_of(rng.standard_normal(P)) ** 2))   # fitness unrelated to the noise
-        signal.append(G_of(F(es.forward(state))) @ u)              # the real fitness
+        noise2.append(np.sum(estimate_G(es, state, es.fitness(state, rng.standard_normal(P))) ** 2))  # unrelated
+        signal.append(estimate_G(es, state, es.fitness(state, F(es.forward(state)))) @ u)          # the real fitness
     sqrt_rows.append((P, np.sqrt(np.mean(noise2)), np.mean(signal)))
 print(f"sigma sqrt(d) = {sig * np.sqrt(d):.3f}")
-print(f"{'N':>6} {'|G|, random f (RMS)':>21} {'G along -grad':>14} {'/ sqrt(N)':>10}")
+print(f"{'P':>6} {'|G|, random f (RMS)':>21} {'G along -grad':>14} {'/ sqrt(P)':>10}")
 for P, noise, signal in sqrt_rows:
     print(f"{P:6d} {noise:21.3f} {signal:14.3f} {signal / np.sqrt(P):10.4f}")
+# the squared norm of one draw has relative spread sqrt(2/d); its RMS over k draws has relative
+# standard error (1/2) sqrt(2/(d k)): allow three of those
+draws = book.setting(4, 10)
+for P, noise, signal in sqrt_rows:
+    book.check(f"|G| with random fitness / (sigma sqrt(d)), P = {P}", noise / (sig * np.sqrt(d)), 1,
+               3 * 0.5 * np.sqrt(2 / (d * draws)))
+per_root = [r[2] / np.sqrt(r[0]) for r in sqrt_rows]
+book.check("spread of (signal / sqrt(P)) across P, relative", np.ptp(per_root) / np.mean(per_root), 0, 0.25)
 
 # %%
 if plt:
-    Ns = np.array([r[0] for r in sqrt_rows])
+    Ps = np.array([r[0] for r in sqrt_rows])
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.loglog(Ns, [r[1] for r in sqrt_rows], "o-", label="‖G‖ with random fitness (noise)")
-    ax.loglog(Ns, [r[2] for r in sqrt_rows], "s-", label="component of G along −∇F (signal)")
+    ax.loglog(Ps, [r[1] for r in sqrt_rows], "o-", label="‖G‖ with random fitness (noise)")
+    ax.loglog(Ps, [r[2] for r in sqrt_rows], "s-", label="component of G along −∇F (signal)")
     ax.axhline(sig * np.sqrt(d), color="k", ls=":", label="σ√d")
-    ax.loglog(Ns, sqrt_rows[0][2] * np.sqrt(Ns / Ns[0]), "k--", label="∝ √N")
-    ax.set(xlabel="population N", ylabel="norm", title="G = −σ²√N ĝ: constant noise, signal ∝ √N")
+    ax.loglog(Ps, sqrt_rows[0][2] * np.sqrt(Ps / Ps[0]), "k--", label="∝ √P")
+    ax.set(xlabel="population P", ylabel="norm", title="G = −σ²√P ĝ: constant noise, signal ∝ √P")
     ax.legend(fontsize=8)
     book.save(fig, "02_sqrt_n.png")
 
@@ -320,11 +478,12 @@ if plt:
 # The optimizer sees only $G$; it does not know $G$ came from ES. So everything known about
 # optimizers applies, including the main reason to prefer Adam: it divides each coordinate of the
 # step by a running RMS of that coordinate's gradient,
-# $u = -\mathrm{lr}\;\hat m/(\sqrt{\hat v}+\epsilon)$, so every coordinate moves at about the same
-# speed. SGD's step is $-\mathrm{lr}\,G$: its largest stable learning rate is set by the stiffest
+# $u = -\mathrm{lr}\;\hat m/(\sqrt{\hat v}+\epsilon)$ with the bias-corrected moments $\hat m$, $\hat v$ of
+# section 0b (`npegg.optim.adam` is that formula, with optax's defaults), so every coordinate
+# moves at about the same speed. SGD's step is $-\mathrm{lr}\,G$: its largest stable learning rate is set by the stiffest
 # direction, and the flat directions then crawl. Our features span two orders of magnitude, so
 # the curvatures span four. (Adam is also invariant to the overall scale of $G$, so the
-# $\sigma^2\sqrt N$ factor only matters for SGD.)
+# $\sigma^2\sqrt P$ factor only matters for SGD.)
 #
 # Below, the same ES (npegg's `ES` loop on a bare `Parameter` — chapter 4 explains the pieces;
 # $P=256$, $\sigma=0.05$, z-scores) with each optimizer at three learning rates.
@@ -348,6 +507,8 @@ for (solver, lr), c in runs.items():
     print(f"{solver:4s} lr={lr:<5}: loss after 10 epochs {c[9]:8.4f}, after {epochs}: {c[-1]:8.4f}")
 best = {s: min(c[-1] for (s2, _), c in runs.items() if s2 == s) for s in ("sgd", "adam")}
 print(f"best final loss: SGD {best['sgd']:.4f}, Adam {best['adam']:.4f}  (start {np.log(2):.4f})")
+assert best["adam"] < best["sgd"]                                   # "Adam reaches a lower loss than any SGD run"
+assert runs["sgd", 1.0].max() > 2 * np.log(2)                       # "SGD at lr = 1 ... jumps far above log 2" 
 
 # %%
 if plt:
@@ -372,10 +533,25 @@ if plt:
 #   robust to outliers.
 # - The reference's grouped z-score (per-group mean, global variance) gives exactly the update of
 #   the global z-score, because antithetic partners share a group.
-# - npegg hands the optimizer $G=-\sigma^2\sqrt N\,\hat g$: negative because optimizers minimise,
-#   $\sqrt N$ so that the noise in the step does not depend on the population.
+# - npegg hands the optimizer $G=-\sigma^2\sqrt P\,\hat g$: negative because optimizers minimise,
+#   $\sqrt P$ so that the noise in the step does not depend on the population.
 # - The optimizer is an ordinary optimizer; Adam's per-coordinate scaling helps ES on badly
 #   scaled problems just as it helps backprop.
+#
+# ## Exercises
+#
+# Solutions, checked by the test suite: `tutorials/solutions/02_fitness_and_optimizers.py`.
+#
+# 1. **Why Adam corrects its bias.** Remove the two divisions by $1-\beta^k$ from the
+#    from-scratch loop. By what factor is the very first step too large or too small, per
+#    coordinate? (Work it out for $G$ of any scale, then measure it.)
+# 2. **A constant in the fitness.** Show that adding the same constant $c$ to every fitness
+#    leaves the antithetic update unchanged, exactly, but changes the update of a population
+#    whose $P$ members draw *independent* noise. Measure both on the from-scratch problem.
+# 3. **One matmul.** Write the update of section 0b as a Python loop over the $P$ members (a sum of
+#    outer products $f_n\hat A_nB_n^\top$), check that it equals the one-matmul form, and count the
+#    multiply-adds of each. Where does the speed of the matmul form come from, if not from fewer
+#    operations?
 #
 # **Next**, chapter 3: matrices, and the low-rank perturbations that make ES cheap enough for
 # large networks.

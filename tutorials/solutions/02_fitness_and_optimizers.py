@@ -1,0 +1,70 @@
+"""Solutions to the exercises of chapter 2 (run by tests/test_tutorials.py; each one checks itself)."""
+import time
+
+import numpy as np
+
+
+def exercise_1():
+    """Without correction the first step is lr·(1−β1)G / (√((1−β2)G²) + ε) = lr·0.1/√0.001 ≈ 3.16 lr
+    per coordinate, whatever the scale of G; with the correction it is lr·G/(|G| + ε) ≈ lr."""
+    rng = np.random.default_rng(0)
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    for scale in (1e-3, 1.0, 1e3):
+        G = scale * rng.standard_normal(50)
+        m, v = (1 - b1) * G, (1 - b2) * G**2                   # after one step from zero moments
+        raw_step = lr * m / (np.sqrt(v) + eps)
+        corrected = lr * (m / (1 - b1)) / (np.sqrt(v / (1 - b2)) + eps)
+        ratio = np.abs(raw_step).mean() / lr
+        print(f"exercise 1: |G| ~ {scale:g}: uncorrected first step {ratio:.3f} lr, "
+              f"corrected {np.abs(corrected).mean() / lr:.6f} lr")
+        assert abs(ratio - 0.1 / np.sqrt(0.001)) < 1e-3 * ratio
+        assert np.allclose(np.abs(corrected), lr * np.abs(G) / (np.abs(G) + eps), rtol=1e-12)  # = lr but for ε
+    return 0.1 / np.sqrt(0.001)
+
+
+def exercise_2(P=64, d=10, c=5.0):
+    """Σ_n (f_n + c) s_n ε_⌊n/2⌋ = Σ_n f_n s_n ε + c Σ_k (ε_k − ε_k): the constant cancels in every pair.
+    With independent noise the extra term c Σ_n ε_n is a random vector of norm ≈ c √(P d)."""
+    rng = np.random.default_rng(1)
+    f = rng.standard_normal(P)
+    e_pairs = np.repeat(rng.standard_normal((P // 2, d)), 2, axis=0) * np.where(np.arange(P) % 2, -1, 1)[:, None]
+    e_indep = rng.standard_normal((P, d))
+    anti = np.abs((f + c) @ e_pairs - f @ e_pairs).max()
+    indep = np.linalg.norm((f + c) @ e_indep - f @ e_indep)
+    print(f"exercise 2: antithetic change {anti:.1e}, independent change {indep:.2f} (c sqrt(P d) = {c * np.sqrt(P * d):.2f})")
+    assert anti < 1e-12 and indep > 0.5 * c * np.sqrt(P * d)
+    return anti, indep
+
+
+def exercise_3(P=256, O=64, I=64, r=2):
+    """Both forms do O·I·P·r multiply-adds; the matmul does them in one BLAS call (blocked for the cache,
+    vectorised), the loop in P small calls with Python overhead and P (O, I) temporaries."""
+    rng = np.random.default_rng(2)
+    A, B = rng.standard_normal((P, O, r)), rng.standard_normal((P, I, r))
+    w = rng.standard_normal(P)                                   # f_n · s_n σ/√r, folded together
+
+    def loop():
+        G = np.zeros((O, I))
+        for n in range(P):
+            G += w[n] * A[n] @ B[n].T                            # (O, I) outer products
+        return G
+
+    def one_matmul():
+        Aw = (A * w[:, None, None]).transpose(1, 0, 2).reshape(O, P * r)
+        return Aw @ B.transpose(0, 2, 1).reshape(P * r, I)       # (O × P·r) @ (P·r × I)
+
+    times = {}
+    for fn in (loop, one_matmul):
+        t = time.perf_counter()
+        out = fn()
+        times[fn.__name__] = time.perf_counter() - t
+    assert np.allclose(loop(), one_matmul(), rtol=1e-10, atol=1e-10)
+    print(f"exercise 3: equal; {O * I * P * r:,} multiply-adds each; loop {1e3 * times['loop']:.1f} ms, "
+          f"one matmul {1e3 * times['one_matmul']:.2f} ms (timings vary; not asserted)")
+    return out
+
+
+if __name__ == "__main__":
+    exercise_1()
+    exercise_2()
+    exercise_3()
