@@ -226,15 +226,17 @@ if plt:
 # - Against rank, EggRoll's time grows roughly linearly in $r$. Even at $r=D/2$, where the
 #   arithmetic is equal on paper, OpenES stays slower: it must also *generate* and *move* $D^2$
 #   noise numbers per member, and a matrix–vector product per member uses the memory bus, not
-#   the multipliers. The paper's GPU measurements tell the same story at scale (EGGROLL reaching
-#   91% of pure batch-inference throughput at large populations).
+#   the multipliers. The paper's GPU measurements tell the same story at scale: EGGROLL trains at
+#   "up to 91% of the throughput of pure batch inference" for billion-parameter models at large
+#   populations (Sarkar et al., *Evolution Strategies at the Hyperscale*,
+#   [arXiv:2511.16652](https://arxiv.org/abs/2511.16652), abstract).
 #
 # ## 3. Rank-$r$ perturbations, high-rank updates
 #
 # The ES update for $W$ is a fitness-weighted sum of the perturbations (chapter 2),
 # $G \propto -\sum_n f_n\, s_nA_nB_n^\top$. Each term has rank $r$, but a sum of $K$ rank-$r$
 # matrices with independent random factors has rank $\min(Kr, O, I)$: the factors' columns are
-# in general position. Antithetic partners share their factors, so $N$ members contribute $K=N/2$
+# in general position. Antithetic partners share their factors, so $P$ members contribute $N=P/2$
 # distinct terms, each weighted by $(f_{2k}-f_{2k+1})$. So with rank 1 and a population of a
 # few hundred, the update of a $64\times64$ matrix is already full rank — and it is the
 # *update*, not the perturbation, that has to resemble the gradient.
@@ -247,45 +249,95 @@ W_star = rng.standard_normal((Dm, Dm)) / np.sqrt(Dm)
 xs = rng.standard_normal((128, Dm))                                # a batch of 128 inputs
 ys = xs @ W_star.T
 update_rank = {}
-for N in [2, 8, 32, 128, 512, 2048]:
-    es, state = ES.create(MM, dict(in_dim=Dm, out_dim=Dm, dtype="float64"), pop_size=N, sigma=0.05, lr=0.0,
+for P in [2, 8, 32, 128, 512, 2048]:
+    es, state = ES.create(MM, dict(in_dim=Dm, out_dim=Dm, dtype="float64"), pop_size=P, sigma=0.05, lr=0.0,
                           rank=1, seed=0, noise=table)
-    out = es.forward(state, np.broadcast_to(xs, (N,) + xs.shape))    # (N, 128, Dm): every member's outputs
-    raw = -((out - ys) ** 2).sum(-1).mean(-1)                          # (N,)
-    G = es.noiser.estimate_grads(es.frozen_noiser_params, state.noiser_params, state.params, es.es_tree_key,
-                                 es.fitness(state, raw), (np.zeros(N, int), es.members), es.es_map)
+    out = es.forward(state, np.broadcast_to(xs, (P,) + xs.shape))    # (P, 128, Dm): every member's outputs
+    raw = -((out - ys) ** 2).sum(-1).mean(-1)                          # (P,)
+    G = es.noiser.estimate_grads(                                      # the arguments: chapter 4
+        frozen_noiser_params=es.frozen_noiser_params, noiser_params=state.noiser_params, params=state.params,
+        base_keys=es.es_tree_key, fitnesses=es.fitness(state, raw), iterinfos=(np.zeros(P, int), es.members),
+        es_map=es.es_map)
     s = np.linalg.svd(G, compute_uv=False)
     grad = -2 * (xs @ state.params.T - ys).T @ xs / len(xs)            # exact ∇F, (Dm, Dm)
     cos = float(np.sum(-G * grad) / (np.linalg.norm(G) * np.linalg.norm(grad)))
-    update_rank[N] = (s, int(np.sum(s > 1e-9 * s[0])), cos)
-    print(f"N = {N:5d}: {N // 2:5d} distinct rank-1 terms, numerical rank of the update "
-          f"{update_rank[N][1]:3d} (bound {min(N // 2, Dm)}), cosine with the true gradient {cos:.3f}")
-
-# %% [markdown]
-# The rank bound is met exactly: $N/2$ distinct terms until the matrix is full. But rank is not
-# accuracy: at full rank ($N=128$) the update is still mostly sampling noise (cosine with the
-# gradient about 0.1), and the cosine keeps growing with $N$ like chapter 1's $1/\sqrt N$ error
-# falls. A rank-1 perturbation restricts what *one member* explores, not what the population's
-# update can express.
+    update_rank[P] = (s, int(np.sum(s > 1e-9 * s[0])), cos)
+    law_cos = (1 + (Dm * Dm + 1) / (P // 2)) ** -0.5                  # chapter 1's scaling law, d = Dm², N = P/2
+    print(f"P = {P:5d}: {P // 2:5d} distinct rank-1 terms, numerical rank of the update "
+          f"{update_rank[P][1]:3d} (bound {min(P // 2, Dm)}), cosine with the true gradient {cos:.3f} "
+          f"(chapter 1's law: {law_cos:.3f})")
+    assert update_rank[P][1] == min(P // 2, Dm)                       # the rank bound, met exactly
+    if P >= 128:                                       # one draw in d = 4096: fluctuations of a few hundredths
+        book.check(f"cosine of the update with the gradient, P = {P}", cos, law_cos, 0.05)
+book.check("cosine at P = 128", update_rank[128][2], 0.1, 0.05)
 
 # %%
 if plt:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for N, (s, _, _) in update_rank.items():
-        a1.semilogy(np.arange(1, len(s) + 1), s / s[0], ".-", ms=3, label=f"N = {N}")
+    for P, (s, _, _) in update_rank.items():
+        a1.semilogy(np.arange(1, len(s) + 1), s / s[0], ".-", ms=3, label=f"P = {P}")
     a1.set(xlabel="index i", ylabel="singular value s_i / s_1", ylim=(1e-6, 2),
            title=f"Spectrum of the update of a {Dm}×{Dm} matrix, rank-1 noise")
     a1.legend(fontsize=8)
-    Ns = list(update_rank)
-    a2.semilogx(Ns, [update_rank[N][1] for N in Ns], "o-", label="numerical rank of the update")
-    a2.semilogx(Ns, [min(N // 2, Dm) for N in Ns], "k--", label="min(N/2, 64)")
+    Ps = list(update_rank)
+    a2.semilogx(Ps, [update_rank[P][1] for P in Ps], "o-", label="numerical rank of the update")
+    a2.semilogx(Ps, [min(P // 2, Dm) for P in Ps], "k--", label="min(P/2, 64)")
     a2b = a2.twinx()
-    a2b.semilogx(Ns, [update_rank[N][2] for N in Ns], "s:", color="C3", label="cosine with ∇F")
+    a2b.semilogx(Ps, [update_rank[P][2] for P in Ps], "s:", color="C3", label="cosine with ∇F")
+    a2b.semilogx(Ps, [(1 + (Dm * Dm + 1) / (P // 2)) ** -0.5 for P in Ps], "-", color="C3", lw=0.6,
+                 label="(1 + (d+1)/N)^−½")
     a2b.set_ylim(0, 1)
-    a2.set(xlabel="population N", ylabel="rank", title="rank and accuracy of the update")
+    a2.set(xlabel="population P", ylabel="rank", title="rank and accuracy of the update")
     a2.legend(loc="upper left", fontsize=8)
     a2b.legend(loc="lower right", fontsize=8)
     book.save(fig, "03_update_rank.png")
+
+# %% [markdown]
+# The rank bound is met exactly: $P/2$ distinct terms until the matrix is full. But rank is not
+# accuracy: at full rank ($P=128$) the update is still mostly sampling noise (cosine with the
+# gradient about 0.1), and the cosine grows with $P$ just as chapter 1's scaling law says,
+# $(1 + (d+1)/N)^{-1/2}$ with $d = 64^2$ parameters and $N = P/2$ pairs. Low rank costs nothing
+# here: the law is the law of full-rank Gaussian noise. A rank-1 perturbation restricts what *one
+# member* explores, not what the population's update can express.
+#
+# ### What the update costs
+#
+# The update is the sum $\sum_n f_n\hat A_nB_n^\top$ of $P$ rank-$r$ matrices of size $O\times I$.
+# Formed one member at a time it costs $P$ outer products and $P$ temporaries of size $O\times I$.
+# npegg (like chapter 2's from-scratch loop) stacks the weighted factors side by side instead,
+# $$\sum_n f_n\hat A_nB_n^\top = \underbrace{\big[f_1\hat A_1\ \cdots\ f_P\hat A_P\big]}_{O\times Pr}\;\underbrace{\begin{bmatrix}B_1^\top\\ \vdots\\ B_P^\top\end{bmatrix}}_{Pr\times I},$$
+# **one matrix product** of $O\cdot Pr\cdot I$ multiply-adds — the same count as the loop, but in
+# one BLAS call that keeps the cache and the vector units busy. Compare the forward pass: with
+# one input row per member it costs $P\cdot O\cdot I$ for the shared product, so at rank $r$ the
+# update costs about $r$ forward passes' worth of arithmetic, once per generation. (With $T$
+# input rows per member — a sequence of $T$ tokens — the forward costs $T$ times more and the
+# update is a small fraction of it.) Measured on the $D\times D$ layer of section 2:
+
+# %%
+from npegg.models.common import MM_PARAM                             # noqa: E402
+
+
+def update_time(P, rank):
+    """Best-of-5 seconds of EggRoll's G for one (D, D) leaf, and of the one-member-at-a-time loop."""
+    fz, npar = EggRoll.init_noiser({"w": Wt}, 0.1, 0.0, rank=rank, noise=timing_table)
+    f = rng.standard_normal(P)
+    info = (np.zeros(P, int), np.arange(P))
+    t_mm = best_time(lambda: EggRoll.estimate_grads(fz, npar, {"w": Wt}, {"w": key}, f, info, {"w": MM_PARAM}))
+
+    def loop():
+        A_, B_ = get_lora_update_params(fz, 0.1, info, Wt.shape, key)  # (P, D, r) each
+        acc = np.zeros(Wt.shape, np.float32)
+        for n in range(P):
+            acc += f[n] * (A_[n] @ B_[n].T)
+        return acc
+    return t_mm, best_time(loop)
+
+
+for P, rk in ((P_rank, 1), (P_rank, 4)):
+    t_mm, t_loop = update_time(P, rk)
+    t_fwd = time_noisers(P, rk, (Noiser,))["Noiser"]
+    print(f"P = {P}, D = {D}, rank {rk}: update as one matmul {1e3 * t_mm:6.2f} ms, member loop {1e3 * t_loop:7.2f} ms "
+          f"({t_loop / t_mm:4.1f}x), plain forward of one row per member {1e3 * t_fwd:5.2f} ms")
 
 # %% [markdown]
 # ## 4. How close is low rank to full rank?
@@ -309,10 +361,11 @@ if plt:
 # Take expectations. The first term gives $\nabla F$ for *every* $r$ (fact 2). The second is a
 # fourth moment of $E$: Gaussian part plus (fact 3) a $1/r$ part. Higher terms contribute
 # $1/r$ and smaller. So
-# $$\hat g_r - \hat g_\infty = \frac{c_1}{r} + \frac{c_2}{r^2} + \dots,\qquad c_1 \propto \sigma^2 D^3F,$$
-# where $\hat g_r$ is the *expected* rank-$r$ update and $\hat g_\infty$ the full-rank Gaussian one
-# — the paper's $O(1/r)$. For a **quadratic** $F$ every derivative beyond the second vanishes, the
-# difference quotient equals $\langle\nabla F,E\rangle$ exactly, and $\hat g_r = \nabla F$ for all $r$:
+# $$\bar g_r - \bar g_\infty = \frac{c_1}{r} + \frac{c_2}{r^2} + \dots,\qquad c_1 \propto \sigma^2 D^3F,$$
+# where $\bar g_r = \mathbb{E}[\hat g_r]$ is the *expected* rank-$r$ update and $\bar g_\infty$ the full-rank
+# Gaussian one — the paper's $O(1/r)$. (A bar marks an expectation, a hat an estimate from one
+# population, as everywhere in this book.) For a **quadratic** $F$ every derivative beyond the second vanishes, the
+# difference quotient equals $\langle\nabla F,E\rangle$ exactly, and $\bar g_r = \nabla F$ for all $r$:
 # no bias at all, nothing to see. (npegg's exact tests use precisely this.) We need a
 # non-quadratic objective, and we need to measure a small difference of *expectations* under
 # sampling noise, which takes care.
@@ -372,7 +425,7 @@ def sample_E(M, r):
 # Average the antithetic estimate over many perturbations. One trick makes this affordable: a
 # **control variate**. The term $\langle\nabla F,E\rangle E$ has expectation exactly $\nabla F$ for every
 # $r$ (fact 2), so subtract it sample by sample; the residual
-# $$h(E) = \Big[\tfrac{F(W+\sigma E)-F(W-\sigma E)}{2\sigma} - \langle\nabla F,E\rangle\Big]E,\qquad \mathbb{E}[h] = \hat g_r - \nabla F,$$
+# $$h(E) = \Big[\tfrac{F(W+\sigma E)-F(W-\sigma E)}{2\sigma} - \langle\nabla F,E\rangle\Big]E,\qquad \mathbb{E}[h] = \bar g_r - \nabla F,$$
 # is of order $\sigma^2$ per sample instead of order 1, so its average is far less noisy. The
 # bias is then $\mathbb{E}_r[h]-\mathbb{E}_\infty[h]$. We average in chunks and report the standard
 # error of the mean across chunks.
@@ -407,13 +460,13 @@ def direct_residual(r):
 # a Gaussian vector with covariance $\Sigma_B = BB^\top/r$, rows independent. For Gaussian vectors
 # *Stein's lemma* (integration by parts against the Gaussian density) says
 # $\mathbb{E}[f(u)\,u] = \Sigma\,\mathbb{E}[\nabla f(u)]$. Applied row by row to $f(E) = F(W+\sigma E)$:
-# $$\hat g_r = \frac1\sigma\mathbb{E}\big[F(W+\sigma E_r)E_r\big] = \mathbb{E}\Big[\nabla F(W+\sigma E_r)\,\frac{BB^\top}{r}\Big],
-#   \qquad \hat g_\infty = \mathbb{E}\big[\nabla F(W+\sigma Z)\big].$$
+# $$\bar g_r = \frac1\sigma\mathbb{E}\big[F(W+\sigma E_r)E_r\big] = \mathbb{E}\Big[\nabla F(W+\sigma E_r)\,\frac{BB^\top}{r}\Big],
+#   \qquad \bar g_\infty = \mathbb{E}\big[\nabla F(W+\sigma Z)\big].$$
 # A pleasant reading: the low-rank ES update is the average gradient over the perturbed points,
 # seen through a random matrix $BB^\top/r$ whose mean is the identity and whose fluctuations shrink
 # as $r$ grows. For the average we use the same two tricks as before — antithetic pairs and the
 # control variate $\nabla F(W)\,BB^\top/r$, whose mean is $\nabla F(W)$:
-# $$s(E) = \Big[\tfrac12\big(\nabla F(W+\sigma E)+\nabla F(W-\sigma E)\big) - \nabla F(W)\Big]\frac{BB^\top}{r},\qquad \mathbb{E}[s] = \hat g_r-\nabla F .$$
+# $$s(E) = \Big[\tfrac12\big(\nabla F(W+\sigma E)+\nabla F(W-\sigma E)\big) - \nabla F(W)\Big]\frac{BB^\top}{r},\qquad \mathbb{E}[s] = \bar g_r-\nabla F .$$
 # Same expectation as $h$, smaller variance (it uses the gradient of $F$, which ES itself never
 # needs: here it is only a measuring instrument).
 
@@ -435,8 +488,8 @@ direct_ranks = [1, 4]
 t0 = time.perf_counter()
 ref_s, ref_s_se = mean_and_se(stein_residual(None), 2 * M_stein)
 ref_d, ref_d_se = mean_and_se(direct_residual(None), 2 * M_direct)
-print(f"full-rank Gaussian: ĝ_inf - ∇F has norm {np.linalg.norm(ref_s):.4f} (Stein) / {np.linalg.norm(ref_d):.4f} "
-      f"(direct); |∇F| = {np.linalg.norm(g_true):.4f}, |ĝ_inf| = {np.linalg.norm(g_true + ref_s):.4f}")
+print(f"full-rank Gaussian: ḡ_inf - ∇F has norm {np.linalg.norm(ref_s):.4f} (Stein) / {np.linalg.norm(ref_d):.4f} "
+      f"(direct); |∇F| = {np.linalg.norm(g_true):.4f}, |ḡ_inf| = {np.linalg.norm(g_true + ref_s):.4f}")
 bias = {}
 for rk in bias_ranks:
     m, se = mean_and_se(stein_residual(rk), M_stein)
@@ -446,13 +499,13 @@ for rk in direct_ranks:
     m, se = mean_and_se(direct_residual(rk), M_direct)
     direct[rk] = (np.linalg.norm(m - ref_d), np.sqrt(np.sum(se**2 + ref_d_se**2)))
 print(f"({time.perf_counter() - t0:.0f} s of sampling)")
-print(f"{'r':>4} {'|ĝ_r - ĝ_inf|':>14} {'± noise':>9} {'relative':>9} {'r x bias':>9}   direct estimate")
+print(f"{'r':>4} {'|ḡ_r - ḡ_inf|':>14} {'± noise':>9} {'relative':>9} {'r x bias':>9}   direct estimate")
 for rk, (b, se) in bias.items():
     d_txt = f"{direct[rk][0]:.4f} ± {direct[rk][1]:.4f}" if rk in direct else ""
     print(f"{rk:4d} {b:14.5f} {se:9.5f} {b / np.linalg.norm(g_true + ref_s):9.4f} {rk * b:9.4f}   {d_txt}")
 
 # %% [markdown]
-# The slope on a log-log plot: fit $\log|\hat g_r-\hat g_\infty|$ against $\log r$ by least squares,
+# The slope on a log-log plot: fit $\log|\bar g_r-\bar g_\infty|$ against $\log r$ by least squares,
 # weighting each point by its precision, and compare with the $c/r$ line.
 
 # %%
@@ -470,7 +523,14 @@ for lo, hi in zip(bias_ranks[:-1], bias_ranks[1:]):
 basis = np.stack([1 / rs, 1 / rs**2], axis=1) / se_[:, None]
 (c1, c2), *_ = np.linalg.lstsq(basis, b_ / se_, rcond=None)
 chi = (b_ - c1 / rs - c2 / rs**2) / se_
-print(f"two-term fit |ĝ_r - ĝ_inf| = {c1:.4f}/r + ({c2:.4f})/r²: residuals {np.round(chi, 1)} standard errors")
+print(f"two-term fit |ḡ_r - ḡ_inf| = {c1:.4f}/r + ({c2:.4f})/r²: residuals {np.round(chi, 1)} standard errors")
+# the claims of the paragraph after the figure, each within its own standard error
+book.check("fitted log-log slope of the low-rank bias", slope, -1, 2.5 * slope_se)
+book.check("max |residual| of the two-term fit, in standard errors", np.abs(chi).max(), 0, 2)
+book.check("bias at r = 1, relative to |ḡ_inf|", bias[1][0] / np.linalg.norm(g_true + ref_s), 0.06, 0.03)
+for rk in direct_ranks:                        # the two measurements agree where both were made
+    book.check(f"direct - Stein bias estimate at r = {rk}, in standard errors",
+               (direct[rk][0] - bias[rk][0]) / np.hypot(direct[rk][1], bias[rk][1]), 0, 3)
 
 # quadratic check: the residual of a quadratic objective is zero sample by sample
 Q = rng.standard_normal((C_ * F_, C_ * F_))
@@ -482,6 +542,7 @@ Eq = (rng.standard_normal((1000, C_, 1)) @ rng.standard_normal((1000, 1, F_))).r
 resid_q = (quad(Wq + sig_b * Eq) - quad(Wq - sig_b * Eq)) / (2 * sig_b) - Eq @ gq
 print(f"quadratic objective, rank 1: max |difference quotient - <∇F, E>| over 1000 samples = "
       f"{np.abs(resid_q).max():.1e} (relative to |<∇F, E>| ~ {np.abs(Eq @ gq).mean():.0f})")
+assert np.abs(resid_q).max() < 1e-10 * np.abs(Eq @ gq).mean()      # zero up to rounding
 
 # %%
 if plt:
@@ -494,7 +555,7 @@ if plt:
     grid = np.geomspace(1, rs[-1], 50)
     ax.loglog(grid, c / grid, "k--", label="paper's rate: c / r")
     ax.loglog(grid, c1 / grid + c2 / grid**2, ":", color="C3", label="fit c₁/r + c₂/r²")
-    ax.set(xscale="log", yscale="log", xlabel="rank r", ylabel="‖E[ĝ_r] − E[ĝ_∞]‖",
+    ax.set(xscale="log", yscale="log", xlabel="rank r", ylabel="‖E[ḡ_r] − E[ḡ_∞]‖",
            title="Low-rank ES update → full-rank Gaussian update")
     ax.legend(fontsize=8)
     book.save(fig, "03_bias_vs_rank.png")
@@ -506,7 +567,7 @@ if plt:
 # (The small-$r$ points bend the curve: there the $1/r^2$ term still matters, which is why a fit
 # that includes $r=1$ and $2$ gives a shallower slope.)
 # At $r=1$ the low-rank update differs from the full-rank Gaussian one by a few per cent of its
-# length here, and with $\sigma=1$ — a *large* perturbation for this problem. The bias scales like
+# length here (about 6%), and with $\sigma=1$ — a *large* perturbation for this problem. The bias scales like
 # $\sigma^2/r$, and it is a bias of the *expected* update: with a population of thousands the
 # sampling noise of one generation is usually larger. That is why rank 1 works in practice (the
 # seed notebook trains with rank 1), and why the update need not be low-rank (section 3).
@@ -520,6 +581,19 @@ if plt:
 # - The update is a sum of $N/2$ independent rank-$r$ terms: full rank once $Nr/2 \ge \min(O,I)$.
 # - The expected low-rank update converges to the Gaussian one like $1/r$ (fourth cumulants);
 #   quadratics show no bias at all.
+#
+# ## Exercises
+#
+# Solutions, checked by the test suite: `tutorials/solutions/03_low_rank_perturbations.py`.
+#
+# 1. **The transposed layout.** Some layers store $W$ as $(I\times O)$ and compute $xW$
+#    (`do_Tmm`). Derive the low-rank identity for $x\big(W + \frac{\sigma}{\sqrt r}AB^\top\big)$ with
+#    $A\in\mathbb{R}^{I\times r}$, $B\in\mathbb{R}^{O\times r}$, and check it against the materialised matrix.
+# 2. **Rank of the update at rank $r$.** Predict the rank of $\sum_n f_n\hat A_nB_n^\top$ for a
+#    $50\times 40$ matrix, rank-3 perturbations and $P = 8, 16, 32$ members, and check it.
+# 3. **The $1/r$ in one number.** Show that each entry of $AB^\top/\sqrt r$ (unit Gaussian factors)
+#    has variance 1 and fourth moment $3 + 6/r$ (a Gaussian's is 3), and measure it for
+#    $r = 1, 2, 4, 8$. This excess kurtosis $6/r$ is what section 4's bias is made of.
 #
 # **Next**, chapter 4: how npegg organises all this — noisers, models, `es_map`, and noise that
 # is rebuilt from a key instead of stored.
