@@ -183,25 +183,77 @@ print("leaf keys equal to the reference's recorded ones:",
 # $2^{23}$ float32 numbers (32 MiB; `npegg/noise.py`), built from integers only so that every
 # backend gets the same bits. Member $n$'s noise for a leaf with key $k$ at epoch $e$ is a slice
 # of the table starting at
-# $$\text{start} = \big(\text{fold\_in}(k, \lfloor e/\rho\rfloor)_0 \;\oplus\; \text{hash}(\lfloor n/2\rfloor)\big) \bmod 2^{23},$$
-# with $\rho$ = `noise_reuse` and hash an integer mixing function. For a matrix the slice holds
+# $$\text{start} = \big(\text{fold\_in}(k, t_e)_0 \;\oplus\; \text{hash}(\lfloor n/2\rfloor)\big) \bmod 2^{23},
+#   \qquad t_e = \begin{cases}\lfloor e/\rho\rfloor & \rho \ge 1\\ 0 & \rho = 0,\end{cases}$$
+# with $\rho$ = `noise_reuse` and hash an integer mixing function (`npegg/noise.py` writes both out). For a matrix the slice holds
 # $(O+I)r$ numbers, read as $B$ then $A$. Three consequences:
 #
 # - *Anyone can rebuild it*: the forward pass and, later, the update each regenerate exactly the
 #   noise they need, in any order, for any subset of members, on any machine.
 # - *Antithetic pairs* are built in: $\lfloor n/2\rfloor$ is the same for members $2k$ and $2k+1$, so
 #   they read the same slice, and the noiser applies the sign $s_n=\pm1$.
-# - *`noise_reuse`* $\rho$: the noise changes every $\rho$ epochs ($\rho=0$: never).
+# - *`noise_reuse`* $\rho$: the noise changes every $\rho$ epochs; $\rho=0$ means $t_e = 0$ for
+#   every epoch, so it never changes.
 #
 # The table entries are not Gaussian: each is a sum of 8 random bytes, centred and scaled to
 # variance 1 (an Irwin–Hall variable), which needs no `log` or `cos` whose last bit could differ
-# between machines. ES needs zero mean and unit variance, which this has exactly:
+# between machines. Its mean is 0 and its variance 1, exactly — but is that enough? Chapter 1's
+# derivation of $\nabla F_\sigma = \mathbb{E}[F(\theta+\sigma\varepsilon)\varepsilon]/\sigma$ differentiated the
+# *Gaussian density*; for other noise it does not hold as such. What still holds is the Taylor
+# argument: the antithetic quotient is $\langle\nabla F,\varepsilon\rangle\varepsilon + \frac{\sigma^2}{6}D^3F[\varepsilon,\varepsilon,\varepsilon]\,\varepsilon + O(\sigma^4)$,
+# and its first term has mean $\nabla F$ for any noise with identity covariance. The second is a
+# fourth moment, and there the table differs from a Gaussian: its kurtosis is below 3.
 
 # %%
 t = table.table
 kurt = np.mean(t.astype(np.float64) ** 4) / np.mean(t.astype(np.float64) ** 2) ** 2
 print(f"table: {t.size:,} float32 entries ({t.nbytes / 2**20:.0f} MiB), mean {t.mean():+.5f}, "
       f"variance {t.var():.5f}, kurtosis {kurt:.3f} (Gaussian: 3), max |entry| {np.abs(t).max():.3f}")
+book.check("kurtosis of the noise table", kurt, 2.85, 0.005)       # Irwin–Hall(8): 3 − 1.2/8 = 2.85 exactly
+
+# %% [markdown]
+# So the table's estimate is biased differently from the Gaussian one, by a term of order $\sigma^2$.
+# In one dimension we can compute it *exactly*: an entry is $(S-1020)\,C$ with $S$ a sum of eight
+# independent bytes, whose distribution is the eight-fold convolution of the uniform one. Expand
+# both estimators; they differ only through $\mathbb{E}\varepsilon^4$:
+# $$\mathbb{E}_{\text{table}}[\text{quotient}] - \mathbb{E}_{\text{Gauss}}[\text{quotient}] \approx \frac{\sigma^2}{6}\,F'''(x)\,(\kappa - 3),\qquad \kappa = 2.85 .$$
+# (In $d$ dimensions only the diagonal third derivatives $\partial_i^3F$ enter, because only
+# $\mathbb{E}\varepsilon_i^4$ differs.) Chapter 1's bumpy function, at $x = 2$:
+
+# %%
+pmf = np.ones(256) / 256
+for _ in range(7):
+    pmf = np.convolve(pmf, np.ones(256) / 256)                   # (2041,) distribution of S = 8 bytes
+eps_vals = (np.arange(pmf.size) - 1020) * float(np.float32(1 / np.sqrt(43690)))   # the table's values
+print(f"exact moments of a table entry: mean {pmf @ eps_vals:.1e}, variance {pmf @ eps_vals**2:.6f}, "
+      f"kurtosis {pmf @ eps_vals**4:.4f}")
+
+
+def F1(x):
+    return -0.1 * x**2 + np.cos(3 * x)
+
+
+x_k = 2.0
+for sig_k in (0.05, 0.1, 0.2):
+    quotient = (F1(x_k + sig_k * eps_vals) - F1(x_k - sig_k * eps_vals)) / (2 * sig_k) * eps_vals
+    table_mean = pmf @ quotient                                    # exact expectation under the table
+    gauss_mean = -0.2 * x_k - 3 * np.exp(-4.5 * sig_k**2) * np.sin(3 * x_k)   # = F_sigma'(x), chapter 1
+    predicted = sig_k**2 / 6 * 27 * np.sin(3 * x_k) * (pmf @ eps_vals**4 - 3)  # F''' = 27 sin 3x
+    print(f"sigma = {sig_k}: table {table_mean:+.6f}, Gaussian {gauss_mean:+.6f}, "
+          f"difference {table_mean - gauss_mean:+.2e}, predicted (sigma^2/6) F''' (kappa - 3) = {predicted:+.2e}")
+    # the dropped terms are O(σ⁴), i.e. O(σ²) relative to the prediction (9σ² sets their scale here: F has cos 3x)
+    book.check(f"kurtosis term / prediction, sigma = {sig_k}", (table_mean - gauss_mean) / predicted, 1, 7 * sig_k**2)
+    if sig_k == 0.1:
+        book.check("table - Gaussian expectation at sigma = 0.1", table_mean - gauss_mean, 0.002, 0.0005)
+
+# %% [markdown]
+# The difference is the predicted kurtosis term, to within the $O(\sigma^4)$ terms we dropped:
+# the prediction's relative error grows like $\sigma^2$, as it should. The term is small (about
+# $0.002$ at $\sigma = 0.1$, for a gradient of about 0.4) and of the same order
+# $\sigma^2$ as the smoothing bias that Gaussian noise has anyway. It is the same mechanism as
+# chapter 3's low-rank bias, where $AB^\top/\sqrt r$ has excess kurtosis $6/r$; here the excess is
+# $-0.15$. What the table guarantees is: mean 0, covariance $I$, odd moments 0 (it is
+# symmetric), and a fourth moment 5% below the Gaussian one.
 
 # %%
 if plt:
@@ -233,6 +285,57 @@ for rho in (1, 2, 0):
     a2, _ = table.lowrank(key, 2, np.array([0]), shape, 2, rho)
     print(f"noise_reuse = {rho}: epoch 0 == epoch 1: {np.array_equal(a0, a1)!s:5}  epoch 0 == epoch 2: "
           f"{np.array_equal(a0, a2)}")
+
+# %% [markdown]
+# ### Slices can overlap
+#
+# Each pair reads $L = (O+I)r$ consecutive entries from its start, and the table is finite, so two
+# pairs' slices can overlap. Were the starts independent and uniform on a table of $T$ entries,
+# two given pairs would overlap with probability $(2L-1)/T$, and $N$ pairs would have about
+# $$\binom N2\frac{2L-1}{T}$$
+# overlapping pairs of pairs: about 256 per leaf and epoch for a $256\times256$ matrix at rank 1
+# ($L = 512$) and $P = 4096$ ($N = 2048$). So **members' noise is not exactly independent**. Where
+# two slices overlap with an offset $\delta\ne0$, the same table entries land in *different*
+# positions of the two members' factors: entrywise the perturbations stay uncorrelated (an entry
+# is never multiplied by itself), but they are not independent. Two pairs with the *same* start
+# would have identical noise.
+#
+# The hash does better than uniform starts. For a pair index $q < 2^{16}$ it is
+# $q\cdot\mathtt{0x45d9f3b} \bmod 2^{32}$, and the start keeps its low 23 bits XOR a constant:
+# multiplication by an odd number is a bijection modulo $2^{23}$, so **no two of the first $2^{16}$
+# pairs ever share a start**, and the starts form a lattice that spreads them more evenly than
+# chance. Counted on the start indices themselves:
+
+# %%
+def overlaps(starts, length, size):
+    """Pairs (i < j) of slices [start, start + length) on a circular table of `size` that share an entry."""
+    s_ = np.sort(starts)
+    ext = np.concatenate([s_, s_ + size])                           # unroll the circle once
+    return int(np.sum(np.searchsorted(ext, s_ + length, side="left") - np.arange(1, s_.size + 1)))
+
+
+N_ov, L_ov, ov_epochs = 2048, 512, book.setting(10, 50)
+hashed, uniform, shared = [], [], 0
+for e in range(ov_epochs):
+    st = start_indices(key, e, np.arange(0, 2 * N_ov, 2), 1, table.size)   # (N,) one start per pair
+    hashed.append(overlaps(st, L_ov, table.size))
+    uniform.append(overlaps(rng.integers(0, table.size, N_ov), L_ov, table.size))
+    shared += N_ov - np.unique(st).size
+expected_ov = N_ov * (N_ov - 1) / 2 * (2 * L_ov - 1) / table.size
+print(f"N = {N_ov} pairs, slices of {L_ov}, {ov_epochs} epochs: overlapping pairs of pairs per epoch "
+      f"{np.mean(hashed):.1f} with npegg's hash, {np.mean(uniform):.1f} with uniform random starts "
+      f"(predicted {expected_ov:.1f}); pairs sharing a start: {shared}")
+# uniform starts: a near-Poisson count, so its mean over the epochs has standard error sqrt(expected / epochs)
+book.check("uniform-start overlaps / prediction", np.mean(uniform) / expected_ov, 1, 4 / np.sqrt(expected_ov * ov_epochs))
+book.check("predicted overlaps for N = 2048, L = 512", expected_ov, 256, 1)
+assert shared == 0 and np.mean(hashed) < np.mean(uniform)
+book.check("hashed / uniform overlaps", np.mean(hashed) / np.mean(uniform), 0.25, 0.1)
+
+# %% [markdown]
+# So at this size about a quarter as many overlaps as chance would give, and never a shared start:
+# a small fraction of the pairs' terms are dependent, which does not bias the estimate (the
+# perturbations stay uncorrelated) and adds a negligible amount of variance. Larger leaves and
+# populations overlap more; the table's size is the knob (`NoiseTable(log2_size=...)`).
 
 # %% [markdown]
 # ### What storing the noise would cost
@@ -282,6 +385,9 @@ if plt:
     ax.set(ylabel="bytes", title=f"Noise memory for one generation, P = {P_mem}")
     ax.legend(fontsize=8)
     book.save(fig, "04_memory.png")
+gpt2 = memory["GPT-2 small, 12 x 768"]
+assert gpt2[1] > 2**40 and gpt2[2] > 2**30                # terabytes of full-rank noise, gigabytes of factors
+book.check("noise table MiB", table.table.nbytes / 2**20, 32, 0)
 
 # %% [markdown]
 # Full-rank noise is out of the question beyond toy sizes (terabytes for a GPT-2-sized stack),
@@ -443,13 +549,21 @@ def train(noiser, epochs, pop=512, group=32, seed=0, **noiser_kwargs):
 
 
 epochs = book.setting(40, 300)
-curves = {}
+curves, changed = {}, {}
 for label, nz, kw in (("EggRoll, all leaves", EggRoll, {}),
                       ("MaskedEggRoll, last layer only", MaskedEggRoll,
                        {"active_keys": lambda keys: [keys["2"]["weight"], keys["2"]["bias"]]}),
                       ("OpenES, all leaves", OpenES, {})):
     curves[label], moved = train(nz, epochs, **kw)
+    changed[label] = moved
     print(f"{label:32s} test MSE after {epochs} epochs: {curves[label][-1]:.4f}   leaves changed: {moved}")
+
+# the claims of the paragraph below the figure
+assert sorted(changed["MaskedEggRoll, last layer only"]) == ["2/bias", "2/weight"]
+final = {k: c[-1] for k, c in curves.items()}
+assert final["MaskedEggRoll, last layer only"] > max(final["EggRoll, all leaves"], final["OpenES, all leaves"])
+book.check("log10 EggRoll / OpenES final test MSE", np.log10(final["EggRoll, all leaves"] / final["OpenES, all leaves"]),
+           0, 0.5)                                            # "similar errors": within a factor of about 3
 
 # %%
 if plt:
@@ -475,6 +589,23 @@ if plt:
 #   (leaf key, epoch, member // 2), so it is rebuilt on demand, identical whoever asks, and
 #   never stored.
 # - A new ES variant is a small subclass; the loop does not change.
+#
+# - The table's noise has mean 0 and covariance $I$ but kurtosis 2.85: the estimate's $O(\sigma^2)$
+#   bias differs from the Gaussian one by a kurtosis term, computed exactly above. Slices of
+#   different pairs can overlap (never coincide, for the first $2^{16}$ pairs).
+#
+# ## Exercises
+#
+# Solutions, checked by the test suite: `tutorials/solutions/04_noisers_and_models.py`.
+#
+# 1. **noise_reuse.** With $\rho = 3$, which of the epochs $0,\dots,8$ see the same noise? Write
+#    $t_e$ as a function, and check your answer with `NoiseTable.lowrank`. What does $\rho = 0$ give?
+# 2. **Rebuild a member by hand.** From `start_indices` and the table's entries alone, build
+#    member $n$'s factors $A$ and $B$ for a $(5\times 7)$ leaf at rank 2 (the slice holds $B$
+#    first, then $A$, row-major), and check them against `NoiseTable.lowrank` for several $n$.
+# 3. **Birthdays.** With uniform random starts on $T = 2^{23}$ entries, from how many pairs on is
+#    a shared start more likely than not? Check your formula by simulation, then check that
+#    npegg's hash gives no shared start among the first $2^{16}$ pairs.
 #
 # **Next**, chapter 5: the seed notebook's regression, end to end, with `npegg.es.ES`.
 
