@@ -40,6 +40,7 @@ from npegg.models.lm import EggCell
 from npegg.models.mingru import MinGRUCell, linear_scan, linear_scan_loop
 from npegg.noise import NoiseTable
 from npegg.noiser import EggRoll
+from npegg.tree import flatten
 from npegg.program.train import History, TrainConfig, make_run, train
 
 FIGURES = ["06_baselines.png", "06_scan_vs_loop.png", "06_learning_curve.png"]
@@ -49,10 +50,10 @@ rng = np.random.default_rng(6)
 # %% [markdown]
 # ## 1. Bits per byte
 #
-# A language model over bytes gives, at every position $t$ of a stream $x_1 \dots x_N$, a
+# A language model over bytes gives, at every position $t$ of a stream $x_1 \dots x_n$, a
 # distribution $p(\cdot \mid x_{<t})$ over the 256 possible next bytes. Its score on the stream is
 #
-# $$ \mathrm{bpb} = -\frac{1}{N} \sum_{t=1}^{N} \log_2 p(x_t \mid x_{<t}) . $$
+# $$ \mathrm{bpb} = -\frac{1}{n} \sum_{t=1}^{n} \log_2 p(x_t \mid x_{<t}) . $$
 #
 # Why "bits"? An arithmetic coder driven by the model stores the stream in
 # $-\sum_t \log_2 p(x_t \mid x_{<t})$ bits, plus at most 2. So bpb *is* a compression rate, on the same
@@ -77,11 +78,11 @@ print("the first validation bytes:", bytes(valid_bytes[1:80]))
 # A bpb means little alone. These are what simple methods get on **the same validation bytes**:
 #
 # * **uniform**: 8 bits, every byte equally likely;
-# * **unigram**: $p(b) = (c_b + 1) / (N + 256)$ from the byte counts $c_b$ of the *training* bytes
+# * **unigram**: $p(b) = (c_b + 1) / (n + 256)$ from the byte counts $c_b$ of the $n$ *training* bytes
 #   (add-one smoothing, so no byte has probability 0);
 # * **bigram**: $p(b \mid a) = (c_{ab} + 1) / (c_{a\cdot} + 256)$ from the counts of adjacent pairs
 #   in the training bytes — a model with one byte of memory;
-# * **gzip** and **lzma** at maximum compression: $8 \cdot (\text{compressed size}) / N$. They never
+# * **gzip** and **lzma** at maximum compression: $8 \cdot (\text{compressed size}) / n$ for $n$ validation bytes. They never
 #   see the training bytes, but they adapt as they read and exploit long repeats, which source
 #   code is full of.
 #
@@ -147,21 +148,22 @@ if plt:
 #
 # The model (`npegg.models.lm.ByteLM`) is nano-egg's: embedding → $L$ pre-norm layers of
 # [LayerNorm → recurrent cell → residual → LayerNorm → MLP → residual] → LayerNorm → head. Only
-# the cell differs. With $x_t$ the cell's input, $s_t$ its state and $\sigma$ the logistic function:
+# the cell differs. With $x_t$ the cell's input, $s_t$ its state and $\mathrm{sigmoid}(z) = 1/(1+e^{-z})$
+# (this book keeps σ for the noise scale):
 #
 # **nano-egg's cell** (`EggCell`), an MGU-style variant of minGRU *with recurrent matrices*:
 #
-# $$ f_t = \sigma(W_f x_t + U_f s_{t-1} + b_f), \qquad
+# $$ f_t = \mathrm{sigmoid}(W_f x_t + U_f s_{t-1} + b_f), \qquad
 #    c_t = \tanh\big(W_h x_t + U_h (f_t \odot s_{t-1}) + b_h\big), \qquad
 #    s_t = s_{t-1} + f_t \odot (c_t - s_{t-1}). $$
 #
 # **The minGRU** (`MinGRUCell`, Feng et al., "Were RNNs All We Needed?", 2024):
 #
-# $$ z_t = \sigma(W_z x_t + b_z), \qquad \tilde h_t = W_h x_t + b_h, \qquad
+# $$ z_t = \mathrm{sigmoid}(W_z x_t + b_z), \qquad \tilde h_t = W_h x_t + b_h, \qquad
 #    h_t = (1 - z_t) \odot h_{t-1} + z_t \odot \tilde h_t . $$
 #
-# The difference is one symbol: nano-egg's gate $f_t$ reads the state $s_{t-1}$ through $U_f$,
-# and its candidate reads it through $U_h$. So step $t$ cannot start before step $t-1$ is done,
+# The difference is two state matrices: nano-egg's gate $f_t$ reads the state $s_{t-1}$ through
+# $U_f$, and its candidate reads it through $U_h$; the minGRU has neither. So step $t$ cannot start before step $t-1$ is done,
 # and every step costs two matmuls. The minGRU's gate and candidate read only $x_t$: for a whole
 # chunk of $T$ steps they are two matmuls over all $P \cdot T$ rows at once, and what remains is
 #
@@ -202,8 +204,31 @@ print(f"T = {T_check}, float32: |scan − exact| ≤ {np.abs(h_scan - exact).max
 
 # %% [markdown]
 # They agree to float32 rounding (about $10^{-7}$ here, for values of order 1). The scan only
-# multiplies numbers in $[0, 1]$ and adds, so nothing grows; its error bound grows like
-# $\log_2 T$ rather than $T$, though on this data both are at the level of a few ulps.
+# multiplies numbers in $[0, 1]$ and adds, so nothing grows. How does the rounding error grow with
+# the length $T$? Each $h_t$ of the scan passes through $\lceil\log_2 T\rceil$ rounded multiply-adds,
+# the loop's through up to $T$, but the loop's old errors are damped by the factors $a_t < 1$
+# (here about $0.5$ on average), so neither has to grow much. Measured against float64, with the
+# worst $|h_t|$ error over all $(P, T, D)$ entries:
+
+# %%
+scan_Ts = book.setting([16, 64, 256, 1024], [16, 64, 256, 1024, 4096])
+scan_err = {}
+for T_e in scan_Ts:
+    z_e = 1 / (1 + np.exp(-rng.standard_normal((4, T_e, D))))
+    a_e = (1 - z_e).astype(np.float32)                                     # (4, T, D)
+    b_e = (z_e * rng.standard_normal((4, T_e, D))).astype(np.float32)
+    h0_e = rng.standard_normal((4, D)).astype(np.float32)
+    ex = linear_scan_loop(a_e.astype(np.float64), b_e.astype(np.float64), h0_e.astype(np.float64))
+    scan_err[T_e] = (np.abs(linear_scan(a_e, b_e, h0_e) - ex).max(), np.abs(linear_scan_loop(a_e, b_e, h0_e) - ex).max())
+    print(f"T = {T_e:5d}: max |scan - exact| {scan_err[T_e][0]:.2e}, max |loop - exact| {scan_err[T_e][1]:.2e}  "
+          f"(float32 ulp at 1: {np.finfo(np.float32).eps:.1e})")
+worst = max(max(v) for v in scan_err.values())
+book.check("worst float32 error of scan and loop, in units of float32 eps", worst / np.finfo(np.float32).eps, 0, 16)
+
+# %% [markdown]
+# Both stay within a few units of float32 rounding at every length: the error does not grow in
+# any way that matters, because the decay factors forget old rounding. (The $\log_2 T$ depth is a
+# bound for the worst case, where every $a_t$ is near 1; on these gates it is not reached.)
 #
 # Now the whole cell, perturbed: a population of $P$ members, each with its own EGGROLL
 # perturbation of $W_z$, $W_h$ and the biases (chapter 3), over a chunk of $T$ steps from a
@@ -376,12 +401,26 @@ if plt:
 # (egg 4.06, minGRU 4.02): **below the unigram baseline** (4.44), not below the bigram one (3.42),
 # and far from gzip and lzma (1.96, 1.88). The curves flatten after about 200 epochs: this is the
 # honest state of a 1-layer, 32-wide model trained by ES for a minute on a CPU. `npegg train` with
-# its defaults (2 layers, width 64, population 512, 100 bytes per member, 200 epochs) goes further
-# in under ten minutes. The two cells learn at about the same rate here, and cost about the same
+# its defaults (printed below, read from `TrainConfig`) goes further. The two cells learn at about the same rate here, and cost about the same
 # per epoch.
 #
 # And what does such a model write? Samples, continuing a prompt at temperature 0.8
 # (`npegg.program.evaluate.sample_bytes`; randomness from a key, never a global stream):
+
+# %%
+final_bpb = {cell: [v for v in histories[cell].valid_bpb if np.isfinite(v)][-1] for cell in histories}
+# the full setting's numbers, quoted above (one seeded run each; re-running gives the same bits)
+book.check("egg final validation bpb", final_bpb["egg"], 4.06, 0.05, full_only=True)
+book.check("minGRU final validation bpb", final_bpb["mingru"], 4.02, 0.05, full_only=True)
+for name, value in (("unigram", 4.44), ("bigram", 3.42), ("gzip", 1.96), ("lzma", 1.88)):
+    book.check(f"{name} baseline on the training run's validation bytes", train_base[name], value, 0.005, full_only=True)
+if not book.SMALL:
+    assert all(train_base["bigram"] < v < train_base["unigram"] for v in final_bpb.values())
+defaults = TrainConfig()
+print(f"npegg train defaults (TrainConfig): {defaults.n_layers} layers of width {defaults.hidden_dim}, "
+      f"{defaults.cell} cell, population {defaults.pop_size}, {defaults.tokens_per_update} bytes per member "
+      f"per epoch, {defaults.epochs} epochs, {defaults.optimizer} at lr {defaults.lr} ({defaults.lr_schedule}), "
+      f"sigma {defaults.sigma}")
 
 # %%
 for cell, run in runs.items():
@@ -394,6 +433,45 @@ for cell, run in runs.items():
 # of indentation after newlines, and fragments like `_`, `.`, `(`, `==` and `self`-like letter
 # runs — about what a model between the unigram and the bigram baseline should know.
 #
+# ## 5. A bigger population or more epochs?
+#
+# Chapter 1 predicted that, while the population is far below the number of parameters, the
+# total number of evaluations needed for a given improvement hardly depends on how they are
+# split between population and epochs — and that a larger population then buys the same progress
+# in fewer, parallelisable steps. On the language model the cost of an epoch is proportional to
+# $P$ (every member reads `tokens_per_update` bytes), so fix the budget $P \times \text{epochs}$ and
+# vary the split:
+
+# %%
+budget = book.setting(16 * 48, 256 * 120)                   # members × epochs, i.e. forward passes per byte slot
+splits = book.setting([16, 64], [32, 64, 128, 256, 512])
+split_bpb, split_seconds = {}, {}
+for P_s in splits:
+    epochs_s = budget // P_s
+    cfg = TrainConfig(cell="mingru", eval_every=epochs_s,
+                      **{**settings, "pop_size": P_s, "epochs": epochs_s}).resolved()
+    cfg.validate()
+    run_s = make_run(cfg, train_corpus)
+    t0 = time.perf_counter()
+    h = train(run_s, History.empty())
+    split_seconds[P_s] = time.perf_counter() - t0
+    split_bpb[P_s] = [v for v in h.valid_bpb if np.isfinite(v)][-1]
+    print(f"population {P_s:4d} x {epochs_s:4d} epochs: validation bpb {split_bpb[P_s]:.3f}  ({split_seconds[P_s]:.0f} s)")
+n_lm_params = sum(np.size(v) for v in flatten(run_s.params).values())
+print(f"the model has {n_lm_params:,} parameters: every population here is far below that")
+assert max(splits) // 2 < n_lm_params / 10
+spread = max(split_bpb.values()) - min(split_bpb.values())
+print(f"spread of the final bpb across the splits: {spread:.3f} bits")
+
+# %% [markdown]
+# With $d$ in the tens of thousands and populations of at most a few hundred, every split is deep
+# in the $d \gg N$ regime. The final bits per byte of the splits differ by the amount printed
+# above. Read it with chapter 1's law in mind: at equal compute the splits make about equal
+# progress, except where a population is so small that the noise of each step swamps it, or the
+# epochs so few that the optimizer (Adam, with its learning-rate schedule) has no time to move.
+# On a machine with many cores, the large-population end of that flat range is the one to pick:
+# its epochs are fewer, and each epoch's members run in parallel.
+#
 # ## Summary
 #
 # - Bits per byte is a code length: 8 for knowing nothing, and on the same scale as a compressor's
@@ -403,6 +481,24 @@ for cell, run in runs.items():
 #   $O(T \log T)$ scan is slower than an $O(T)$ loop; its depth pays on parallel hardware.
 # - Trained by ES for under a minute per cell, both models beat the unigram baseline on held-out
 #   bytes, and neither reaches the bigram.
+# - At a fixed budget of member-epochs, splitting it between population and epochs changes little
+#   while the population is far below the number of parameters (chapter 1's scaling law).
+#
+# ## Exercises
+#
+# Solutions, checked by the test suite: `tutorials/solutions/06_byte_language_model.py`.
+#
+# 1. **Associativity, and a chunked scan.** Check numerically that the composition
+#    $(a_1,b_1)\bullet(a_2,b_2) = (a_1a_2,\,a_2b_1+b_2)$ is associative. Then use it to run the
+#    recurrence in chunks: scan each chunk of 16 steps from $h=0$, and fix the chunks up with the
+#    carried state and the chunk's cumulative product of $a$. Compare with `linear_scan_loop`.
+# 2. **Smoothing the bigram.** The bigram baseline adds 1 to every count. Compute its bits per
+#    byte with add-$k$ smoothing for $k \in \{0.01, 0.1, 0.3, 1\}$ on the standard-library corpus,
+#    check that $k=1$ reproduces `npegg.program.baselines`, and find which $k$ is best.
+# 3. **Entropy is the floor for unigrams.** Show that no unigram model (one fixed distribution
+#    $q$ over bytes) can score below the empirical entropy $H = -\sum_b \hat p_b\log_2\hat p_b$ of the
+#    validation bytes' own frequencies $\hat p$ (Gibbs' inequality), and check it against the
+#    unigram baseline.
 #
 # **Next**, chapter 7 throws away floating point altogether: the same kind of model with int8
 # weights and activations, integer layer norm and an integer log-likelihood.
