@@ -17,8 +17,10 @@
 # 4. **the integer layer norm** and its 16 MiB division table, against the one-line formula that
 #    replaces it;
 # 5. **the integer log-likelihood** through EXP2/LOG2 tables, and an exact threshold trick that
-#    replaces the reference's 1 GiB LOG2 table with 464 integers;
-# 6. **exact integer matmuls through float BLAS**: why a float32 matmul of int8 data is exact up
+#    replaces the reference's 1 GiB LOG2 table with 449 integers, and how far the integer
+#    log-likelihood can be from the exact one (up to 2 units of 1/16 bit, measured);
+# 6. **the integer recurrent cell**: how nano-egg gates without sigmoid or tanh;
+# 7. **exact integer matmuls through float BLAS**: why a float32 matmul of int8 data is exact up
 #    to a bound, a demonstration at and past the bound, and what it buys in time.
 #
 # The code taught here lives in `npegg/int8/` (`fixedpoint.py`, `intmm.py`, `loglik.py`); the
@@ -102,7 +104,7 @@ print("shift  -1 >> 4 =", np.right_shift(np.int32(-1), 4), "  but  int(-1 / 16) 
 # correct"; what matters is doing exactly what the reference does. A second consequence of the
 # floor, the one that surprises people: **antithetic perturbations are not symmetric**. A
 # perturbation $\pm e$ shifted right by $k$ gives $\lfloor e/2^k \rfloor$ and
-# $\lfloor -e/2^k \rfloor$, and these add up to $-1$, not 0, whenever $2^k \nmid e$ (spec §2.4).
+# $\lfloor -e/2^k \rfloor$, and these add up to $-1$, not 0, whenever $2^k \nmid e$ ([spec §2.4](../docs/int8-spec.md)).
 
 # %%
 d = 16
@@ -148,7 +150,7 @@ if plt:
 #    \hat y_i = \mathrm{clip}\Big( \Big\lfloor \frac{\mathrm{acc}_i}{16 \lfloor \sqrt{I} \rfloor} \Big\rfloor \Big). $$
 #
 # Two integer approximations are made: the division is a floor, and $\sqrt{I}$ becomes the
-# integer $\lfloor \sqrt I \rfloor$ (spec §2.2). The divisor is therefore *not* a power of two in
+# integer $\lfloor \sqrt I \rfloor$ ([spec §2.2](../docs/int8-spec.md)). The divisor is therefore *not* a power of two in
 # general: $I = 48$ gives $16 \cdot 6 = 96$, $I = 192$ gives $16 \cdot 13 = 208$. (For a square $I$
 # like 64 or 256 it is exact; for $I = 48$ the outputs come out $\sqrt{48}/6 \approx 1.155$ times
 # larger than the float layer's — a fixed property of the model, not an error to fix.)
@@ -190,7 +192,8 @@ print(f"loops == do_mm: {np.array_equal(y_slow, y_fast)}   ({t_slow * 1e3:.1f} m
 # one or two sixteenths on average — the largest errors come from the few inputs beyond ±7.94,
 # which the quantiser clips — and it saturates at ±127/16 ≈ ±7.94.
 #
-# A perturbed matmul adds each member's low-rank term $\lfloor x B A^\top / 2^{4+\sigma} \rfloor$
+# A perturbed matmul adds each member's low-rank term $\lfloor x B A^\top / 2^{4+s} \rfloor$, with
+# $s$ = `sigma_shift` (an integer shift; chapter 8 shows it acts like a float σ of about $2^{-s}$),
 # to the accumulator before the division (chapter 8 is about where A and B come from). `do_mm`
 # floors that term on its own and never forms the perturbed weight; its slow twin `do_mm_dense`
 # materialises every member's weight and applies a single floor. They agree because
@@ -230,7 +233,7 @@ if plt:
 # ## 4. The integer layer norm and its division table
 #
 # nano-egg normalises by the **mean absolute value**, not the standard deviation, and does not
-# subtract the mean (spec §2.5). For $x \in \mathbb{Z}^H$ and an int8 weight $w$ (16 means 1.0):
+# subtract the mean ([spec §2.5](../docs/int8-spec.md)). For $x \in \mathbb{Z}^H$ and an int8 weight $w$ (16 means 1.0):
 #
 # $$ m = \Big\lfloor \frac{\max(\sum_j |x_j|,\,1)}{H} \Big\rfloor, \qquad
 #    y_j = \mathrm{clip}\Big( \Big\lfloor \frac{x_j\, w_j}{m} \Big\rfloor \Big). $$
@@ -279,7 +282,7 @@ for scale in (2, 8, 32, 127):
 #
 # $$ \log_2 p_t = \frac{\ell_t}{16} - \log_2 \sum_v 2^{\ell_v / 16}, $$
 #
-# and the reference computes 16 times it — units of 1/16 bit — with two tables (spec §5). Shift
+# and the reference computes 16 times it — units of 1/16 bit — with two tables ([spec §5](../docs/int8-spec.md)). Shift
 # the logits to $\ell' = \ell + 128 \in [1, 255]$ so they can index a table, and let
 #
 # $$ \mathrm{EXP2}[j] = \lfloor 16 \cdot 2^{j/16} \rfloor, \qquad
@@ -296,7 +299,15 @@ for scale in (2, 8, 32, 127):
 # First, how good is the integer log-likelihood as an approximation of the float one? Both
 # tables round *down* ($\lfloor\cdot\rfloor$ in EXP2 makes $\Sigma$ too small, the floor in LOG2 makes
 # the log too small), so the integer log-sum-exp is never too large: the integer log-likelihood
-# should never be *below* the exact one, and above it by less than about one unit (1/16 bit).
+# is never *below* the exact one. How far above? Each floor can cost about one unit:
+#
+# - LOG2's floor loses less than 1 unit;
+# - EXP2's floor makes each term too small by a factor $\lfloor x_j\rfloor/x_j$, $x_j = 16\cdot2^{j/16}$,
+#   which costs $16\log_2(x_j/\lfloor x_j\rfloor)$ units when all logits are equal to $j - 128$ —
+#   largest at $j = 5$ ($x_5 = 19.87$, floored to 19): 1.03 units.
+#
+# So the error lies in $[0, 2.03)$ units, not below one. The worst case is easy to build: 256
+# equal logits at $-123$, where the exact answer is $\log_2(1/256) = -8$ bits $= -128$ units.
 
 # %%
 logits = np.clip(np.round(rng.standard_normal((20000, 256)) * rng.uniform(5, 60, (20000, 1))), -127, 127).astype(np.int8)
@@ -310,6 +321,23 @@ print(f"int_ll/16 − float log2 p: mean {err.mean():+.4f} bits, range [{err.min
 print("EXP2 by exact integer 16th roots == the reference's float64 construction:",
       np.array_equal(loglik.exp2_table(), loglik.exp2_table_float()))
 
+x_j = 16 * 2 ** (np.arange(1, 256) / 16)                                       # EXP2 before its floor
+exp2_cost = 16 * np.log2(x_j / np.floor(x_j))                                  # units lost by EXP2's floor
+bound = exp2_cost.max() + 1                                                    # + LOG2's floor (< 1 unit)
+print(f"largest EXP2 loss {exp2_cost.max():.3f} units at logit {np.argmax(exp2_cost) + 1 - 128}; bound {bound:.2f} units")
+worst = loglik.int_ll(np.full((1, 256), -123, np.int8), np.array([0]))[0]
+print(f"256 equal logits at -123: integer {worst} units, exact -128")
+low = rng.integers(-127, -63, (20000, 256)).astype(np.int8)                   # low logits: uniform in [-127, -64]
+t_low = rng.integers(0, 256, 20000)
+z_low = low.astype(np.float64) / 16
+err_low = loglik.int_ll(low, t_low) - 16 * (z_low[np.arange(20000), t_low] - np.log2(np.exp2(z_low).sum(1)))  # units
+print(f"low logits (uniform in [-127, -64]), 20 000 draws: error {err_low.min():.2f} .. {err_low.max():.2f} units; "
+      f"{np.mean(err_low > 1):.1%} exceed one unit")
+book.check("largest EXP2 floor loss, units", exp2_cost.max(), 1.03, 0.005)
+book.check("256 equal logits at -123: integer ll", worst, -126, 0)
+book.check("fraction of low-logit draws more than one unit off", np.mean(err_low > 1), 0.13, 0.01)  # binomial s.e. 0.0024
+assert err.min() >= 0 and err_low.min() >= 0 and 16 * err.max() < bound and err_low.max() < bound
+
 # %% [markdown]
 # ### The threshold trick: LOG2 without the gigabyte
 #
@@ -321,8 +349,10 @@ print("EXP2 by exact integer 16th roots == the reference's float64 construction:
 #    \iff s \ge T_k := \lceil 2^{k/16} \rceil \qquad (s \text{ an integer}), $$
 #
 # so $\lfloor 16 \log_2 s \rfloor$ is just the number of thresholds $T_k$ that are $\le s$, minus one
-# (for $T_0 = 1$). The thresholds up to $2^{28}$ are $T_0, \dots, T_{463}$: **464 integers**
-# instead of $2^{28}$, and one `searchsorted` per lookup. $T_k$ is computed exactly, without
+# (for $T_0 = 1$). Since $T_{448} = \lceil 2^{448/16}\rceil = 2^{28}$ exactly, the thresholds
+# $T_0, \dots, T_{448}$ decide every $s \le 2^{28}$: **449 integers** instead of $2^{28}$, and one
+# `searchsorted` per lookup. (npegg's `log2_thresholds` keeps 464, up to $T_{463} > 2^{28.9}$, a
+# harmless margin: the lookup clamps indices at $2^{28}-1$ first.) $T_k$ is computed exactly, without
 # floating point, as the least integer $n$ with $n^{16} \ge 2^k$ (four integer square roots give
 # $\lfloor (2^k)^{1/16} \rfloor$).
 #
@@ -334,6 +364,8 @@ print("EXP2 by exact integer 16th roots == the reference's float64 construction:
 # %%
 T_k = loglik.log2_thresholds()
 print("T_k:", T_k[:20], "…", T_k[-2:], f"({len(T_k)} thresholds, {T_k.nbytes} bytes)")
+book.check("thresholds needed for s <= 2^28", np.sum(T_k <= 2**28), 449, 0)
+assert T_k[448] == 2**28
 
 t0 = time.perf_counter()
 chunk = 1 << 22
@@ -372,7 +404,63 @@ if plt:
     book.save(fig, "07_loglik.png")
 
 # %% [markdown]
-# ## 6. Exact integer matmuls through float BLAS
+# ## 6. The integer recurrent cell: gating without sigmoid or tanh
+#
+# Chapter 6's float cell squashes its gate with a sigmoid and its candidate with a tanh. An
+# integer model has neither, and nano-egg does without them. Its cell (`fp.egg_gru`,
+# [spec §2.6](../docs/int8-spec.md)) holds the state $s$ as int8 **value × 127** (so $\pm127$ means
+# $\pm1$) and, with $x$ the layer-normed input (value × 16):
+#
+# $$ f = \mathrm{clip}(W_fx + U_fs + b_f), \qquad g = f + 127 \in [0, 254], $$
+# $$ \tilde s = \lfloor g\,s / 256 \rfloor, \qquad c = \mathrm{clip}(W_hx + U_h\tilde s + b_h), \qquad
+#    s' = s + \lfloor g\,(c - s) / 256 \rfloor . $$
+#
+# (The four products are the scaled, perturbed integer matmuls of section 3.) Read it against the
+# float cell $s' = s + f\odot(c - s)$:
+#
+# - **The gate** is $g/256 = (f + 127)/256 \in [0, 0.99]$: an *affine* map of the clipped int8 $f$.
+#   Together with the clip it is a "hard sigmoid": 0 below $f = -127$, 1 (almost) above $127$,
+#   a straight line in between. The division by 256 is a floor shift by 8 (`>> 8`), and
+#   $\lfloor g\,s/256 \rfloor$ always fits an int8 because $g < 256$.
+# - **The candidate** has no tanh: the clip to $[-127, 127]$ is the only squashing, a "hard tanh".
+# - The new state $s + \lfloor g(c-s)/256 \rfloor$ is a convex combination of $s$ and $c$ (up to the
+#   floor), so it stays in $[-127, 127]$ without another clip; nano-egg adds it in int8 arithmetic,
+#   which would wrap, and never does on inputs in range.
+#
+# The slow twin, written from the formulas with Python integers, one entry at a time, against
+# `fp.egg_gru` with random int8 matmuls standing in for the four weights:
+
+# %%
+H_c, P_c = 8, book.setting(64, 512)
+W_c = {n: rng.integers(-127, 128, (H_c, H_c)).astype(np.int8) for n in ("Wf", "Uf", "Wh", "Uh")}
+
+
+def mm_c(name, v):
+    """The unperturbed scaled integer matmul of section 3, (P, H) int8 → (P, H) int8."""
+    return intmm.do_mm(W_c[name], v)
+
+
+x_c = rng.integers(-127, 128, (P_c, H_c)).astype(np.int8)                  # (P, H) int8, value × 16
+s_c = rng.integers(-127, 128, (P_c, H_c)).astype(np.int8)                  # (P, H) int8, value × 127
+bf_c, bh_c = rng.integers(-20, 21, H_c).astype(np.int8), rng.integers(-20, 21, H_c).astype(np.int8)
+fast_c = fp.egg_gru(x_c, s_c, mm_c, bf_c, bh_c)
+
+f_all = fp.clipped_add(mm_c("Wf", x_c), mm_c("Uf", s_c), bf_c)             # the gate, int8
+slow_c = np.empty_like(s_c)
+for p_ in range(P_c):
+    gated = [(int(f_all[p_, j]) + 127) * int(s_c[p_, j]) // 256 for j in range(H_c)]   # Python's // is a floor
+    c_row = fp.clipped_add(mm_c("Wh", x_c[p_:p_ + 1]), mm_c("Uh", np.array([gated], np.int8)), bh_c)[0]
+    for j in range(H_c):
+        g = int(f_all[p_, j]) + 127
+        slow_c[p_, j] = int(s_c[p_, j]) + g * (int(c_row[j]) - int(s_c[p_, j])) // 256
+print(f"egg_gru vs the formulas entry by entry: identical on {P_c * H_c} entries: {np.array_equal(fast_c, slow_c)}; "
+      f"new state in [{fast_c.min()}, {fast_c.max()}]")
+assert np.array_equal(fast_c, slow_c)
+gate = (np.arange(-127, 128) + 127) / 256
+print(f"gate g/256 at f = -127, -64, 0, 64, 127: {[round(float(gate[f + 127]), 3) for f in (-127, -64, 0, 64, 127)]}")
+
+# %% [markdown]
+# ## 7. Exact integer matmuls through float BLAS
 #
 # NumPy's integer `matmul` does not call BLAS: it runs a plain loop, many times slower than the
 # float kernels. (It also computes *in the operands' dtype*: an int8 @ int8 product wraps modulo
@@ -482,13 +570,30 @@ if plt:
 #   and the floor makes antithetic perturbations asymmetric.
 # - The matmul is $\mathrm{clip}(\lfloor x W^\top / (16\lfloor\sqrt I\rfloor) \rfloor)$; the layer norm divides
 #   by the floored mean $|x|$, by formula instead of a 16 MiB table (equal on all entries).
-# - The integer log-likelihood is within one unit (1/16 bit) above the exact one, and its LOG2
-#   needs 464 exact thresholds instead of 1 GiB (equal at all $2^{28}$ indices in the full setting).
+# - The integer log-likelihood is never below the exact one and at most about 2 units (1/8 bit)
+#   above it — each of the two floors can cost about one unit; its LOG2 needs 449 exact
+#   thresholds instead of 1 GiB (equal at all $2^{28}$ indices in the full setting).
+# - The integer recurrent cell gates with $g = f + 127$ and a floor shift by 8 instead of a
+#   sigmoid, and uses the int8 clip instead of tanh.
 # - A float32 matmul of int8 data is exact while $K \cdot 127^2 < 2^{24}$ ($K \le 1040$), and
-#   35–100 times faster than NumPy's integer matmul at the shapes measured in the full setting.
+#   one to two orders of magnitude faster than NumPy's integer matmul (this run's ratios are
+#   printed above).
 #
-# `npegg.models.egg` assembles these pieces into nano-egg's EGG model exactly as spec §3 describes
+# `npegg.models.egg` assembles these pieces into nano-egg's EGG model exactly as [spec §3](../docs/int8-spec.md) describes
 # (embedding; layers of LN → gated cell → residual → LN → MLP → residual; output LN; head).
+#
+# ## Exercises
+#
+# Solutions, checked by the test suite: `tutorials/solutions/07_integers_only.py`.
+#
+# 1. **Floors compose.** Prove that $\lfloor\lfloor y/a\rfloor/b\rfloor = \lfloor y/(ab)\rfloor$ for integers
+#    $y$ and $a, b > 0$ (so `(y >> 4) >> 4 == y >> 8`, and `do_mm` may floor its low-rank term
+#    separately), check it on all $|y| \le 5000$, and find a counterexample for rounding to nearest.
+# 2. **The worst logit.** For every $\ell \in [-127, 127]$, compute the integer log-likelihood of 256
+#    equal logits $\ell$ (exact answer: $-128$ units). Which $\ell$ is worst, and by how much?
+# 3. **Another exactness bound.** For int8 activations times int4 weights ($|w| \le 7$), up to
+#    which length $K$ is a float32 dot product exact? Check your $K$ with `intmm.exact_dtype` and
+#    show a float32 dot product that goes wrong at $K + 1$.
 #
 # **Next**, chapter 8 trains that model without ever leaving the integers; chapter 9 turns the
 # bit-exactness into a tool for checking other implementations.
