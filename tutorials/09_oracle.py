@@ -27,6 +27,7 @@
 # setting in a few seconds. The full setting took **3 s** on this machine (2 cores).
 
 # %%
+import ast
 import io
 import json
 import tempfile
@@ -505,7 +506,9 @@ print("bit-exact against the float32 vectors?", np.array_equal(y.astype(np.float
 # folder (`unzip egg_fwd_h16_l1_init.npz`) and read each array with a dozen lines: check the
 # magic `\x93NUMPY`, read the header length, parse `descr` and `shape` from the header, then
 # `fread` the data. To show there is nothing more to it, here is that reader in plain Python,
-# without `np.load`:
+# without `np.load`. The header is a Python dict literal; parse it with `ast.literal_eval`, which
+# accepts literals only — never with `eval`, which would run whatever code a crafted file put
+# there (even with `__builtins__` removed, `eval` can be escaped):
 
 # %%
 def read_npy_raw(buf: bytes):
@@ -515,7 +518,7 @@ def read_npy_raw(buf: bytes):
     hlen = int.from_bytes(buf[8:10], "little") if major == 1 else int.from_bytes(buf[8:12], "little")
     start = (10 if major == 1 else 12) + hlen
     header = buf[start - hlen:start].decode("latin1")
-    fields = eval(header, {"__builtins__": {}})      # a Python dict literal, e.g. {'descr': '<i1', …}
+    fields = ast.literal_eval(header)                # a Python dict literal, e.g. {'descr': '<i1', …}
     assert not fields["fortran_order"]
     return fields["descr"], tuple(fields["shape"]), buf[start:]
 
@@ -525,6 +528,12 @@ with zipfile.ZipFile(workdir / "egg_fwd_h16_l1_init.npz") as zf:
 print("base/logits.npy:", descr, shape, f"{len(data)} bytes of data")
 ref = np.load(workdir / "egg_fwd_h16_l1_init.npz")["base/logits"]
 print("hand-parsed == np.load:", np.array_equal(np.frombuffer(data, dtype=descr).reshape(shape), ref))
+assert np.array_equal(np.frombuffer(data, dtype=descr).reshape(shape), ref)
+try:                                                  # a header that is code, not a literal, is refused
+    ast.literal_eval("{'descr': __import__('os').getcwd()}")
+    raise AssertionError("literal_eval ran code")
+except ValueError as err:
+    print("a header with a function call is refused:", type(err).__name__)
 
 manifest = {k: {"dtype": str(a.dtype), "shape": list(a.shape)} for k, a in list(vec.items())[:3]}
 print("a C harness might also want a JSON manifest like:", json.dumps(manifest)[:160], "…")
@@ -543,6 +552,21 @@ print("a C harness might also want a JSON manifest like:", json.dumps(manifest)[
 #   made it fail at once.
 # - `npegg.oracle.float_vectors.export_float_vectors` does the same for the float EggRoll path; an
 #   independent float64 implementation passes it within the stated tolerance, not bit for bit.
+#
+# ## Exercises
+#
+# Solutions, checked by the test suite: `tutorials/solutions/09_oracle.py`.
+#
+# 1. **Write a `.npy` file by hand.** Using only `struct`-level byte handling (no `np.save`), write
+#    an int8 array of shape (3, 5) as a version-1 `.npy` file — magic, version, header length,
+#    a header padded with spaces to a multiple of 64 bytes and ending in a newline, then the data —
+#    and check that `np.load` reads it back exactly.
+# 2. **Which tolerance?** Compute a float32 dot product of length 4096 in two summation orders
+#    (forward and pairwise). How far apart are they, relative to the result's size, and is that
+#    within the float path's `rtol=2e-5`? Is the int8 dot product of the same length order-free?
+# 3. **A second bug.** Replace the floor in the integer matmul's division by *round to nearest*
+#    in a copy of `intmm.do_mm`, and find the fraction of entries of a random (64, 64) layer output
+#    that change. Would the golden vectors catch it?
 #
 # That closes the book's arc: ES from scratch (1–2), low-rank perturbations and the library's
 # interfaces (3–5), a byte-level language model (6), integers only (7), training in int8 (8), and
