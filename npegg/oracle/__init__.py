@@ -2,5 +2,6 @@
 
 ``int8_vectors`` writes files in the reference's ``egg_fwd`` / ``qegg_update`` formats (int8 EGG
 model and Q-EGGROLL); ``float_vectors`` writes the ``float_eggroll`` format (float EggRoll on an
-MLP). Formats: ``tests/reference/README.md``.
+MLP); ``lm_vectors`` writes ``float_lm_<cell>`` files (the float byte language models of ``npegg
+train``). Formats: ``tests/reference/README.md`` and ``docs/vectors.md``.
 """

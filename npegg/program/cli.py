@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from .baselines import baselines as measure_baselines
-from .blas import default_blas_threads
+from .blas import default_blas_threads, set_blas_threads
 from .checkpoint import CheckpointError, RunDirError, load_checkpoint, prepare_run_dir, save_checkpoint
 from .data import DataError, load_corpus
 from .evaluate import plan_lanes, sample_bytes
@@ -343,13 +343,19 @@ def cmd_eval(args, stdout) -> int:
 
 
 def cmd_export_vectors(args, stdout) -> int:
-    """Oracle export (npegg.oracle.int8_vectors, npegg.oracle.float_vectors) into a new or empty folder."""
+    """Oracle export (npegg.oracle.int8_vectors, float_vectors, lm_vectors) into a new or empty folder.
+
+    On one BLAS thread whatever the environment says, so that the float files are the same bits
+    on every run on this machine (docs/determinism.md)."""
     from ..oracle.int8_vectors import export_int8_vectors
     from ..oracle.float_vectors import export_float_vectors
+    from ..oracle.lm_vectors import export_lm_vectors
     out = Path(args.dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty folder; choose a new one")
-    paths = export_int8_vectors(out) + [export_float_vectors(out / "float_eggroll_npegg.npz")]
+    set_blas_threads(1)
+    paths = (export_int8_vectors(out) + [export_float_vectors(out / "float_eggroll_npegg.npz")]
+             + export_lm_vectors(out))
     for path in paths:
         print(path, file=stdout)
     return 0

@@ -27,6 +27,7 @@ def test_cli_export_vectors_writes_both_kinds_and_never_overwrites(tmp_path, cap
     names = sorted(p.name for p in out.iterdir())
     assert "float_eggroll_npegg.npz" in names and any(n.startswith("egg_fwd_") for n in names)
     assert any(n.startswith("qegg_update") for n in names)
+    assert {"float_lm_egg.npz", "float_lm_mingru.npz"} <= set(names)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert main(["export-vectors", str(out)]) == 2                         # not empty: refused
     assert "not an empty folder" in capsys.readouterr().err
