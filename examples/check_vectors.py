@@ -1,0 +1,398 @@
+"""Check a folder of golden vectors by replaying them with nothing but NumPy.
+
+    python examples/check_vectors.py DIR [DIR ...]
+
+This file is meant to be copied into another backend's repository (it imports nothing from
+npegg): it re-implements, from the format descriptions (tests/reference/README.md and
+docs/vectors.md) and the model equations written there, the computations that the vector files
+record, and compares every recorded output. The first mismatch is reported with its file, key and
+index, and the exit status is 1; 0 means every replayed file matched; 2 means bad usage or no
+vector file found. To check your backend instead of this replay, replace the marked functions
+by calls into it.
+
+Replayed formats (by file name):
+
+- ``egg_fwd_*``: the int8 EGG forward, base and every perturbed thread, bit for bit;
+- ``qegg_update*``: the Q-EGGROLL vote Z and new params of every case, bit for bit;
+- ``qegg_fitness*``: the fast sign fitness, bit for bit (the slow path's overflow quirks are not);
+- ``float_eggroll*``: the float EggRoll MLP: forwards, fitness, gradient, optimizer step;
+- ``float_lm_*``: npegg's float byte language model: forwards, fitness, gradient, Adam step.
+
+Other files (``int8_units``, ``qegg_thresholds``) are listed as not replayed. Float files are
+replayed in float64, so the comparison measures the recorded file's own float32 error plus the
+tolerance's margin (the tolerances are the files' own: their README and ``meta/rtol``/``meta/atol``).
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+class Mismatch(Exception):
+    pass
+
+
+def load(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def sub(v, prefix):
+    n = len(prefix) + 1
+    return {k[n:]: a for k, a in v.items() if k.startswith(prefix + "/")}
+
+
+class Checker:
+    """Compares and counts; raises Mismatch at the first difference, naming key and index."""
+
+    def __init__(self, name):
+        self.name, self.count = name, 0
+
+    def exact(self, got, v, key):
+        want = v[key]
+        got = np.asarray(got)
+        if got.shape != want.shape or not np.array_equal(got.astype(want.dtype), want):
+            self._fail(key, got, want, got.shape == want.shape and (got.astype(np.int64) != want.astype(np.int64)))
+        self.count += 1
+
+    def close(self, got, v, key, rtol, atol):
+        want = np.asarray(v[key], dtype=np.float64)
+        got = np.asarray(got, dtype=np.float64)
+        if got.shape != want.shape:
+            self._fail(key, got, want, None)
+        bad = ~(np.abs(got - want) <= atol + rtol * np.abs(want))
+        if bad.any():
+            self._fail(key, got, want, bad, f" (rtol={rtol:g}, atol={atol:g})")
+        self.count += 1
+
+    def _fail(self, key, got, want, bad, extra=""):
+        if bad is None:
+            raise Mismatch(f"{self.name}: {key}: shape {got.shape}, expected {want.shape}")
+        idx = tuple(int(i) for i in np.argwhere(bad)[0]) if np.ndim(bad) else ()
+        raise Mismatch(f"{self.name}: {key}{list(idx)}: got {got[idx]!r}, expected {want[idx]!r}{extra}; "
+                       f"{int(np.sum(bad))} of {want.size} entries differ")
+
+
+# -- int8: the EGG model (spec: docs/int8-spec.md) ----------------------------------------------------
+def clip8(v):
+    return np.clip(v, -127, 127)
+
+
+def int_mm(W, x, noise, shift):
+    """clip(⌊(W x + ⌊A (Bᵀ x) / 2^(4+shift)⌋) / (16 ⌊√in⌋)⌋); W (out, in) int8, x (in,) int64."""
+    acc = W.astype(np.int64) @ x
+    if noise is not None:
+        A, B = (n.astype(np.int64) for n in noise)
+        acc = acc + ((A @ (B.T @ x)) >> (4 + shift))
+    return clip8(acc // (16 * int(np.sqrt(W.shape[1]))))
+
+
+def int_standard(p, noise, shift):
+    return p.astype(np.int64) if noise is None else clip8(p.astype(np.int64) + (noise.astype(np.int64) >> (4 + shift)))
+
+
+def int_ln(x, w):
+    m = max(int(np.abs(x).sum()), 1) // len(x)
+    v = x * w
+    return np.where(v == 0, -1, -2) if m == 0 else clip8(v // m)
+
+
+EXP2 = np.floor(16 * 2.0 ** (np.arange(256) / 16)).astype(np.int64)
+
+
+def int_ll(logits, target):
+    s = int(EXP2[logits + 128].sum()) - 1
+    s = min(s, (1 << 28) - 1)
+    return int(logits[target] + 128) - int(np.trunc(16 * np.log2((s + 1) / 16)))
+
+
+def egg_sequence(P, t_in, t_tgt, state0, noise, shift):
+    """One thread's T steps → logits (T, V), states (T, L, H), ll (T,) as int64. (Replace by your backend.)"""
+    def nz(leaf, layer=None):
+        if noise is None:
+            return None
+        n = noise[leaf]
+        return n if layer is None else (tuple(a[layer] for a in n) if isinstance(n, tuple) else n[layer])
+    state = state0.astype(np.int64).copy()
+    logits_t, states_t, ll_t = [], [], []
+    for tok, tgt in zip(t_in, t_tgt):
+        if tok == 0:
+            state[:] = 0                                     # a document start resets before the step
+        if noise is None:
+            x = P["emb"][tok].astype(np.int64)
+        else:
+            A, B = (a.astype(np.int64) for a in noise["emb"])
+            x = clip8(P["emb"][tok].astype(np.int64) + ((A[tok] @ B.T) >> (4 + shift)))
+        for l in range(state.shape[0]):
+            W = lambda n: P[f"blocks/{n}"][l]
+            mm = lambda n, v: int_mm(W(n), v, nz(f"blocks/{n}", l), shift)
+            std = lambda n: int_standard(W(n), nz(f"blocks/{n}", l), shift)
+            a = int_ln(x, std("ln1/weight"))
+            s = state[l]
+            gate = clip8(mm("att/Wf", a) + mm("att/Uf", s) + std("att/bf")) + 127
+            c = clip8(mm("att/Wh", a) + mm("att/Uh", (gate * s) >> 8) + std("att/bh"))
+            state[l] = s + ((gate * (c - s)) >> 8)
+            x = clip8(state[l] + x)
+            x = clip8(mm("mlp/1/weight", mm("mlp/0/weight", int_ln(x, std("ln2/weight")))) + x)
+        h = int_ln(x, int_standard(P["ln_out/weight"], nz("ln_out/weight"), shift))
+        logits = int_mm(P["head"], h, nz("head"), shift)
+        logits_t.append(logits)
+        states_t.append(state.copy())
+        ll_t.append(int_ll(logits, tgt))
+    return np.array(logits_t), np.array(states_t), np.array(ll_t)
+
+
+def check_egg_fwd(v, c):
+    P = sub(v, "param")
+    shift = int(v["meta/sigma_shift"])
+    logits, states, ll = egg_sequence(P, v["base/tokens_in"], v["base/tokens_tgt"], v["base/state0"], None, shift)
+    c.exact(logits, v, "base/logits")
+    c.exact(states, v, "base/state")
+    c.exact(ll, v, "base/ll")
+    leaves = {k.split("/", 1)[1].rsplit("/", 1)[0] for k in v if k.startswith("noise/")}
+    got = {"logits": [], "state": [], "ll": []}
+    for i in range(len(v["pert/threads"])):
+        noise = {leaf: (v[f"noise/{leaf}/A"][i], v[f"noise/{leaf}/B"][i]) if f"noise/{leaf}/A" in v
+                 else v[f"noise/{leaf}/E"][i] for leaf in leaves}
+        out = egg_sequence(P, v["pert/tokens_in"][i], v["pert/tokens_tgt"][i], v["pert/state0"][i], noise, shift)
+        for k, o in zip(("logits", "state", "ll"), out):
+            got[k].append(o)
+    for k, o in got.items():
+        c.exact(np.array(o), v, f"pert/{k}")
+
+
+def check_qegg_update(v, c):
+    for case in v["meta/cases"]:
+        g = lambda k: v[f"{case}/{k}"]
+        raw = g("raw_scores").astype(np.int64)
+        f = np.sign(raw[0::2] - raw[1::2])                                   # (N,) fast fitness
+        c.exact(f, v, f"{case}/fitness")
+        clt = bool(g("use_clt"))
+        tau = int(g("update_threshold")) * int(np.sqrt(len(f))) * (256 if clt else 1)
+        for leaf in sub(v, "param"):
+            p = v[f"param/{leaf}"].astype(np.int64)
+            if f"{case}/noise/{leaf}/A" in v:
+                A, B = (g(f"noise/{leaf}/{n}").astype(np.int64) for n in "AB")
+                A, B = (A, B) if clt else (np.sign(A), np.sign(B))
+                Z = np.einsum("i,i...ar,i...br->...ab", f, A, B)
+            else:
+                E = g(f"noise/{leaf}/E").astype(np.int64)
+                Z = np.einsum("i,i...->...", f, E if clt else np.sign(E))
+            c.exact(Z, v, f"{case}/Z/{leaf}")
+            new = np.where(16 * np.abs(Z) < tau, p, np.where(Z > 0, p + 1, p - 1))
+            c.exact(clip8(new), v, f"{case}/new/{leaf}")
+
+
+def check_qegg_fitness(v, c):
+    raw = v["raw_scores"].astype(np.int64)
+    c.exact(raw[0::2] - raw[1::2], v, "diff")
+    c.exact(np.sign(raw[0::2] - raw[1::2]), v, "fast")
+
+
+# -- float: EggRoll fitness, gradient and optimizers (HyperscaleES + optax) ------------------------------
+def zscore(raw, g):
+    """Per-group mean, global variance, +1e-5 (g = 0: one group)."""
+    raw = np.asarray(raw, np.float64)
+    groups = raw.reshape(-1, g or raw.size)
+    return ((groups - groups.mean(axis=1, keepdims=True)) / np.sqrt(raw.var() + 1e-5)).ravel()
+
+
+def es_grad(f, noise, es_type, freeze=False):
+    """G = −(1/√N) Σₙ fₙ Âₙ Bₙᵀ (MM/EMB) or −(1/√N) Σₙ fₙ Eₙ (PARAM); noise already scaled by s·σ(/√r)."""
+    n = len(f)
+    if es_type == 0:
+        return np.zeros(noise["E"].shape[1:]) if freeze else -np.einsum("n,n...->...", f, noise["E"]) / np.sqrt(n)
+    return -np.einsum("n,n...ar,n...br->...ab", f, noise["A"].astype(np.float64), noise["B"]) / np.sqrt(n)
+
+
+def optimizer_step(opt, lr, grads, params, state):
+    """optax.sgd (no momentum) or optax.adam(b1 .9, b2 .999, eps 1e-8), as the files use them."""
+    if opt == "sgd":
+        return {k: params[k] - lr * grads[k] for k in params}, state
+    k = int(state["count"]) + 1
+    mu = {n: 0.9 * state["mu"][n] + 0.1 * grads[n] for n in params}
+    nu = {n: 0.999 * state["nu"][n] + 0.001 * grads[n] ** 2 for n in params}
+    new = {n: params[n] - lr * (mu[n] / (1 - 0.9 ** k)) / (np.sqrt(nu[n] / (1 - 0.999 ** k)) + 1e-8) for n in params}
+    return new, {"count": k, "mu": mu, "nu": nu}
+
+
+def check_float_eggroll(v, c):
+    rtol, atol, frtol, fatol = 2e-5, 2e-6, 1e-5, 1e-5                    # tests/reference/README.md
+    leaves = sorted(sub(v, "param0"))
+    relu = lambda x: np.maximum(x, 0)
+    for case in v["meta/cases"]:
+        s = sub(v, str(case))
+        steps = sorted({int(m.group(1)) for m in map(re.compile(r"step(\d+)/").match, s) if m})
+        state = {"count": 0, "mu": {n: 0.0 for n in leaves}, "nu": {n: 0.0 for n in leaves}}
+        for k in steps:
+            pre = f"{case}/step{k}/"
+            p = {n: v[pre + "param/" + n].astype(np.float64) for n in leaves}
+            noise = {n: sub(v, pre + "noise/" + n) for n in leaves}
+            freeze = bool(s["freeze_nonlora"])
+            layers = sorted({n.split("/")[0] for n in leaves}, key=int)
+            for kind in ("y", "y_unperturbed"):
+                x = v[pre + "x"].astype(np.float64)                       # (N, in)
+                for i, t in enumerate(layers):
+                    w, b = p[f"{t}/weight"], p[f"{t}/bias"]
+                    y = x @ w.T
+                    if kind == "y":
+                        y += np.einsum("ni,nir,nor->no", x, noise[f"{t}/weight"]["B"], noise[f"{t}/weight"]["A"])
+                        b = b + (0 if freeze else noise[f"{t}/bias"]["E"])
+                    x = y + b
+                    x = relu(x) if i < len(layers) - 1 else x
+                c.close(x, v, pre + kind, rtol, atol)
+            c.close(zscore(v[pre + "raw_scores"], int(s["group"])), v, pre + "fitness", frtol, fatol)
+            f = v[pre + "fitness"].astype(np.float64)
+            grads = {n: es_grad(f, noise[n], int(v["es_map/" + n]), freeze) for n in leaves}
+            for n in leaves:
+                c.close(grads[n], v, pre + "grad/" + n, rtol, atol)
+            if k > 0 and str(s["opt"]) == "adam":
+                prev = sub(v, f"{case}/step{k - 1}/adam")
+                state = {"count": int(prev["count"]), "mu": sub(prev, "mu"), "nu": sub(prev, "nu")}
+            new, state = optimizer_step(str(s["opt"]), float(s["lr"]), grads, p, state)
+            for n in leaves:
+                c.close(new[n], v, pre + "new/" + n, rtol, atol)
+
+
+# -- float: npegg's byte language model (docs/vectors.md) -------------------------------------------------
+def sigmoid(x):
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
+
+
+def gelu(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def layer_norm(x, w, b):
+    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
+
+
+def lm_step(P, N, cell, tok, s):
+    """One time step for all members. (Replace by your backend.)
+
+    P: {leaf: param}; N: {leaf: {"A", "B"} or {"E"}} scaled noise with a member axis, or None;
+    tok (M,) ints; s (M, L, D) → logits (M, V), new state (M, L, D), in float64.
+    """
+    def par(leaf, l=None):                                         # (M, …): the member's own param
+        p = P[leaf] if l is None else P[leaf][l]
+        if N is None or "E" not in N[leaf]:
+            return np.broadcast_to(p, (len(tok),) + p.shape)
+        return p + (N[leaf]["E"] if l is None else N[leaf]["E"][:, l])
+
+    def mm(leaf, x, l=None):                                       # x (M, in) → (M, out)
+        w = P[leaf] if l is None else P[leaf][l]
+        y = x @ w.T
+        if N is not None:
+            A, B = (N[leaf][n] if l is None else N[leaf][n][:, l] for n in "AB")
+            y = y + np.einsum("mi,mir,mor->mo", x, B, A)
+        return y
+    s = np.where((tok == 0)[:, None, None], 0.0, s)                # reset before a document start
+    x = P["emb"][tok].astype(np.float64)
+    if N is not None:
+        A, B = N["emb"]["A"], N["emb"]["B"]                        # (M, V, r), (M, D, r)
+        x = x + np.einsum("mr,mdr->md", A[np.arange(len(tok)), tok], B)
+    new = np.empty_like(s)
+    for l in range(s.shape[1]):
+        a = layer_norm(x, par("blocks/ln1/weight", l), par("blocks/ln1/bias", l))
+        h = s[:, l]
+        if cell == "egg":
+            f = sigmoid(mm("blocks/att/Wf", a, l) + mm("blocks/att/Uf", h, l) + par("blocks/att/bf", l))
+            cand = np.tanh(mm("blocks/att/Wh", a, l) + mm("blocks/att/Uh", f * h, l) + par("blocks/att/bh", l))
+            h = h + f * (cand - h)
+        else:                                                      # minGRU
+            z = sigmoid(mm("blocks/att/Wz", a, l) + par("blocks/att/bz", l))
+            h = (1 - z) * h + z * (mm("blocks/att/Wh", a, l) + par("blocks/att/bh", l))
+        new[:, l] = h
+        x = x + h
+        m = gelu(mm("blocks/mlp/0/weight", layer_norm(x, par("blocks/ln2/weight", l), par("blocks/ln2/bias", l)), l)
+                 + par("blocks/mlp/0/bias", l))
+        x = x + mm("blocks/mlp/1/weight", m, l) + par("blocks/mlp/1/bias", l)
+    return mm("head", layer_norm(x, par("ln_out/weight"), par("ln_out/bias"))), new
+
+
+def log_softmax_at(logits, target):
+    z = logits - logits.max(-1, keepdims=True)
+    return np.take_along_axis(z, target[..., None], -1)[..., 0] - np.log(np.exp(z).sum(-1))
+
+
+def check_float_lm(v, c):
+    rtol, atol = float(v["meta/rtol"]), float(v["meta/atol"])
+    cell, lr, g = str(v["meta/cell"]), float(v["meta/lr"]), int(v["meta/group_size"])
+    leaves = sorted(sub(v, "param0"))
+    state = {"count": 0, "mu": {n: 0.0 for n in leaves}, "nu": {n: 0.0 for n in leaves}}
+    for k in range(int(v["meta/steps"])):
+        pre = f"step{k}/"
+        P = {n: v[pre + "param/" + n].astype(np.float64) for n in leaves}
+        N = {n: sub(v, pre + "noise/" + n) for n in leaves}
+        tin, tgt = v[pre + "tokens_in"].astype(np.int64), v[pre + "tokens_tgt"].astype(np.int64)
+        for kind, noise in (("plain", None), ("pert", N)):
+            s = v[pre + "state0"].astype(np.float64)
+            logits, states = [], []
+            for t in range(tin.shape[1]):
+                lg, s = lm_step(P, noise, cell, tin[:, t], s)
+                logits.append(lg)
+                states.append(s)
+            logits, states = np.stack(logits, 1), np.stack(states, 1)     # (M, T, V), (M, T, L, D)
+            c.close(logits, v, pre + f"{kind}/logits", rtol, atol)
+            c.close(states, v, pre + f"{kind}/state", rtol, atol)
+            c.close(states[:, -1], v, pre + f"{kind}/final_state", rtol, atol)
+            c.close(log_softmax_at(logits, tgt), v, pre + f"{kind}/ll", rtol, atol)
+        c.close(v[pre + "pert/ll"].astype(np.float64).sum(1), v, pre + "raw_scores", 1e-12, 0)
+        c.close(zscore(v[pre + "raw_scores"], g), v, pre + "fitness", rtol, atol)
+        f = v[pre + "fitness"].astype(np.float64)
+        grads = {n: es_grad(f, N[n], int(v["es_map/" + n])) for n in leaves}
+        for n in leaves:
+            c.close(grads[n], v, pre + "grad/" + n, rtol, atol)
+        if k > 0:
+            prev = sub(v, f"step{k - 1}/opt")
+            state = {"count": int(prev["count"]), "mu": sub(prev, "mu"), "nu": sub(prev, "nu")}
+        new, state = optimizer_step(str(v["meta/optimizer"]), lr, grads, P, state)
+        for n in leaves:
+            c.close(new[n], v, pre + "new/" + n, rtol, atol)
+
+
+CHECKS = [("egg_fwd_", check_egg_fwd), ("qegg_update", check_qegg_update), ("qegg_fitness", check_qegg_fitness),
+          ("float_eggroll", check_float_eggroll), ("float_lm_", check_float_lm)]
+
+
+def main(argv) -> int:
+    if not argv or any(a.startswith("-") for a in argv):
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    files = []
+    for d in map(Path, argv):
+        if not d.is_dir():
+            print(f"{d}: not a folder", file=sys.stderr)
+            return 2
+        files += sorted(d.glob("*.npz"))
+    if not files:
+        print(f"no .npz vector files in {', '.join(argv)}", file=sys.stderr)
+        return 2
+    replayed = 0
+    for path in files:
+        check = next((fn for prefix, fn in CHECKS if path.name.startswith(prefix)), None)
+        if check is None:
+            print(f"not replayed  {path}")
+            continue
+        c = Checker(path.name)
+        try:
+            check(load(path), c)
+        except Mismatch as e:
+            print(f"MISMATCH      {e}")
+            return 1
+        except KeyError as e:
+            print(f"MISMATCH      {path.name}: missing key {e}")
+            return 1
+        print(f"ok            {path}  ({c.count} arrays)")
+        replayed += 1
+    if not replayed:
+        print("no file in a replayed format", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
