@@ -134,3 +134,12 @@ def test_a_wrong_number_is_caught(exported, tmp_path):
     np.savez_compressed(bad, **v)
     with pytest.raises(AssertionError, match="step1/pert/logits"):
         check_float_lm(bad)
+
+
+def test_export_is_the_same_bits_every_time(exported, tmp_path):
+    """Same machine, same NumPy/BLAS build, same threads: identical files (docs/determinism.md)."""
+    again = export_lm_vectors(tmp_path, cells=("mingru",))[0]
+    a, b = load(exported[1]), load(again)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
