@@ -73,7 +73,7 @@ SMALL_BUDGET = 8 * 64 * 20
 
 def row_config(overrides: dict, scale: float, small: bool, ref_epochs: int | None = None):
     """The TrainConfig of a row, its epochs set by the member-byte budget (module docstring)."""
-    from npegg.program.train import TrainConfig
+    from npegg.program.config import TrainConfig
     over = {k: v for k, v in overrides.items() if k not in ("init", "bp_time")}
     cfg = replace(TrainConfig(), **{"sample_bytes": 0, **(SMALL if small else {})})
     cfg = replace(cfg, **over)
@@ -99,8 +99,8 @@ def run_row(name: str, scale: float, small: bool, bp_cpu: float | None) -> dict:
 
     from npegg.program.blas import default_blas_threads
     from npegg.program.data import load_corpus
-    from npegg.program.train import make_run
-    from npegg.program.backprop_run import data_bytes_per_epoch, member_bytes_per_epoch
+    from npegg.program.runs import make_run
+    from npegg.program.runs.backprop_run import data_bytes_per_epoch, member_bytes_per_epoch
     default_blas_threads()
     group, _, what, overrides = next(r for r in ROWS if r[1] == name)
     cfg = row_config(overrides, scale, small)

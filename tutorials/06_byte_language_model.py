@@ -15,7 +15,7 @@
 #    Feng et al. (2024), whose gates read only the input, so that the recurrence becomes a
 #    *linear scan* that needs no Python loop over time. We derive the scan, check it against the
 #    step-by-step loop, and time both — with a result that may surprise you.
-# 4. **A short ES training run** of both cells with npegg's training API (`npegg.program.train`), a
+# 4. **A short ES training run** of both cells with npegg's training API (`npegg.program.loop`), a
 #    learning curve against the baselines, and text samples.
 #
 # **Run it**: `python tutorials/06_byte_language_model.py` (or open it as a notebook). Figures go
@@ -41,7 +41,9 @@ from npegg.models.mingru import MinGRUCell, linear_scan, linear_scan_loop
 from npegg.noise import NoiseTable
 from npegg.noiser import EggRoll
 from npegg.tree import flatten
-from npegg.program.train import History, TrainConfig, make_run, train
+from npegg.program.config import TrainConfig
+from npegg.program.loop import History, train
+from npegg.program.runs import make_run
 
 FIGURES = ["06_baselines.png", "06_scan_vs_loop.png", "06_learning_curve.png"]
 plt = book.pyplot()
@@ -341,7 +343,7 @@ if plt:
 #
 # ## 4. A short ES training run
 #
-# npegg's training loop (`npegg.program.train`, the same code as the `npegg train` command) does what
+# npegg's training loop (`npegg.program.loop`, the same code as the `npegg train` command) does what
 # nano-egg does: each member of the population reads `tokens_per_update` consecutive bytes of its
 # own training stream per epoch, continuing from its own hidden state; antithetic partners share
 # the bytes (`group_size` 2); the fitness is the log-likelihood of the bytes; EggRoll turns the

@@ -34,7 +34,8 @@ from npegg.program.baselines import baselines
 from npegg.program.data import BatchReader, load_corpus
 from npegg.int8 import fixedpoint as fp
 from npegg.int8 import qes
-from npegg.program.int_epoch import bits_per_byte, int_epoch
+from npegg.program.evaluate import plan_lanes
+from npegg.program.runs.int_run import int_bpb, int_epoch
 from npegg.models.common import simple_es_tree_key
 from npegg.models.egg import EGG
 from npegg.noise import Int8NoiseTable
@@ -268,7 +269,7 @@ for thr in (0, 20):
 # %% [markdown]
 # ## 6. A short int-mode training run
 #
-# Now everything together, with `npegg.program.int_epoch.int_epoch`: one generation is a perturbed
+# Now everything together, with `npegg.program.runs.int_run.int_epoch`: one generation is a perturbed
 # forward of the whole population over its bytes (exact integer log-likelihood per member), sign
 # fitness per pair, and the ±1 update of every leaf. Members read nano-egg-style batches
 # (`npegg.program.data.BatchReader`, group size 2 so both members of a pair read the same bytes), and
@@ -276,7 +277,8 @@ for thr in (0, 20):
 #
 # Data: a slice of the embedded corpus, the Python standard library's own source files
 # (`load_corpus(None)`; no download). We measure bits per byte on held-out validation bytes
-# with `bits_per_byte` (the unperturbed model; the only floating point is the final division),
+# with `int_bpb` (the unperturbed model, scored as `npegg train` scores it; the only floating point is
+# the final division),
 # and compare with the honest baselines of chapter 6, computed on the same bytes.
 #
 # We train twice, with `use_clt` on and off, from the same initial parameters. The α = 4
@@ -288,6 +290,7 @@ H, POP, T, EPOCHS, N_TRAIN, N_VALID, EVAL_EVERY = book.setting((16, 64, 16, 60, 
                                                               (64, 256, 32, 400, 300_000, 4096, 40))
 corpus = load_corpus(None)
 train, valid = corpus.train[:N_TRAIN], corpus.valid[:N_VALID]
+lanes = plan_lanes(valid, 128, context=int(train[-1]))                 # the validation bytes in 128 lanes
 base = baselines(train, valid)
 print(corpus.description)
 print(f"this run: {len(train):,} training bytes, {len(valid):,} validation bytes; baselines on them:",
@@ -310,7 +313,7 @@ def train_run(use_clt):
     for epoch in range(EPOCHS):
         if epoch % EVAL_EVERY == 0:
             log["epoch"].append(epoch)
-            log["valid"].append(bits_per_byte(params, frozen, nparams, es_keys, valid, n_rows=128))
+            log["valid"].append(int_bpb(params, frozen, nparams, es_keys, lanes))
         tokens, pos = reader.next(pos)                                      # (P, T+1) uint8
         new, nparams, states, raw, fitness = int_epoch(params, frozen, nparams, es_keys, es_map, tokens, states, epoch)
         moved = sum(int(np.sum(a != b)) for a, b in zip(flatten(new).values(), flatten(params).values()))
@@ -320,7 +323,7 @@ def train_run(use_clt):
         log["thr"].append(QEggRoll.threshold(frozen, nparams, epoch))
         log["alpha"].append(float(qes.alpha_schedule(4.0, epoch, EPOCHS)))
     log["epoch"].append(EPOCHS)
-    log["valid"].append(bits_per_byte(params, frozen, nparams, es_keys, valid, n_rows=128))
+    log["valid"].append(int_bpb(params, frozen, nparams, es_keys, lanes))
     return params, log
 
 
@@ -407,7 +410,9 @@ if plt:
 # %%
 from dataclasses import replace as _replace                                  # noqa: E402
 
-from npegg.program.train import History, TrainConfig, make_run, train as train_lm   # noqa: E402
+from npegg.program.config import TrainConfig                                          # noqa: E402
+from npegg.program.loop import History, train as train_lm                              # noqa: E402
+from npegg.program.runs import make_run                                               # noqa: E402
 
 same_bytes = _replace(corpus, train=train, valid=valid)
 fvi_epochs = book.setting(30, 200)

@@ -9,7 +9,7 @@ Modules, in reading order:
 - ``loglik``: the integer log-likelihood (EXP2 table, LOG2 by exact thresholds);
 - ``qes``: Q-EGGROLL's integer fitness, threshold schedule and ±1 leaf update.
 
-One int-mode training generation over a byte stream is the program's (``npegg.program.int_epoch``).
+One int-mode training generation over a byte stream is the program's (``npegg.program.runs.int_run.int_epoch``).
 
 The semantics are written out in ``docs/int8-spec.md``; section numbers (§) refer to it.
 """

@@ -179,43 +179,49 @@ class EGG(Model):
 
 
 class SequenceOut(NamedTuple):
-    """What ``generate`` returns; ``logits`` and ``states`` only with ``record=True``."""
-    ll: np.ndarray               # (P, T) int32, log2-likelihood in 1/16 bit
-    loss_sum: np.ndarray         # (P,) int32, Σ_t ll (the reference's return value, higher is better)
+    """What ``generate`` returns; ``ll`` / ``loss_sum`` need targets, ``logits`` / ``states`` ``record=True``."""
+    ll: np.ndarray | None        # (P, T) int32, log2-likelihood in 1/16 bit
+    loss_sum: np.ndarray | None  # (P,) int32, Σ_t ll (the reference's return value, higher is better)
     final_state: np.ndarray      # (P, L, H) int8
     logits: np.ndarray | None    # (P, T, V) int8
     states: np.ndarray | None    # (P, T, L, H) int8, the state after each step
+    last_logits: np.ndarray      # (P, V) int8, the logits of the last step
 
 
 def generate(noiser, frozen_noiser_params, noiser_params, frozen_params, params, es_tree_key, iterinfo,
-             tokens_in, tokens_tgt, state, record: bool = False) -> SequenceOut:
-    """Run EGG over byte sequences, one member per row, scoring each next byte.
+             tokens_in, tokens_tgt, state, record: bool = False, reset=None) -> SequenceOut:
+    """Run EGG over byte sequences, one member per row, scoring each next byte: the one EGG step loop.
 
-    tokens_in, tokens_tgt: (P, T) uint8 (targets are the inputs shifted by one). state: (P, L, H)
-    int8, carried in from the previous call. Before step t, rows whose input byte is 0 reset
-    their whole state stack to 0. iterinfo: None (plain model) or (epoch, members (P,)).
+    tokens_in: (P, T) uint8; tokens_tgt: (P, T) uint8 (the inputs shifted by one) or None (no
+    scoring). state: (P, L, H) int8, value × 127, carried in from the previous call. Before step t,
+    the rows where ``reset[:, t]`` is True set their whole state stack to 0; by default
+    ``reset = tokens_in == 0`` (a document start). iterinfo: None (plain model) or (epoch, members (P,)).
 
     Mirrors: nano-egg run.py generate_thread (vmapped over threads).
     """
     tokens_in = check_tokens(tokens_in, np.shape(params["emb"])[0], "tokens_in")      # before any work
-    tokens_tgt = check_tokens(tokens_tgt, np.shape(params["head"])[0], "tokens_tgt")
+    if tokens_tgt is not None:
+        tokens_tgt = check_tokens(tokens_tgt, np.shape(params["head"])[0], "tokens_tgt")
     p, t_len = tokens_in.shape
     state = np.asarray(state)
     if state.dtype != np.int8 or state.shape != (p,) + np.shape(params["blocks"]["att"]["bh"]):
         # An int32 state would make the reference's blend stop wrapping back (a different model).
         raise ValueError(f"state must be int8 of shape (P, L, H) = {(p,) + np.shape(params['blocks']['att']['bh'])}, "
                          f"got {state.dtype} {state.shape}")
+    reset = tokens_in == 0 if reset is None else np.asarray(reset, dtype=bool)      # (P, T) bool
     state = state.copy()                                                       # (P, L, H) int8, value × 127
-    ll = np.empty((p, t_len), np.int32)
-    logits_all = states_all = None
+    ll = None if tokens_tgt is None else np.empty((p, t_len), np.int32)        # (P, T) int32, 1/16 bit
+    logits = logits_all = states_all = None
     for t in range(t_len):
-        state[tokens_in[:, t] == 0] = 0                                        # document start: reset first
+        state[reset[:, t]] = 0                                                 # document start: reset first
         logits, state = EGG.forward(noiser, frozen_noiser_params, noiser_params, frozen_params, params,
                                     es_tree_key, iterinfo, tokens_in[:, t], state)
-        ll[:, t] = int_ll(logits, tokens_tgt[:, t])
+        if ll is not None:
+            ll[:, t] = int_ll(logits, tokens_tgt[:, t])
         if record:
             if logits_all is None:
                 logits_all = np.empty((p, t_len) + logits.shape[1:], np.int8)
                 states_all = np.empty((p, t_len) + state.shape[1:], np.int8)
             logits_all[:, t], states_all[:, t] = logits, state
-    return SequenceOut(ll, ll.sum(axis=1, dtype=np.int32), state, logits_all, states_all)
+    loss_sum = None if ll is None else ll.sum(axis=1, dtype=np.int32)
+    return SequenceOut(ll, loss_sum, state, logits_all, states_all, logits)

@@ -34,8 +34,8 @@ cell's U_f s and U_h (f ⊙ s) remain in a loop over t; the minGRU has no loop o
 With ``targets`` the head and log-softmax are fused, so the (P, T, 256) logits never exist at
 once. Row-wise work runs on cache-sized member chunks (``_member_chunks``; a chunk of members gets
 their own iterinfo, so nothing about the noise changes): the MLP and head always, and for the
-minGRU the whole model. Measured at D=64, L=2, P=1024, T=100 on one core: perturbed forward
-0.94 s (egg) and 0.87 s (minGRU), the plain forward of the same bytes 0.70 s and 0.63 s.
+minGRU the whole model. The minGRU's forward is the faster of the two, and a plain forward
+costs about three quarters of a perturbed one (timings: ``benchmarks/lm_tuning_record.md``).
 
 Every parameter is read through the noiser (``do_emb``, ``do_mm``, ``get_noisy_standard``), so
 EggRoll perturbs them all and the same code is the plain model with ``iterinfo=None``.

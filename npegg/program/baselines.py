@@ -80,10 +80,7 @@ def lzma_bpb(valid: np.ndarray) -> float:
 
 
 def baselines(train: np.ndarray, valid: np.ndarray) -> dict[str, float]:
-    """All five baselines on the validation bytes, in ``NAMES`` order: {key: bpb}.
-
-    Costs about 0.2 s on a 3 MB corpus (lzma dominates).
-    """
+    """All five baselines on the validation bytes, in ``NAMES`` order: {key: bpb}; lzma dominates the cost."""
     if len(train) < 2 or len(valid) < 1:
         raise ValueError(f"need ≥ 2 training and ≥ 1 validation bytes, got {len(train)} and {len(valid)}")
     return {

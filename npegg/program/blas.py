@@ -1,11 +1,10 @@
 """How many threads the BLAS under NumPy may use, set at run time (no dependency).
 
 npegg's matmuls are tall and thin: (P·T, D) @ (D, O) with D of 32 to 256. Multithreaded OpenBLAS
-handles these badly. Measured on the 2-core machine this project is tuned on (OpenBLAS 0.3.31):
-(51200, 32) @ (32, 32) takes 2.6 ms on one thread and 34 ms on two; (4096, 32) @ (32, 32) 0.12 ms
-against 7.7 ms; even a 2048² SGEMM is faster on one thread (103 against 92 GFLOP/s), because
-the two vCPUs share one core's vector units. So ``npegg train`` runs BLAS on one thread unless
-the user chose otherwise.
+handles these badly: on a machine whose two vCPUs share one core's vector units, such a matmul
+ran an order of magnitude slower on two threads than on one (measurements:
+``benchmarks/lm_tuning_record.md``). So ``npegg train`` runs BLAS on one thread unless the user
+chose otherwise.
 
 ``OPENBLAS_NUM_THREADS`` only works when set before NumPy is imported, so this module calls
 OpenBLAS's own ``openblas_set_num_threads`` (under the names the NumPy wheels export) on the

@@ -21,9 +21,8 @@ run as one batch of K with the state carried from time chunk to time chunk:
   equally long; the tail of a shorter lane is padding, never scored.
 
 With one lane and no cuts this is the exact sequential evaluation; a test checks that the lanes
-give the same bpb when no document is cut. Measured on trained models, the warm-up approximation
-is far below the digits anyone reads: 5.40779 bpb in 128 lanes with 103 cuts against 5.40779 in 3
-exact lanes (MiniPile split, D = 32); 4.15663 against 4.15662 (stdlib split, D = 64, 2 layers).
+give the same bpb when no document is cut. On trained models the warm-up approximation changes
+the bpb only in the fifth decimal or below (measurements: ``benchmarks/lm_tuning_record.md``).
 """
 from __future__ import annotations
 
@@ -101,10 +100,10 @@ def plan_lanes(stream: np.ndarray, n_lanes: int = 128, warmup: int = 256, contex
 
 
 def lanes_log_likelihood(step: Callable, lanes: Lanes, state: np.ndarray, time_chunk: int = 256) -> float:
-    """Σ log p(target) in nats over the scored bytes.
+    """Σ log p(target) over the scored bytes, in the unit of ``step``'s log-likelihoods.
 
     step(inputs (K, t), state, reset (K, t), targets (K, t)) → (log p (K, t), state) runs the plain
-    model on one time chunk; ``state`` is its zero state for K rows.
+    model on one time chunk; ``state`` is its zero state for K rows. The sum is in float64.
     """
     total = 0.0
     T = lanes.inputs.shape[1]
@@ -115,9 +114,14 @@ def lanes_log_likelihood(step: Callable, lanes: Lanes, state: np.ndarray, time_c
     return total
 
 
-def lanes_bpb(step: Callable, lanes: Lanes, state: np.ndarray, time_chunk: int = 256) -> float:
-    """bits per byte = −Σ log p / (N ln 2) over the scored bytes (``lanes_log_likelihood``)."""
-    return -lanes_log_likelihood(step, lanes, state, time_chunk) / (lanes.n_scored * LN2)
+def lanes_bpb(step: Callable, lanes: Lanes, state: np.ndarray, time_chunk: int = 256,
+              nats_per_unit: float = 1.0) -> float:
+    """bits per byte = −u · Σ log p / (N ln 2) over the N scored bytes (``lanes_log_likelihood``).
+
+    The one bpb of npegg, float and int mode alike. u = ``nats_per_unit``: 1 when ``step``
+    returns natural-log likelihoods, ln 2 / 16 for the int8 model's 1/16-bit integers.
+    """
+    return -lanes_log_likelihood(step, lanes, state, time_chunk) * nats_per_unit / (lanes.n_scored * LN2)
 
 
 def sample_bytes(logits_fn: Callable, prompt: bytes, length: int, temperature: float = 1.0,

@@ -7,7 +7,8 @@ import pytest
 from npegg.program import cli
 from npegg.program.checkpoint import load_checkpoint
 from npegg.program.data import load_corpus
-from npegg.program.train import FloatRun, TrainConfig, make_run
+from npegg.program.config import TrainConfig
+from npegg.program.runs import FloatRun, make_run
 from npegg.tree import flatten
 
 TEXT = "def add(a, b):\n    return a + b\n\nclass Box:\n    pass\n"

@@ -11,7 +11,7 @@ import pytest
 from npegg.program import cli
 from npegg.program.checkpoint import load_checkpoint, save_checkpoint
 from npegg.tree import flatten
-from npegg.program.train import FloatRun
+from npegg.program.runs import FloatRun
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly hex "
          "every jovial number in the box of import numpy as np def return").split()
@@ -206,7 +206,7 @@ def test_python_m_npegg_help():
 def test_curve_is_skipped_without_matplotlib(straight, monkeypatch):
     """No matplotlib: plot_curve returns None (the CLI then prints a one-line note) instead of failing."""
     from npegg.program.report import plot_curve
-    from npegg.program.train import History
+    from npegg.program.loop import History
     monkeypatch.setitem(sys.modules, "matplotlib", None)            # `import matplotlib` now raises ImportError
     h = History([0, 1], [float("nan"), 7.0], [8.0, 7.5], [0.0, 1.0])
     assert plot_curve(straight[0] / "never.png", h, {"uniform": 8.0, "unigram": 5.0}, "t") is None

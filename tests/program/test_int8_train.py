@@ -5,7 +5,8 @@ import numpy as np
 
 from npegg import keys as K
 from npegg.program.data import BatchReader
-from npegg.program.int_epoch import bits_per_byte, int_epoch, total_ll
+from npegg.program.evaluate import plan_lanes
+from npegg.program.runs.int_run import int_bpb, int_epoch, int_step
 from npegg.models.common import simple_es_tree_key
 from npegg.models.egg import EGG
 from npegg.noise import Int8NoiseTable
@@ -29,21 +30,23 @@ def test_int_mode_run_lowers_validation_bpb():
     Settings and why the assert is robust: the text repeats every 45 bytes, so even the
     unigram statistics the head can pick up in a few ±1 steps are worth > 1 bit. The α = 4
     schedule is compressed to the run (decay = 40 epochs): threshold 0 at epoch 0 (every entry
-    moves), rising to ≈29 by the end. Over seeds 0–4 the drop was 0.80–1.05 bits; we require
-    0.4, and the validation bytes (the last 451) are never trained on.
+    moves), rising to ≈29 by the end. Over seeds 0–4 the drop was 0.83–1.12 bits (scored in 16
+    lanes, as ``npegg train`` scores); we require 0.4, and the validation bytes (the last 451) are
+    never trained on.
     """
     epochs, pop, t = 40, 32, 16
     stream = np.frombuffer(b"\0" + TEXT, np.uint8)
     train, valid = stream[:3600], stream[3600:]
     params, es_map, keys, frozen, nparams = setup(epochs=epochs)
-    before = bits_per_byte(params, frozen, nparams, keys, valid, n_rows=16)
+    lanes = plan_lanes(valid, 16, context=int(train[-1]))                            # 451 bytes in 16 lanes
+    before = int_bpb(params, frozen, nparams, keys, lanes)
     reader = BatchReader(train, pop, 2, t)
     pos = reader.init()
     states = np.zeros((pop,) + EGG.default_state(params).shape, np.int8)
     for epoch in range(epochs):
         tokens, pos = reader.next(pos)
         params, nparams, states, raw, fitness = int_epoch(params, frozen, nparams, keys, es_map, tokens, states, epoch)
-    after = bits_per_byte(params, frozen, nparams, keys, valid, n_rows=16)
+    after = int_bpb(params, frozen, nparams, keys, lanes)
     assert all(v.dtype == np.int8 for v in flatten(params).values())
     assert after < before - 0.4, (before, after)
 
@@ -62,11 +65,13 @@ def test_int_epoch_is_a_pure_function():
 
 
 def test_bpb_is_the_integer_sum_over_scored_bytes():
-    """bpb = −Σ ll / 16 / n with n = rows · (width − 1) scored bytes; uniform logits give 8 bits."""
+    """bpb = −Σ ll / 16 / N over the N scored bytes of the lanes; uniform logits give exactly 8 bits."""
     params, es_map, keys, frozen, nparams = setup(hidden=16)
     params = {**params, "head": np.zeros_like(params["head"])}                       # all logits 0
     stream = np.frombuffer(TEXT[:200], np.uint8)
-    ll, n = total_ll(params, frozen, nparams, keys, stream, n_rows=4)
-    assert n == 4 * (50 - 1)
-    assert ll == -16 * 8 * n                                                         # 2⁸ equal logits
-    assert bits_per_byte(params, frozen, nparams, keys, stream, n_rows=4) == 8.0
+    lanes = plan_lanes(stream, 4)                                                    # no context: bytes 1..199
+    assert lanes.n_scored == 200 - 1
+    zero = np.zeros((4, 1, 16), np.int8)
+    ll, _ = int_step(params, frozen, nparams, keys)(lanes.inputs, zero, lanes.reset, lanes.targets)
+    assert ll.dtype == np.int32 and np.all(ll[lanes.score] == -16 * 8)              # 2⁸ equal logits
+    assert int_bpb(params, frozen, nparams, keys, lanes) == 8.0

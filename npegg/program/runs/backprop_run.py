@@ -1,4 +1,4 @@
-"""``--method backprop``: the same ByteLM trained by backprop through time, behind ``FloatRun``'s interface.
+"""``--method backprop``: the same ByteLM trained by backprop through time, behind the ``Run`` interface.
 
 It is ES's twin in everything but the gradient: the same model, initial parameters (same seed),
 optimizer and learning-rate schedule (``npegg.optim``, built exactly as for ES), the same
@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..backprop import train_step
-from ..models.lm import ByteLM
-from .evaluate import LN2
-from .train import FloatRun
+from ...backprop import train_step
+from ...models.lm import ByteLM
+from ..evaluate import LN2
+from .float_run import FloatRun
 
 
 class BackpropRun(FloatRun):
     """ByteLM trained by backprop (module docstring); train bpb is the batch's loss before the step."""
 
     def __init__(self, cfg, corpus=None):
+        """FloatRun's model, optimizer and reader; one hidden state per stream instead of per member."""
         super().__init__(cfg, corpus)
         self.streams = cfg.pop_size // cfg.group_size
         self.optimizer = self.es.frozen_noiser_params["solver"]        # optim.<cfg.optimizer>(lr schedule)

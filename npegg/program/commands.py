@@ -1,0 +1,134 @@
+"""What ``npegg sample``, ``npegg eval`` and ``npegg export-vectors`` do, and what every command shares.
+
+A command takes the parsed arguments and a text stream and returns the exit status; it raises
+``UsageError`` (exit 2: a flag's value, an existing ``--out`` folder, ``--resume`` with other
+settings) or ``InputError`` (exit 1: bad data or an unusable checkpoint), which ``cli.main``
+turns into one line on stderr. ``npegg train`` is in ``train_command``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from .blas import set_blas_threads
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import TrainConfig
+from .data import Corpus, DataError, load_corpus
+from .evaluate import plan_lanes, sample_bytes
+from .runs import make_run
+
+CHECKPOINT = "checkpoint.npz"
+
+
+class UsageError(Exception):
+    """Exit 2 with this message."""
+
+
+class InputError(Exception):
+    """Exit 1 with this message (bad data or checkpoint)."""
+
+
+def explicit_flags(args) -> dict:
+    """The TrainConfig fields the user set on the command line."""
+    names = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def checkpoint_path(where) -> Path:
+    """A run folder's ``checkpoint.npz``, or ``where`` itself when it names a file."""
+    p = Path(where)
+    return p / CHECKPOINT if p.is_dir() else p
+
+
+def read_checkpoint(where):
+    """``load_checkpoint`` of a run folder or file; a failure becomes ``InputError`` (exit 1)."""
+    try:
+        return load_checkpoint(checkpoint_path(where))
+    except CheckpointError as e:
+        raise InputError(str(e)) from e
+
+
+def read_corpus(cfg: TrainConfig):
+    """The run's corpus (``data.load_corpus``); unreadable data becomes ``InputError`` naming --data."""
+    try:
+        return load_corpus(cfg.data, max_docs=cfg.max_docs, valid_fraction=cfg.valid_fraction)
+    except DataError as e:
+        raise InputError(f"--data: {e}") from e
+
+
+def corpus_digest(corpus: Corpus) -> str:
+    """sha256 of the training and validation bytes: a resumed run must read the same data."""
+    h = hashlib.sha256()
+    h.update(corpus.train.tobytes())
+    h.update(b"|")
+    h.update(corpus.valid.tobytes())
+    return h.hexdigest()
+
+
+# -- sample, eval, export-vectors ---------------------------------------------------------------
+def _restored(where):
+    """(run with the checkpoint's params, its config) for sampling and evaluation."""
+    ckpt = read_checkpoint(where)
+    if "train" not in ckpt.config:
+        raise InputError(f"{checkpoint_path(where)}: not a checkpoint of `npegg train` (no training config)")
+    cfg = TrainConfig.from_dict(ckpt.config["train"])
+    run = make_run(cfg, None)
+    try:
+        load_checkpoint(checkpoint_path(where), expect=run.fingerprint())
+        run.restore(ckpt.trees, ckpt.scalars)
+    except (CheckpointError, KeyError, ValueError) as e:
+        raise InputError(f"{checkpoint_path(where)}: {e}") from e
+    return run, cfg
+
+
+def cmd_sample(args, stdout) -> int:
+    if args.temperature < 0:
+        raise UsageError(f"--temperature must be >= 0; got {args.temperature}")
+    if args.length < 0:
+        raise UsageError(f"--length must be >= 0; got {args.length}")
+    run, _ = _restored(args.checkpoint)
+    prompt = args.prompt.encode("utf-8")
+    out = sample_bytes(run.logits_fn, prompt, args.length, args.temperature, args.seed)
+    print((prompt + out).replace(b"\0", b"\n\n").decode("utf-8", errors="replace"), file=stdout)
+    return 0
+
+
+def cmd_eval(args, stdout) -> int:
+    run, cfg = _restored(args.checkpoint)
+    data = args.data if args.data is not None else cfg.data
+    max_docs = args.max_docs if args.max_docs is not None else (None if args.data else cfg.max_docs)
+    split = args.split or ("valid" if args.data is None else "all")
+    try:
+        corpus = load_corpus(data, max_docs=max_docs, valid_fraction=cfg.valid_fraction)
+    except DataError as e:
+        raise InputError(f"--data: {e}") from e
+    if split == "valid":
+        lanes = plan_lanes(corpus.valid, cfg.eval_lanes, cfg.eval_warmup, context=int(corpus.train[-1]))
+    else:
+        lanes = plan_lanes(np.concatenate([corpus.train, corpus.valid]), cfg.eval_lanes, cfg.eval_warmup)
+    bpb = run.bpb(lanes)
+    print(f"{corpus.name} ({split}): {lanes.describe()}", file=stdout)
+    print(f"bpb {bpb:.4f}  (epoch {run.epoch}, {cfg.mode}/{cfg.cell})", file=stdout)
+    return 0
+
+
+def cmd_export_vectors(args, stdout) -> int:
+    """Oracle export (npegg.oracle.int8_vectors, float_vectors, lm_vectors) into a new or empty folder.
+
+    On one BLAS thread whatever the environment says, so that the float files are the same bits
+    on every run on this machine (docs/determinism.md)."""
+    from ..oracle.int8_vectors import export_int8_vectors
+    from ..oracle.float_vectors import export_float_vectors
+    from ..oracle.lm_vectors import export_lm_vectors
+    out = Path(args.dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not an empty folder; choose a new one")
+    set_blas_threads(1)
+    paths = (export_int8_vectors(out) + [export_float_vectors(out / "float_eggroll_npegg.npz")]
+             + export_lm_vectors(out))
+    for path in paths:
+        print(path, file=stdout)
+    return 0

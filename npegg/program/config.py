@@ -1,0 +1,140 @@
+"""The settings of an ``npegg train`` run: ``TrainConfig``, its checks and the σ / lr schedules.
+
+``TrainConfig.validate`` is the one place a run's settings are checked (the command line turns
+its ``ConfigError`` into exit status 2), so the runs and the library below them can trust them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+import numpy as np
+
+from .. import optim
+from ..fitness import SHAPERS
+from ..models.lm import CELLS
+
+SCHEDULES = ("constant", "linear", "cosine")
+METHODS = ("es", "backprop")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the flag and what is allowed."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. Field names are the CLI flags with '-' for '_'.
+
+    The defaults are tuned so that ``npegg train`` with no flags (the stdlib corpus) ends well
+    below the unigram baseline within the 10-minute promise on one core. What the tuning showed
+    (the measurements: ``benchmarks/lm_tuning_record.md``; ``benchmarks/lm_study.py``
+    regenerates the comparisons):
+
+    - at equal compute, larger populations beat more epochs;
+    - a cosine learning-rate decay helps a long run; on a short run (~50 epochs) a constant
+      rate is better;
+    - σ = 0.03 beats 0.1 and 0.01; g = 8 is as good as g = 2 or better;
+    - the cell type (egg or mingru) does not matter for the bpb at this size; the minGRU is the
+      default because an epoch is faster (no loop over time).
+    """
+    mode: str = "float"
+    method: str = "es"             # float mode: "es" (EggRoll) or "backprop" (runs.backprop_run)
+    cell: str = "mingru"           # int mode: always "egg" (nano-egg's int8 model)
+    hidden_dim: int = 64
+    n_layers: int = 2
+    epochs: int = 240
+    pop_size: int = 1024
+    group_size: int = 8
+    tokens_per_update: int = 100
+    rank: int = 1
+    sigma: float = 0.03
+    lr: float = 0.03
+    optimizer: str = "adam"
+    lr_schedule: str = "cosine"
+    sigma_schedule: str = "constant"
+    seed: int = 0
+    data: Optional[str] = None
+    max_docs: Optional[int] = None
+    valid_fraction: float = 0.1
+    eval_every: int = 0            # 0: about five validations per run
+    save_every: int = 0            # 0: with every validation
+    sample_bytes: int = 400
+    eval_lanes: int = 128
+    eval_warmup: int = 256
+    head_scale: float = 1.0
+    noise_reuse: int = 1
+    fitness: str = "zscore"        # float mode: fitness shaping, one of npegg.fitness.SHAPERS
+    sigma_shift: int = 4           # int mode: perturbations are shifted right by 4 + sigma_shift
+    alpha: float = 4.0             # int mode: Q-EGGROLL's significance schedule
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the automatic values filled in."""
+        c = TrainConfig(**asdict(self))
+        if c.eval_every <= 0:
+            c.eval_every = max(1, round(c.epochs / 5))
+        if c.save_every <= 0:
+            c.save_every = c.eval_every
+        return c
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first flag that cannot work."""
+        def bad(flag, msg):
+            raise ConfigError(f"--{flag}: {msg}")
+        if self.mode not in ("float", "int"):
+            bad("mode", f"must be one of float, int; got {self.mode!r}")
+        if self.method not in METHODS:
+            bad("method", f"must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.mode == "int" and self.method != "es":
+            bad("method", "--mode int trains only by ES (Q-EGGROLL)")
+        if self.fitness not in SHAPERS:
+            bad("fitness", f"must be one of {', '.join(sorted(SHAPERS))}; got {self.fitness!r}")
+        if self.cell not in CELLS:
+            bad("cell", f"must be one of {', '.join(sorted(CELLS))}; got {self.cell!r}")
+        if self.mode == "int" and self.cell != "egg":
+            bad("cell", "--mode int has only the egg cell (nano-egg's int8 model)")
+        for name in ("epochs", "hidden_dim", "n_layers", "pop_size", "tokens_per_update", "rank", "eval_lanes"):
+            if int(getattr(self, name)) < 1:
+                bad(name.replace("_", "-"), f"must be an integer >= 1; got {getattr(self, name)}")
+        if self.pop_size % 2:
+            bad("pop-size", f"must be even (antithetic pairs 2k, 2k+1); got {self.pop_size}")
+        if self.group_size < 2 or self.group_size % 2 or self.pop_size % self.group_size:
+            bad("group-size", f"must be an even number >= 2 that divides --pop-size {self.pop_size} "
+                              f"(antithetic partners share a group); got {self.group_size}")
+        if not (np.isfinite(self.sigma) and self.sigma > 0):
+            bad("sigma", f"must be a number > 0; got {self.sigma}")
+        if not (np.isfinite(self.lr) and self.lr > 0):
+            bad("lr", f"must be a number > 0; got {self.lr}")
+        if self.optimizer not in optim.OPTIMIZERS:
+            bad("optimizer", f"must be one of {', '.join(sorted(optim.OPTIMIZERS))}; got {self.optimizer!r}")
+        for name in ("lr_schedule", "sigma_schedule"):
+            if getattr(self, name) not in SCHEDULES:
+                bad(name.replace("_", "-"), f"must be one of {', '.join(SCHEDULES)}; got {getattr(self, name)!r}")
+        if self.max_docs is not None and self.max_docs < 2:
+            bad("max-docs", f"must be >= 2 (one for training, one for validation); got {self.max_docs}")
+        if not 0 <= self.seed < 2**32:
+            bad("seed", f"must be in [0, 2**32); got {self.seed}")
+        for name in ("eval_every", "save_every", "sample_bytes", "eval_warmup", "noise_reuse", "sigma_shift"):
+            if int(getattr(self, name)) < 0:
+                bad(name.replace("_", "-"), f"must be >= 0; got {getattr(self, name)}")
+        if not (np.isfinite(self.head_scale) and self.head_scale >= 0):
+            bad("head-scale", f"must be a number >= 0; got {self.head_scale}")
+        if not self.alpha > 0:
+            bad("alpha", f"must be > 0; got {self.alpha}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """The config saved in a checkpoint (``asdict`` of one); keys this version does not know are dropped."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def schedule(kind: str, value: float, epochs: int):
+    """σ or lr at epoch t: ``value`` (constant), ``value · (1 − t/E)`` (linear) or
+    ``value · ½(1 + cos(π t/E))`` (cosine), E = ``epochs``; a float for constant, else a schedule
+    function of t (``npegg.optim``)."""
+    if kind == "constant":
+        return value
+    if kind == "linear":
+        return optim.linear_schedule(value, 0.0, epochs)
+    return optim.cosine_decay_schedule(value, epochs)

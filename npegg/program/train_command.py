@@ -1,0 +1,184 @@
+"""``npegg train``: check the flags, read the data, build or resume the run, train it, report.
+
+Every flag is checked, and the data read, before any training starts. Flags that may differ on
+``--resume`` (``RESUMABLE``) change how long the run goes and what it reports, not its maths.
+An interrupt (Ctrl-C) saves the last finished epoch and exits 130; ``--resume`` continues it.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..tree import flatten
+from .baselines import baselines as measure_baselines
+from .checkpoint import CheckpointError, RunDirError, load_checkpoint, prepare_run_dir, save_checkpoint
+from .commands import (CHECKPOINT, InputError, UsageError, checkpoint_path, corpus_digest, explicit_flags,
+                       read_checkpoint, read_corpus)
+from .config import ConfigError, TrainConfig
+from .data import DataError
+from .evaluate import sample_bytes
+from .loop import History, train
+from .progress import Progress, format_duration, format_rate, format_table
+from .report import plot_curve, results_table, write_metrics
+from .runs import make_run
+
+#: flags that may differ when resuming: they change how long the run goes and what it reports, not its maths
+RESUMABLE = ("epochs", "eval_every", "save_every", "sample_bytes")
+INT_ONLY, FLOAT_ONLY = ("sigma_shift", "alpha"), ("lr", "sigma", "optimizer", "lr_schedule", "sigma_schedule",
+                                                   "head_scale")
+
+
+def _train_config(args):
+    """(config, checkpoint or None, run folder) from the flags, checked before anything is read."""
+    given = explicit_flags(args)
+    ckpt = None
+    if args.resume:
+        ckpt = read_checkpoint(args.resume)
+        if "train" not in ckpt.config:
+            raise InputError(f"--resume: {checkpoint_path(args.resume)} was not written by `npegg train` "
+                             f"(it has no training config), so there is no run to continue")
+        saved = TrainConfig.from_dict(ckpt.config["train"])
+        clash = [k for k, v in given.items() if k not in RESUMABLE + ("data",) and v != getattr(saved, k)]
+        if clash:
+            lines = [f"--{k.replace('_', '-')}: checkpoint {getattr(saved, k)!r}, command line {given[k]!r}" for k in clash]
+            raise UsageError(f"--resume {args.resume} continues that run, but these settings differ from the "
+                             f"checkpoint's (drop them, or start a new run):\n  " + "\n  ".join(lines))
+        cfg = replace(saved, **{k: given[k] for k in RESUMABLE if k in given})
+        decaying = cfg.mode == "float" and (cfg.lr_schedule != "constant" or cfg.sigma_schedule != "constant")
+        if cfg.epochs != saved.epochs and decaying:
+            raise UsageError(f"--epochs: the checkpoint's schedules decay over {saved.epochs} epochs "
+                             f"(--lr-schedule {cfg.lr_schedule}, --sigma-schedule {cfg.sigma_schedule}); "
+                             f"a resumed run keeps them, so --epochs must stay {saved.epochs}")
+        if int(ckpt.scalars.get("epoch", 0)) > cfg.epochs:
+            raise UsageError(f"--epochs {cfg.epochs}: the checkpoint is already at epoch {ckpt.scalars['epoch']}")
+        if "data" in given:
+            cfg = replace(cfg, data=given["data"])
+    else:
+        if given.get("mode") == "int" and "cell" not in given:
+            given["cell"] = "egg"                               # the int8 model has only nano-egg's cell
+        cfg = TrainConfig(**given)
+        if cfg.mode == "int":
+            wrong = [k for k in FLOAT_ONLY if k in given]
+            if wrong:
+                raise UsageError(f"--{wrong[0].replace('_', '-')} has no meaning in --mode int (Q-EGGROLL moves int8 "
+                                 f"weights by ±1); its knobs are --sigma-shift and --alpha")
+        elif any(k in given for k in INT_ONLY):
+            k = next(k for k in INT_ONLY if k in given)
+            raise UsageError(f"--{k.replace('_', '-')} only applies to --mode int")
+    try:
+        cfg.validate()
+    except ConfigError as e:
+        raise UsageError(str(e)) from e
+    cfg = cfg.resolved()
+    if args.out:
+        out = Path(args.out)
+    elif args.resume:
+        out = checkpoint_path(args.resume).parent
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = Path(cfg.data).stem if cfg.data else "stdlib"
+        out = Path("runs") / f"{name}-{cfg.mode}-{cfg.cell}-{stamp}"
+        n = 1
+        while out.exists():
+            out, n = Path("runs") / f"{name}-{cfg.mode}-{cfg.cell}-{stamp}-{n}", n + 1
+    resuming_here = args.resume and out.resolve() == checkpoint_path(args.resume).parent.resolve()
+    if out.exists() and not resuming_here and not args.overwrite:
+        try:
+            prepare_run_dir(out, overwrite=False)               # raises with the standard message
+        except RunDirError as e:
+            raise UsageError(f"--out: {e}") from e
+    return cfg, ckpt, out
+
+
+def _save(run, history, cfg, corpus, out: Path) -> None:
+    trees, scalars = run.checkpoint_trees()
+    trees = {**trees, "history": history.tree()}
+    save_checkpoint(out / CHECKPOINT, trees, scalars=scalars, fingerprint=run.fingerprint(),
+                    config={"train": asdict(cfg), "corpus": {"name": corpus.name, "sha256": corpus_digest(corpus),
+                                                             "description": corpus.description},
+                            "npegg": __version__})
+
+
+def cmd_train(args, stdout) -> int:
+    cfg, ckpt, out = _train_config(args)
+    corpus = read_corpus(cfg)
+    if ckpt is not None and ckpt.config.get("corpus", {}).get("sha256") != corpus_digest(corpus):
+        raise InputError(f"--resume: the data ({cfg.data or 'the default stdlib corpus'}, --max-docs {cfg.max_docs}) "
+                         f"is not the data the checkpoint was trained on ({ckpt.config.get('corpus', {}).get('description')})")
+    try:
+        run = make_run(cfg, corpus)
+    except DataError as e:
+        raise InputError(f"--data: {e}") from e
+    history = History.empty()
+    if ckpt is not None:
+        expected = run.fingerprint()
+        try:
+            load_checkpoint(checkpoint_path(args.resume), expect=expected)
+        except CheckpointError as e:
+            raise InputError(str(e)) from e
+        run.restore(ckpt.trees, ckpt.scalars)
+        history = History.from_tree(ckpt.trees["history"])
+    out = prepare_run_dir(out, overwrite=True)
+    say = lambda text="": print(text, file=stdout, flush=True)  # noqa: E731
+
+    n_params = sum(int(np.size(v)) for v in flatten(run.checkpoint_trees()[0]["params"]).values())
+    say(f"npegg {__version__} · {cfg.mode} mode · {cfg.cell} cell · hidden {cfg.hidden_dim} × {cfg.n_layers} "
+        f"layer{'s' if cfg.n_layers > 1 else ''} · {n_params:,} parameters")
+    say(f"corpus {corpus.name}: {corpus.description}")
+    say(f"validation: {run.lanes.describe()}")
+    base = measure_baselines(corpus.train, corpus.valid)
+    say("baselines on the validation bytes:")
+    say(format_table([(k, v) for k, v in base.items()], headers=("method", "bpb")))
+    how = (f"sigma {cfg.sigma} ({cfg.sigma_schedule}), {cfg.optimizer} lr {cfg.lr} ({cfg.lr_schedule})"
+           if cfg.mode == "float" else f"Q-EGGROLL, sigma shift {cfg.sigma_shift}, alpha {cfg.alpha}")
+    if cfg.method == "backprop":
+        say(f"backprop through time: batch of {cfg.pop_size // cfg.group_size} streams (the bytes ES reads with "
+            f"population {cfg.pop_size} in groups of {cfg.group_size}), {cfg.optimizer} lr {cfg.lr} ({cfg.lr_schedule}); "
+            f"{cfg.tokens_per_update} bytes per stream per step")
+    else:
+        say(f"ES: population {cfg.pop_size} in groups of {cfg.group_size}, rank {cfg.rank}, {how}; "
+            f"{cfg.tokens_per_update} bytes per member per epoch")
+    say(f"run folder: {out}" + (f" (resuming at epoch {run.epoch})" if ckpt is not None else ""))
+
+    progress = Progress(cfg.epochs, cfg.pop_size * cfg.tokens_per_update, stream=stdout,
+                        every=cfg.eval_every, start_epoch=run.epoch)
+    save = lambda: _save(run, history, cfg, corpus, out)  # noqa: E731
+    try:
+        history = train(run, history, on_epoch=lambda e, t, v: progress.update(e, t, v), save=save,
+                        on_start=lambda: setattr(progress, "t0", progress.clock()))  # rate and ETA from epoch 1
+    except KeyboardInterrupt:
+        progress.close()
+        save()
+        say(f"interrupted: epoch {run.epoch} saved to {out / CHECKPOINT}; continue with  npegg train --resume {out}")
+        return 130
+    progress.close()
+
+    valid = history.valid_bpb[-1]
+    done = history.epoch[-1] - (history.epoch[0] if history.epoch else 0)
+    secs = history.seconds[-1]
+    rate = cfg.pop_size * cfg.tokens_per_update * max(done, 1) / max(secs, 1e-9)
+    say(results_table(base, valid, f"npegg {cfg.mode}/{cfg.cell}, epoch {run.epoch}"))
+    sample = b""
+    if cfg.sample_bytes:
+        sample = sample_bytes(run.logits_fn, b"", cfg.sample_bytes, temperature=0.8, seed=cfg.seed)
+        (out / "sample.txt").write_bytes(sample.replace(b"\0", b"\n\n"))
+    summary = {"npegg": __version__, "config": asdict(cfg), "corpus": {"name": corpus.name, "description": corpus.description},
+               "validation": run.lanes.describe(), "baselines": base,
+               "result": {"epoch": run.epoch, "valid_bpb": valid, "train_bpb": history.train_bpb[-1],
+                          "seconds": secs, "population_bytes_per_second": rate}}
+    write_metrics(out, history, summary)
+    png = plot_curve(out / "curve.png", history, base, f"{corpus.name}: {cfg.mode}/{cfg.cell}, D={cfg.hidden_dim}, "
+                     f"L={cfg.n_layers}, P={cfg.pop_size}")
+    say(f"{format_duration(secs)} of training, {format_rate(rate)} through the population")
+    say(f"wrote {out / CHECKPOINT}, metrics.csv, metrics.json" + (", sample.txt" if sample else "")
+        + (", curve.png" if png else ""))
+    if png is None:
+        say("learning curve: skipped, matplotlib is not installed (pip install 'npegg[plot]')")
+    if sample:
+        text = sample.replace(b"\0", b"\n\n").decode("utf-8", errors="replace")
+        say(f"sample (temperature 0.8):\n{text[:600]}")
+    return 0
