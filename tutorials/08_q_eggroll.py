@@ -34,7 +34,7 @@ from npegg.program.baselines import baselines
 from npegg.program.data import BatchReader, load_corpus
 from npegg.int8 import fixedpoint as fp
 from npegg.int8 import qes
-from npegg.program.evaluate import plan_lanes
+from npegg.program.evaluate import row_lanes
 from npegg.program.runs.int_run import int_bpb, int_epoch
 from npegg.models.common import simple_es_tree_key
 from npegg.models.egg import EGG
@@ -277,8 +277,8 @@ for thr in (0, 20):
 #
 # Data: a slice of the embedded corpus, the Python standard library's own source files
 # (`load_corpus(None)`; no download). We measure bits per byte on held-out validation bytes
-# with `int_bpb` (the unperturbed model, scored as `npegg train` scores it; the only floating point is
-# the final division),
+# with `int_bpb` (the unperturbed model on 128 rows of the validation bytes, each read from a zero
+# state; the only floating point is the final division),
 # and compare with the honest baselines of chapter 6, computed on the same bytes.
 #
 # We train twice, with `use_clt` on and off, from the same initial parameters. The α = 4
@@ -290,7 +290,7 @@ H, POP, T, EPOCHS, N_TRAIN, N_VALID, EVAL_EVERY = book.setting((16, 64, 16, 60, 
                                                               (64, 256, 32, 400, 300_000, 4096, 40))
 corpus = load_corpus(None)
 train, valid = corpus.train[:N_TRAIN], corpus.valid[:N_VALID]
-lanes = plan_lanes(valid, 128, context=int(train[-1]))                 # the validation bytes in 128 lanes
+lanes = row_lanes(valid, 128)                  # the validation bytes: 128 rows, each from a zero state
 base = baselines(train, valid)
 print(corpus.description)
 print(f"this run: {len(train):,} training bytes, {len(valid):,} validation bytes; baselines on them:",

@@ -99,6 +99,24 @@ def plan_lanes(stream: np.ndarray, n_lanes: int = 128, warmup: int = 256, contex
     return Lanes(out_in, out_tg, reset, score, int(score.sum()), n_cut, int(warmup))
 
 
+def row_lanes(stream: np.ndarray, n_rows: int = 64) -> Lanes:
+    """A quick layout: ``stream`` (N,) uint8 cut into B = ``n_rows`` rows of W = ⌊N/B⌋ bytes.
+
+    Each row is read from a zero state and bytes 1..W−1 of it are scored, so every row starts
+    without context: cheaper than ``plan_lanes`` (no warm-up) and pessimistic by the context it
+    drops. The tail N − B·W is dropped; B shrinks to ⌊N/2⌋ for short streams. Lanes (B, W−1).
+    """
+    stream = np.asarray(stream, dtype=np.uint8)
+    n_rows = max(1, min(int(n_rows), len(stream) // 2))
+    width = len(stream) // n_rows
+    rows = stream[: n_rows * width].reshape(n_rows, width)                    # (B, W) uint8
+    inputs, targets = rows[:, :-1].copy(), rows[:, 1:].copy()                 # (B, W−1) each
+    reset = inputs == 0                                                       # document starts
+    reset[:, 0] = True                                                        # every row from zero
+    score = np.ones(inputs.shape, bool)
+    return Lanes(inputs, targets, reset, score, int(score.size), int(np.sum(rows[1:, 0] != 0)), 0)
+
+
 def lanes_log_likelihood(step: Callable, lanes: Lanes, state: np.ndarray, time_chunk: int = 256) -> float:
     """Σ log p(target) over the scored bytes, in the unit of ``step``'s log-likelihoods.
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from npegg import keys as K
 from npegg.program.data import BatchReader
-from npegg.program.evaluate import plan_lanes
+from npegg.program.evaluate import plan_lanes, row_lanes
 from npegg.program.runs.int_run import int_bpb, int_epoch, int_step
 from npegg.models.common import simple_es_tree_key
 from npegg.models.egg import EGG
@@ -65,13 +65,14 @@ def test_int_epoch_is_a_pure_function():
 
 
 def test_bpb_is_the_integer_sum_over_scored_bytes():
-    """bpb = −Σ ll / 16 / N over the N scored bytes of the lanes; uniform logits give exactly 8 bits."""
+    """bpb = −Σ ll / 16 / n with n = rows · (width − 1) scored bytes; uniform logits give 8 bits."""
     params, es_map, keys, frozen, nparams = setup(hidden=16)
     params = {**params, "head": np.zeros_like(params["head"])}                       # all logits 0
     stream = np.frombuffer(TEXT[:200], np.uint8)
-    lanes = plan_lanes(stream, 4)                                                    # no context: bytes 1..199
-    assert lanes.n_scored == 200 - 1
-    zero = np.zeros((4, 1, 16), np.int8)
-    ll, _ = int_step(params, frozen, nparams, keys)(lanes.inputs, zero, lanes.reset, lanes.targets)
-    assert ll.dtype == np.int32 and np.all(ll[lanes.score] == -16 * 8)              # 2⁸ equal logits
+    lanes = row_lanes(stream, 4)
+    assert lanes.n_scored == 4 * (50 - 1)
+    ll, _ = int_step(params, frozen, nparams, keys)(lanes.inputs, np.zeros((4, 1, 16), np.int8), lanes.reset,
+                                                     lanes.targets)
+    assert ll.dtype == np.int32 and ll.sum(dtype=np.int64) == -16 * 8 * lanes.n_scored  # 2⁸ equal logits
     assert int_bpb(params, frozen, nparams, keys, lanes) == 8.0
+    assert int_bpb(params, frozen, nparams, keys, plan_lanes(stream, 4)) == 8.0        # npegg train's layout
