@@ -399,3 +399,24 @@ def prepare_run_dir(path, overwrite: bool = False) -> Path:
                               f"pass --overwrite to write into it anyway, or choose another --out")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def tree_differences(saved: Any, expected: Any, prefix: str = "") -> list[str]:
+    """Where ``saved`` differs from ``expected`` in structure, dtype or shape ('hidden: float32 (4, 1, 8)
+    saved, float32 (8, 1, 8) expected'); [] when every leaf matches. Values are not compared."""
+    if isinstance(expected, dict):
+        if not isinstance(saved, dict):
+            return [f"{prefix or 'tree'}: {'missing' if saved is None else 'an array'} where a tree is expected"]
+        diffs = [f"{prefix}{k}: missing" for k in expected if k not in saved]
+        diffs += [f"{prefix}{k}: not expected" for k in saved if k not in expected]
+        for k in expected:
+            if k in saved:
+                diffs += tree_differences(saved[k], expected[k], f"{prefix}{k}/")
+        return diffs
+    name = prefix.rstrip("/") or "leaf"
+    if saved is None or isinstance(saved, dict):
+        return [f"{name}: {'missing' if saved is None else 'a tree'} where an array is expected"]
+    s, e = np.asarray(saved), np.asarray(expected)
+    if s.dtype != e.dtype or s.shape != e.shape:
+        return [f"{name}: {s.dtype} {s.shape} saved, {e.dtype} {e.shape} expected"]
+    return []

@@ -24,15 +24,23 @@ from .train_command import cmd_train
 
 
 # -- the command line -----------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad command line reported in one line (not the whole usage) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    ap = argparse.ArgumentParser(prog="npegg", description="EGGROLL evolution strategies in plain NumPy: "
+    ap = _Parser(prog="npegg", allow_abbrev=False,      # --hidden is not --hidden-dim
+                                 description="EGGROLL evolution strategies in plain NumPy: "
                                  "train a byte-level language model on a CPU.")
     ap.add_argument("--version", action="version", version=f"npegg {__version__}")
-    sub = ap.add_subparsers(dest="command", metavar="{train,sample,eval}")
+    sub = ap.add_subparsers(dest="command", metavar="{train,sample,eval,export-vectors}")
     sub.required = True
 
-    t = sub.add_parser("train", help="train a byte-level language model by evolution strategies",
+    t = sub.add_parser("train", allow_abbrev=False, help="train a byte-level language model by evolution strategies",
                        description="Train a byte-level LM by ES. Unset flags take the defaults shown "
                                    "(or, with --resume, the checkpoint's settings).")
     g = t.add_argument_group("model")
@@ -67,21 +75,21 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--save-every", type=int, metavar="N", help="checkpoint every N epochs [as --eval-every]")
     g.add_argument("--sample-bytes", type=int, metavar="N", help=f"bytes of sample text at the end [{d.sample_bytes}]")
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s = sub.add_parser("sample", allow_abbrev=False, help="generate text from a checkpoint")
     s.add_argument("checkpoint", help="run folder or checkpoint.npz")
     s.add_argument("--prompt", default="", help="text to continue ['' = a document start]")
     s.add_argument("--temperature", type=float, default=0.8, help="0 = always the likeliest byte [0.8]")
     s.add_argument("--length", type=int, default=400, help="bytes to generate [400]")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="[0]; an integer in [0, 2**32)")
 
-    e = sub.add_parser("eval", help="bits per byte of a checkpoint on some data")
+    e = sub.add_parser("eval", allow_abbrev=False, help="bits per byte of a checkpoint on some data")
     e.add_argument("checkpoint", help="run folder or checkpoint.npz")
     e.add_argument("--data", metavar="PATH", help="[the checkpoint's training data]")
     e.add_argument("--max-docs", type=int, metavar="N")
     e.add_argument("--split", choices=("valid", "all"),
                    help="score the validation split or every byte [valid for the training data, all otherwise]")
 
-    x = sub.add_parser("export-vectors", help="write golden vectors of npegg's own int8 and float computations")
+    x = sub.add_parser("export-vectors", allow_abbrev=False, help="write golden vectors of npegg's own int8 and float computations")
     x.add_argument("dir", help="folder to write them into (created; existing files are not overwritten)")
     return ap
 

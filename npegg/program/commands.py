@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .blas import set_blas_threads
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import TrainConfig
+from .checkpoint import CheckpointError, load_checkpoint, tree_differences
+from .config import ConfigError, TrainConfig
 from .data import Corpus, DataError, load_corpus
 from .evaluate import plan_lanes, sample_bytes
 from .runs import make_run
@@ -69,28 +69,64 @@ def corpus_digest(corpus: Corpus) -> str:
 
 
 # -- sample, eval, export-vectors ---------------------------------------------------------------
+def saved_config(ckpt, where) -> TrainConfig:
+    """The checkpoint's training config, type-checked and validated; InputError naming the file otherwise."""
+    path = checkpoint_path(where)
+    if "train" not in ckpt.config:
+        raise InputError(f"{path}: not a checkpoint of `npegg train` (no training config)")
+    try:
+        cfg = TrainConfig.from_dict(ckpt.config["train"])
+        cfg.validate()
+    except ConfigError as e:
+        raise InputError(f"{path}: damaged checkpoint config ({e})") from e
+    return cfg.resolved()
+
+
+def restore_run(run, ckpt, where) -> None:
+    """``run.restore`` after checking every saved tree against the run's own (paths, dtypes, shapes) and
+    the fingerprint against its model; InputError naming the file and the first difference otherwise."""
+    path = checkpoint_path(where)
+    try:
+        load_checkpoint(path, expect=run.fingerprint())
+    except CheckpointError as e:
+        raise InputError(str(e)) from e
+    trees, scalars = run.checkpoint_trees()
+    diffs = tree_differences({k: ckpt.trees.get(k) for k in trees}, trees)
+    diffs += [f"scalar {k} is missing" for k in scalars if k not in ckpt.scalars]
+    diffs += [f"scalar {k} = {ckpt.scalars[k]!r} is not a finite {type(v).__name__}" for k, v in scalars.items()
+              if k in ckpt.scalars and not (isinstance(ckpt.scalars[k], type(v)) and np.isfinite(ckpt.scalars[k]))]
+    if diffs:
+        raise InputError(f"{path}: damaged checkpoint, it does not fit this run: " + "; ".join(diffs[:4]))
+    run.restore(ckpt.trees, ckpt.scalars)
+    if hasattr(run, "reader"):
+        try:
+            run.reader.next(run.data_state)                     # the saved reader position fits the data
+        except DataError as e:
+            raise InputError(f"{path}: damaged checkpoint, {e}") from e
+
+
 def _restored(where):
     """(run with the checkpoint's params, its config) for sampling and evaluation."""
     ckpt = read_checkpoint(where)
-    if "train" not in ckpt.config:
-        raise InputError(f"{checkpoint_path(where)}: not a checkpoint of `npegg train` (no training config)")
-    cfg = TrainConfig.from_dict(ckpt.config["train"])
+    cfg = saved_config(ckpt, where)
     run = make_run(cfg, None)
-    try:
-        load_checkpoint(checkpoint_path(where), expect=run.fingerprint())
-        run.restore(ckpt.trees, ckpt.scalars)
-    except (CheckpointError, KeyError, ValueError) as e:
-        raise InputError(f"{checkpoint_path(where)}: {e}") from e
+    restore_run(run, ckpt, where)
     return run, cfg
 
 
 def cmd_sample(args, stdout) -> int:
-    if args.temperature < 0:
-        raise UsageError(f"--temperature must be >= 0; got {args.temperature}")
+    if not (np.isfinite(args.temperature) and args.temperature >= 0):
+        raise UsageError(f"--temperature must be a finite number >= 0; got {args.temperature}")
     if args.length < 0:
         raise UsageError(f"--length must be >= 0; got {args.length}")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed must be an integer in [0, 2**32); got {args.seed}")
+    try:                    # the bytes typed (surrogateescape gives back bytes that were not UTF-8)
+        prompt = args.prompt.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as e:
+        raise UsageError(f"--prompt: character {e.object[e.start]!r} at position {e.start} is a lone surrogate, "
+                         f"not text; give UTF-8 text") from e
     run, _ = _restored(args.checkpoint)
-    prompt = args.prompt.encode("utf-8")
     out = sample_bytes(run.logits_fn, prompt, args.length, args.temperature, args.seed)
     print((prompt + out).replace(b"\0", b"\n\n").decode("utf-8", errors="replace"), file=stdout)
     return 0

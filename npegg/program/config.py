@@ -16,6 +16,7 @@ from ..models.lm import CELLS
 
 SCHEDULES = ("constant", "linear", "cosine")
 METHODS = ("es", "backprop")
+MAX_SIGMA_SHIFT = 27               # 4 + 27 = 31: the widest shift of an int32 perturbation
 
 
 class ConfigError(ValueError):
@@ -114,19 +115,44 @@ class TrainConfig:
             bad("max-docs", f"must be >= 2 (one for training, one for validation); got {self.max_docs}")
         if not 0 <= self.seed < 2**32:
             bad("seed", f"must be in [0, 2**32); got {self.seed}")
-        for name in ("eval_every", "save_every", "sample_bytes", "eval_warmup", "noise_reuse", "sigma_shift"):
+        for name in ("eval_every", "save_every", "sample_bytes", "eval_warmup", "noise_reuse"):
             if int(getattr(self, name)) < 0:
                 bad(name.replace("_", "-"), f"must be >= 0; got {getattr(self, name)}")
+        if not 0 <= self.sigma_shift <= MAX_SIGMA_SHIFT:
+            bad("sigma-shift", f"must be an integer in 0..{MAX_SIGMA_SHIFT} (noise is shifted right by 4 + it, "
+                               f"at most 31 bits; beyond that every perturbation is 0); got {self.sigma_shift}")
         if not (np.isfinite(self.head_scale) and self.head_scale >= 0):
             bad("head-scale", f"must be a number >= 0; got {self.head_scale}")
-        if not self.alpha > 0:
-            bad("alpha", f"must be > 0; got {self.alpha}")
+        if not (np.isfinite(self.alpha) and self.alpha > 0):
+            bad("alpha", f"must be a finite number > 0; got {self.alpha}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """The config saved in a checkpoint (``asdict`` of one); keys this version does not know are dropped."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """The config saved in a checkpoint (``asdict`` of one); keys this version does not know are dropped.
+
+        Each value must have its field's type (an int where the default is an int, …; None only
+        where the field is optional): ConfigError naming the key otherwise, so a hand-edited
+        config cannot reach the run.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"the saved training config must be a JSON object, found {type(d).__name__}")
+        kinds = {f.name: f.type for f in fields(cls)}
+        default = cls()
+        for k, v in d.items():
+            if k not in kinds:
+                continue
+            want = type(getattr(default, k))
+            optional = "Optional" in str(kinds[k])
+            if v is None and optional:
+                continue
+            if optional and getattr(default, k) is None:
+                want = int if "int" in str(kinds[k]) else str
+            ok = (isinstance(v, want) and not isinstance(v, bool)) or (want is float and isinstance(v, int)
+                                                                       and not isinstance(v, bool))
+            if not ok:
+                raise ConfigError(f"the saved training config has {k} = {v!r}, which is not "
+                                  f"{'None or ' if optional else ''}{'an' if want is int else 'a'} {want.__name__}")
+        return cls(**{k: v for k, v in d.items() if k in kinds})
 
 
 def schedule(kind: str, value: float, epochs: int):

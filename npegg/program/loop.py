@@ -14,6 +14,10 @@ from typing import Callable
 
 import numpy as np
 
+from .runs.base_run import Diverged
+
+__all__ = ["Diverged", "History", "train"]
+
 
 @dataclass
 class History:
@@ -54,18 +58,38 @@ def train(run, history: History, on_epoch: Callable = lambda e, t, v: None,
     Validation runs before the first epoch of a fresh run (epoch 0), every ``eval_every`` epochs
     and after the last; ``save()`` after every ``save_every`` epochs and after the last.
     ``on_start()`` runs before the first epoch, ``on_epoch(epoch, train_bpb, valid_bpb or None)``
-    after each. A KeyboardInterrupt between epochs leaves ``run`` at the last finished epoch (the caller saves it).
+    after each.
+
+    Consistency under interrupts: an epoch's history row is added as soon as the run has taken
+    the step, before its validation, so at every moment the history ends at ``run.epoch`` (a
+    KeyboardInterrupt anywhere leaves a run and history the caller can save together). A
+    validation that was due but interrupted (NaN in the last row) is run first on resume.
+
+    Divergence: when the population's scores, the run's parameters or a validation stop being
+    finite, ``Diverged`` is raised before anything is saved, so the last checkpoint stays the last
+    good one.
     """
     cfg = run.cfg
+    due = lambda e: e == 0 or e % cfg.eval_every == 0 or e == cfg.epochs    # noqa: E731
     t0 = clock() - (history.seconds[-1] if history.seconds else 0.0)
-    if not history.epoch:
-        history.add(0, float("nan"), run.valid_bpb(), clock() - t0)
+    if not history.epoch or history.epoch[-1] < run.epoch:
+        history.add(run.epoch, float("nan"), None, clock() - t0)
+    if due(run.epoch) and not np.isfinite(history.valid_bpb[-1]):
+        history.valid_bpb[-1] = float(run.valid_bpb())                # epoch 0, or a validation cut short
+        if run.epoch:
+            save()
     on_start()
     while run.epoch < cfg.epochs:
         train_bpb = run.epoch_step()
         e = run.epoch
-        valid = run.valid_bpb() if (e % cfg.eval_every == 0 or e == cfg.epochs) else None
-        history.add(e, train_bpb, valid, clock() - t0)
+        history.add(e, train_bpb, None, clock() - t0)
+        if not (np.isfinite(train_bpb) and run.finite()):
+            raise Diverged(f"epoch {e}: the parameters became non-finite (NaN or inf)")
+        valid = None
+        if due(e):
+            valid = history.valid_bpb[-1] = float(run.valid_bpb())
+            if not np.isfinite(valid):
+                raise Diverged(f"epoch {e}: the validation bpb is not finite")
         on_epoch(e, train_bpb, valid)
         if e % cfg.save_every == 0 or e == cfg.epochs:
             save()

@@ -7,6 +7,7 @@ An interrupt (Ctrl-C) saves the last finished epoch and exits 130; ``--resume`` 
 from __future__ import annotations
 
 import datetime
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -15,15 +16,18 @@ import numpy as np
 from .. import __version__
 from ..tree import flatten
 from .baselines import baselines as measure_baselines
-from .checkpoint import CheckpointError, RunDirError, load_checkpoint, prepare_run_dir, save_checkpoint
+from .atomic import remove_stale_temps
+from .blas import blas_config, config_differences
+from .checkpoint import RunDirError, prepare_run_dir, save_checkpoint
 from .commands import (CHECKPOINT, InputError, UsageError, checkpoint_path, corpus_digest, explicit_flags,
-                       read_checkpoint, read_corpus)
+                       read_checkpoint, read_corpus, restore_run, saved_config)
 from .config import ConfigError, TrainConfig
 from .data import DataError
 from .evaluate import sample_bytes
-from .loop import History, train
+from .loop import Diverged, History, train
+from .preflight import PreflightError, check_memory, check_out, checkpoint_bytes
 from .progress import Progress, format_duration, format_rate, format_table
-from .report import plot_curve, results_table, write_metrics
+from .report import plot_curve, results_table, write_metrics, write_sample
 from .runs import make_run
 
 #: flags that may differ when resuming: they change how long the run goes and what it reports, not its maths
@@ -36,12 +40,14 @@ def _train_config(args):
     """(config, checkpoint or None, run folder) from the flags, checked before anything is read."""
     given = explicit_flags(args)
     ckpt = None
+    if "data" in given:                 # stored absolute, so --resume and eval work from any folder
+        given["data"] = str(Path(given["data"]).expanduser().absolute())
     if args.resume:
         ckpt = read_checkpoint(args.resume)
         if "train" not in ckpt.config:
             raise InputError(f"--resume: {checkpoint_path(args.resume)} was not written by `npegg train` "
                              f"(it has no training config), so there is no run to continue")
-        saved = TrainConfig.from_dict(ckpt.config["train"])
+        saved = saved_config(ckpt, args.resume)
         clash = [k for k, v in given.items() if k not in RESUMABLE + ("data",) and v != getattr(saved, k)]
         if clash:
             lines = [f"--{k.replace('_', '-')}: checkpoint {getattr(saved, k)!r}, command line {given[k]!r}" for k in clash]
@@ -86,11 +92,16 @@ def _train_config(args):
         while out.exists():
             out, n = Path("runs") / f"{name}-{cfg.mode}-{cfg.cell}-{stamp}-{n}", n + 1
     resuming_here = args.resume and out.resolve() == checkpoint_path(args.resume).parent.resolve()
-    if out.exists() and not resuming_here and not args.overwrite:
+    if out.exists() and (not out.is_dir() or (not resuming_here and not args.overwrite)):
         try:
             prepare_run_dir(out, overwrite=False)               # raises with the standard message
         except RunDirError as e:
             raise UsageError(f"--out: {e}") from e
+    try:
+        check_memory(cfg)
+        check_out(out, 2 * checkpoint_bytes(cfg))              # a checkpoint and its replacement's temp file
+    except PreflightError as e:
+        raise UsageError(str(e)) from e
     return cfg, ckpt, out
 
 
@@ -100,7 +111,7 @@ def _save(run, history, cfg, corpus, out: Path) -> None:
     save_checkpoint(out / CHECKPOINT, trees, scalars=scalars, fingerprint=run.fingerprint(),
                     config={"train": asdict(cfg), "corpus": {"name": corpus.name, "sha256": corpus_digest(corpus),
                                                              "description": corpus.description},
-                            "npegg": __version__})
+                            "npegg": __version__, "blas": blas_config()})
 
 
 def cmd_train(args, stdout) -> int:
@@ -115,14 +126,14 @@ def cmd_train(args, stdout) -> int:
         raise InputError(f"--data: {e}") from e
     history = History.empty()
     if ckpt is not None:
-        expected = run.fingerprint()
-        try:
-            load_checkpoint(checkpoint_path(args.resume), expect=expected)
-        except CheckpointError as e:
-            raise InputError(str(e)) from e
-        run.restore(ckpt.trees, ckpt.scalars)
-        history = History.from_tree(ckpt.trees["history"])
+        restore_run(run, ckpt, args.resume)
+        history = saved_history(ckpt, args.resume, run.epoch)
+        differs = config_differences(ckpt.config["blas"], blas_config()) if isinstance(ckpt.config.get("blas"), dict) else []
+        if differs:
+            print(f"npegg train: warning: this machine's NumPy/BLAS differs from the checkpoint's ({'; '.join(differs)}); "
+                  f"float results continue, but not bit for bit", file=sys.stderr)
     out = prepare_run_dir(out, overwrite=True)
+    remove_stale_temps(out)                                     # left by a run killed in the middle of a save
     say = lambda text="": print(text, file=stdout, flush=True)  # noqa: E731
 
     n_params = sum(int(np.size(v)) for v in flatten(run.checkpoint_trees()[0]["params"]).values())
@@ -147,14 +158,19 @@ def cmd_train(args, stdout) -> int:
     progress = Progress(cfg.epochs, cfg.pop_size * cfg.tokens_per_update, stream=stdout,
                         every=cfg.eval_every, start_epoch=run.epoch)
     save = lambda: _save(run, history, cfg, corpus, out)  # noqa: E731
-    try:
-        history = train(run, history, on_epoch=lambda e, t, v: progress.update(e, t, v), save=save,
-                        on_start=lambda: setattr(progress, "t0", progress.clock()))  # rate and ETA from epoch 1
+    try:                      # overflow shows up as Diverged below, not as NumPy's warnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            history = train(run, history, on_epoch=lambda e, t, v: progress.update(e, t, v), save=save,
+                            on_start=lambda: setattr(progress, "t0", progress.clock()))  # rate and ETA from epoch 1
     except KeyboardInterrupt:
         progress.close()
         save()
         say(f"interrupted: epoch {run.epoch} saved to {out / CHECKPOINT}; continue with  npegg train --resume {out}")
         return 130
+    except Diverged as e:
+        progress.close()
+        kept = f"the last good checkpoint ({out / CHECKPOINT}) is kept" if (out / CHECKPOINT).exists() else "nothing was saved"
+        raise InputError(f"{e}; {kept}. Try a smaller --sigma or --lr") from e
     progress.close()
 
     valid = history.valid_bpb[-1]
@@ -165,7 +181,7 @@ def cmd_train(args, stdout) -> int:
     sample = b""
     if cfg.sample_bytes:
         sample = sample_bytes(run.logits_fn, b"", cfg.sample_bytes, temperature=0.8, seed=cfg.seed)
-        (out / "sample.txt").write_bytes(sample.replace(b"\0", b"\n\n"))
+        write_sample(out / "sample.txt", sample)
     summary = {"npegg": __version__, "config": asdict(cfg), "corpus": {"name": corpus.name, "description": corpus.description},
                "validation": run.lanes.describe(), "baselines": base,
                "result": {"epoch": run.epoch, "valid_bpb": valid, "train_bpb": history.train_bpb[-1],
@@ -182,3 +198,18 @@ def cmd_train(args, stdout) -> int:
         text = sample.replace(b"\0", b"\n\n").decode("utf-8", errors="replace")
         say(f"sample (temperature 0.8):\n{text[:600]}")
     return 0
+
+
+def saved_history(ckpt, where, epoch: int) -> History:
+    """The checkpoint's history: four 1-D arrays of one length, epochs increasing, none past ``epoch``."""
+    t = ckpt.trees.get("history")
+    names = ("epoch", "train_bpb", "valid_bpb", "seconds")
+    ok = isinstance(t, dict) and all(k in t and np.ndim(t[k]) == 1 for k in names)
+    if ok:
+        n = {len(t[k]) for k in names}
+        e = np.asarray(t["epoch"])
+        ok = len(n) == 1 and e.dtype.kind in "iu" and bool(np.all(np.diff(e) > 0)) and (e.size == 0 or e[-1] <= epoch)
+    if not ok:
+        raise InputError(f"{checkpoint_path(where)}: damaged checkpoint, its history is not four 1-D arrays of "
+                         f"one length with increasing epochs up to {epoch}")
+    return History.from_tree(t)

@@ -11,8 +11,10 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -214,3 +216,47 @@ def test_hand_edited_metadata_is_a_clear_error(run_dir, tmp_path, member, value,
     dst = rewrite(run_dir / "checkpoint.npz", tmp_path / "c.npz", {member: npy(value)})
     with pytest.raises(CheckpointError, match=match):
         load_checkpoint(dst)
+# -- kill -9 in the middle of a save ------------------------------------------------------------------
+SLOW_SAVER = """
+import sys, time
+import numpy as np
+from npegg.program import checkpoint as C
+path = sys.argv[1]
+ck = C.load_checkpoint(path)
+real = C._write_array
+def slow(f, arr):                        # a slow disk: each member takes 20 ms to write
+    time.sleep(0.02)
+    real(f, arr)
+C._write_array = slow
+print("saving", flush=True)
+while True:
+    C.save_checkpoint(path, ck.trees, config=ck.config, scalars=ck.scalars, fingerprint=ck.fingerprint)
+"""
+
+
+def test_kill_during_save_leaves_a_loadable_checkpoint_and_resume_cleans_temps(run_dir, corpus, tmp_path):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    before = load_checkpoint(run / "checkpoint.npz")
+    p = subprocess.Popen([sys.executable, "-c", SLOW_SAVER, str(run / "checkpoint.npz")], env=ENV,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "saving"
+        deadline = time.monotonic() + 30
+        while not any(q.name.endswith(".tmp") and q.stat().st_size > 0 for q in run.iterdir()):
+            assert time.monotonic() < deadline and p.poll() is None, p.stderr.read() if p.poll() else "no temp file"
+            time.sleep(0.005)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == -signal.SIGKILL
+    temps = [q.name for q in run.iterdir() if q.name.endswith(".tmp")]
+    assert temps, "the kill should have left the save's temporary file behind"
+    assert same(load_checkpoint(run / "checkpoint.npz"), before)          # the last complete save, intact
+    npegg("train", "--resume", run, "--epochs", "2")                       # nothing left to train: 0 epochs
+    assert not [q.name for q in run.iterdir() if q.name.endswith(".tmp")]
+    assert same(load_checkpoint(run / "checkpoint.npz"), before)

@@ -12,6 +12,7 @@ epoch, the members' recurrent states, the reader's position) and nothing else. T
     valid_bpb() → float     ``bpb(lanes)``
     logits_fn(tokens, state) → (logits (B, t, V) in nats, state)    the plain model, for sampling
     fingerprint() → dict    what a checkpoint must match to be resumed by this run
+    finite() → bool         every float it carries is finite (the loop stops with ``Diverged`` if not)
     checkpoint_trees() → (trees, scalars)   and  restore(trees, scalars): the exact run, and back
 
 ``restore(checkpoint_trees())`` gives back a run that continues bit for bit. Members read
@@ -24,8 +25,13 @@ from typing import Optional
 
 import numpy as np
 
+from ...tree import flatten
 from ..data import BatchReader, Corpus
 from ..evaluate import Lanes, plan_lanes
+
+
+class Diverged(ArithmeticError):
+    """The run's numbers stopped being finite (NaN or ±inf); the message says where."""
 
 
 class Run:
@@ -65,6 +71,12 @@ class Run:
     def checkpoint_trees(self) -> tuple[dict, dict]:
         """(trees, scalars) that ``restore`` turns back into this exact run."""
         raise NotImplementedError
+
+    def finite(self) -> bool:
+        """Whether every float the run carries (parameters, optimizer state, hidden states) is finite."""
+        trees, _ = self.checkpoint_trees()
+        return all(np.isfinite(v).all() for v in flatten(trees).values()
+                   if np.asarray(v).dtype.kind in "fc")
 
     def restore(self, trees: dict, scalars: dict) -> None:
         """Continue from ``checkpoint_trees()`` output: the shared parts here, the model in ``_restore``."""

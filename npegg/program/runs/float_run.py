@@ -28,7 +28,7 @@ from ..checkpoint import model_fingerprint
 from ..config import schedule
 from ..data import Corpus
 from ..evaluate import LN2, Lanes, lanes_bpb
-from .base_run import Run
+from .base_run import Diverged, Run
 
 _NOISE_TABLES: dict = {}
 
@@ -78,6 +78,9 @@ class FloatRun(Run):
         windows, data_state = self.reader.next(self.data_state)                     # (P, T+1) uint8
         ll, hidden = self.es.forward(self.state, windows[:, :-1], self.hidden, targets=windows[:, 1:])
         raw = ll.sum(axis=1, dtype=np.float64)                                      # (P,) nats
+        bad = int((~np.isfinite(raw)).sum())
+        if bad:
+            raise Diverged(f"epoch {self.epoch + 1}: {bad} of {raw.size} members' log-likelihoods are not finite")
         state = self.es.step(self.state, raw)
         self.state, self.hidden, self.data_state = state, hidden, data_state        # commit together
         return float(-raw.mean() / (self.cfg.tokens_per_update * LN2))
