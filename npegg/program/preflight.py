@@ -103,13 +103,14 @@ def check_memory(cfg, available: int | None = None) -> None:
     need = sum(parts.values())
     if available is None or need <= available:
         return
-    if parts["model"] >= parts["population"]:
-        flags = f"--hidden-dim {cfg.hidden_dim} / --n-layers {cfg.n_layers}"
-        why = (f"{param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers):,} parameters "
-               f"take {_gb(parts['model'])} with the optimizer's copies")
-    else:
-        flags = f"--pop-size {cfg.pop_size}" + ("" if cfg.mode == "int" else f" / --tokens-per-update {cfg.tokens_per_update}")
-        why = f"the population's states and activations take {_gb(parts['population'])}"
+    model_flags = f"--hidden-dim {cfg.hidden_dim} / --n-layers {cfg.n_layers}"
+    pop_flags = f"--pop-size {cfg.pop_size}" + ("" if cfg.mode == "int" else f" / --tokens-per-update {cfg.tokens_per_update}")
+    pop_flags += f" / --hidden-dim {cfg.hidden_dim}"
+    n = param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers)
+    model = f"{n:,} parameters with the optimizer's copies {_gb(parts['model'])}"
+    population = f"the population's states and activations {_gb(parts['population'])}"
+    flags, why = ((model_flags, f"{model}; {population}") if parts["model"] >= parts["population"]
+                  else (pop_flags, f"{population}; {model}"))
     raise PreflightError(f"{flags}: this run needs about {_gb(need)} of memory ({why}), and this machine has "
                          f"{_gb(available)} available; choose smaller values")
 
