@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from parity import ...`
@@ -12,3 +13,22 @@ settings.register_profile("ci", derandomize=True, deadline=None, max_examples=40
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None, max_examples=200)
 settings.load_profile(os.environ.get("NPEGG_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def small_book(tmp_path_factory):
+    """The book built once per session by ``tutorials/build.py --small --keep-going``: this build
+    IS the run of every chapter and solution (tests/test_tutorials.py reads its book.json) and
+    the site that tests/test_book.py opens in a browser."""
+    import json
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path_factory.mktemp("book")
+    proc = subprocess.run([sys.executable, str(root / "tutorials" / "build.py"), "--out", str(out), "--small",
+                           "--keep-going", "--jobs", "2"], capture_output=True, text=True, timeout=1800)
+    manifest = out / "book.json"
+    return SimpleNamespace(out=out, proc=proc, log=f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}",
+                           manifest=json.loads(manifest.read_text()) if manifest.is_file() else None)

@@ -30,6 +30,7 @@ import numpy as np
 
 import _book as book
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["01_smoothing.png", "01_variance.png", "01_es_vs_fd.png", "01_scaling_law.png", "01_escape.png"]
 plt = book.pyplot()
 np.set_printoptions(precision=4, suppress=True)

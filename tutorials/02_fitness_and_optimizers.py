@@ -33,6 +33,7 @@ import numpy as np
 
 import _book as book
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["02_from_scratch.png", "02_shapers.png", "02_sqrt_n.png", "02_sgd_vs_adam.png"]
 plt = book.pyplot()
 np.set_printoptions(precision=4, suppress=True)

@@ -35,6 +35,7 @@ from npegg.noise import NoiseTable
 from npegg.noiser import EggRoll, Noiser, OpenES
 from npegg.noiser.eggroll import get_lora_update_params
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["03_cost_vs_population.png", "03_cost_vs_rank.png", "03_update_rank.png", "03_bias_vs_rank.png"]
 plt = book.pyplot()
 np.set_printoptions(precision=4, suppress=True)

@@ -35,6 +35,7 @@ from npegg.noise import NoiseTable, start_indices
 from npegg.noiser import EggRoll, Noiser, OpenES
 from npegg.tree import flatten, tree_map, unflatten
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["04_noise_table.png", "04_memory.png", "04_custom_noiser.png"]
 plt = book.pyplot()
 np.set_printoptions(precision=4, suppress=True)

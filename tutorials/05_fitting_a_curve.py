@@ -34,6 +34,7 @@ from npegg.noise import NoiseTable
 from npegg.optim import constant_schedule, cosine_decay_schedule, linear_schedule
 from npegg.tree import flatten
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["05_data_and_schedules.png", "05_loss.png", "05_fit_snapshots.png", "05_schedule_comparison.png"]
 plt = book.pyplot()
 EPOCHS = book.setting(80, 1000)

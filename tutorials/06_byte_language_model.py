@@ -45,6 +45,7 @@ from npegg.program.config import TrainConfig
 from npegg.program.loop import History, train
 from npegg.program.runs import make_run
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["06_baselines.png", "06_scan_vs_loop.png", "06_learning_curve.png"]
 plt = book.pyplot()
 rng = np.random.default_rng(6)

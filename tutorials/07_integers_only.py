@@ -41,6 +41,7 @@ from npegg.int8 import fixedpoint as fp
 from npegg.int8 import intmm
 from npegg.int8 import loglik
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["07_floor_vs_trunc.png", "07_matmul_int_vs_float.png", "07_loglik.png", "07_blas_exactness.png"]
 plt = book.pyplot()
 rng = np.random.default_rng(7)

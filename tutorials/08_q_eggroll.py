@@ -42,6 +42,7 @@ from npegg.noise import Int8NoiseTable
 from npegg.noiser.qeggroll import QEggRoll, get_lora_update_params
 from npegg.tree import flatten
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["08_null_move_rate.png", "08_threshold_schedule.png", "08_training.png", "08_float_vs_int.png"]
 plt = book.pyplot()
 rng = np.random.default_rng(8)

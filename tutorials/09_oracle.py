@@ -39,6 +39,7 @@ import numpy as np
 import _book as book
 from npegg.oracle.int8_vectors import export_int8_vectors
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["09_float_order.png", "09_bug_divergence.png"]
 plt = book.pyplot()
 rng = np.random.default_rng(9)

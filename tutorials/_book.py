@@ -1,13 +1,17 @@
-"""Plumbing shared by the chapters: the small/full setting, where figures go, and saving them.
+"""Plumbing shared by the chapters: the small/full setting, figures, checked claims.
 
 Not part of the story; the chapters import it so that each of them stays about ES.
 
-- ``NPEGG_TUTORIAL_SMALL=1`` selects the small setting (seconds; what the test suite runs).
+- The small setting (seconds; what the test suite and ``build.py --small`` run) or the full
+  one is chosen in each chapter's first code cell, ``SMALL = book.choose_setting(None)``: None
+  takes ``NPEGG_TUTORIAL_SMALL`` (1 = small), and a reader in a notebook writes True or False.
 - ``NPEGG_TUTORIAL_OUT`` is the folder the figures are written to (default ``tutorials/figures``).
 - matplotlib is optional: without it ``pyplot()`` returns None and the chapters skip their plots.
-- BLAS runs on one thread, as ``npegg train`` does (``npegg/blas.py`` explains why: on the
-  2-core machine the book was measured on, small multithreaded matmuls were up to 20x slower);
-  set ``NPEGG_BLAS_THREADS=2`` to change it.
+- ``check(name, value, expected, tol)`` is how prose and code stay together: every number the
+  prose quotes is computed by the chapter and checked here, and a drift stops the chapter.
+- BLAS runs on one thread, as ``npegg train`` does (``npegg/program/blas.py`` explains why: on
+  the 2-core machine the book was measured on, small multithreaded matmuls were up to 20x
+  slower); set ``NPEGG_BLAS_THREADS=2`` to change it.
 """
 from __future__ import annotations
 
@@ -17,7 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-SMALL = os.environ.get("NPEGG_TUTORIAL_SMALL", "").strip() not in ("", "0")
+
+def _env_small() -> bool:
+    return os.environ.get("NPEGG_TUTORIAL_SMALL", "").strip() not in ("", "0")
+
+
+SMALL = _env_small()
 OUT = Path(os.environ.get("NPEGG_TUTORIAL_OUT") or Path(__file__).resolve().parent / "figures")
 try:
     from npegg.program.blas import default_blas_threads
@@ -28,14 +37,22 @@ except ImportError:  # npegg not installed: chapter 1 needs only NumPy
 _T0 = time.perf_counter()
 _saved: list[str] = []
 _plotting = False
+CLAIMS: dict[str, dict] = {}   # name -> {"value", "expected", "tol", "checked"}: what check() saw
+
+
+def choose_setting(small: bool | None = None) -> bool:
+    """Select the small (True) or full (False) setting; None reads NPEGG_TUTORIAL_SMALL. Returns it."""
+    if small is not None and not isinstance(small, bool):
+        raise TypeError(f"choose_setting(small=...) takes True, False or None, not {small!r}")
+    global SMALL
+    SMALL = _env_small() if small is None else small
+    print(f"[setting] {'small' if SMALL else 'full'}")
+    return SMALL
 
 
 def setting(small, full):
-    """``small`` under NPEGG_TUTORIAL_SMALL=1, else ``full``."""
+    """``small`` in the small setting, else ``full``."""
     return small if SMALL else full
-
-
-CLAIMS: dict[str, dict] = {}   # name -> {"value", "expected", "tol", "checked"}: what check() saw
 
 
 def check(name: str, value: float, expected: float, tol: float, *, full_only: bool = False) -> float:
@@ -44,7 +61,8 @@ def check(name: str, value: float, expected: float, tol: float, *, full_only: bo
     ``expected`` is the number as written in the text and ``tol`` how far the computation may
     honestly move from it (its rounding, or its Monte-Carlo error: say which beside the call).
     ``full_only=True`` marks a number that only the full setting reproduces; the small setting
-    records it unchecked. Returns ``value`` so the call can sit inside an expression.
+    records it unchecked (the full build, ``build.py`` without ``--small``, checks it).
+    Returns ``value`` so the call can sit inside an expression.
     """
     value_f, expected_f, tol_f = float(value), float(expected), float(tol)
     if not tol_f >= 0:
@@ -79,17 +97,23 @@ def pyplot():
 
 
 def save(fig, name: str) -> None:
-    """Write ``fig`` to OUT/name, show it when running in a notebook, then close it."""
+    """Write ``fig`` to OUT/name, show that file when running in a notebook, then close it."""
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name
     fig.savefig(path, bbox_inches="tight")
     _saved.append(name)
     print(f"[figure] {path}")
     if "ipykernel" in sys.modules:
-        from IPython.display import display
-        display(fig)
+        from IPython.display import Image, display
+        display(Image(filename=str(path), metadata={"npegg_figure": name}))  # the saved file itself
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def record() -> dict:
+    """What this run did, for the book builder: setting, figures written, claims checked."""
+    return {"small": SMALL, "plotting": _plotting, "figures": list(_saved), "claims": dict(CLAIMS),
+            "seconds": time.perf_counter() - _T0}
 
 
 def finish(figures: list[str]) -> None:
