@@ -170,7 +170,8 @@ async def execute_all(pages: list[Page], jobs: int, timeout: int, keep_going: bo
 # latex2mathml leaves a few commands as text (after \big, inside \text): spell them out.
 _LEFTOVER = {r"\lfloor": "\u230a", r"\rfloor": "\u230b", r"\lceil": "\u2308", r"\rceil": "\u2309",
              r"\langle": "\u27e8", r"\rangle": "\u27e9", r"\_": "_", r"\{": "{", r"\}": "}", r"\%": "%",
-             r"\$": "$", r"\&": "&amp;", r"\#": "#"}
+             r"\$": "$", r"\&": "&amp;", r"\#": "#", r"\lVert": "\u2016", r"\rVert": "\u2016",
+             r"\lvert": "|", r"\rvert": "|", r"\Vert": "\u2016", r"\vert": "|", r"\|": "\u2016"}
 
 
 def mathml(latex: str, display: bool, where_: str) -> str:
@@ -346,7 +347,7 @@ def render(pages: list[Page], out_dir: Path, small: bool) -> None:
                 try:
                     body, t, s = md.render(cell.source)
                 except BuildError as e:
-                    raise BuildError(f"{where(page, i)}: {e}") from e
+                    raise BuildError(f"{where(page, i)}: {str(e).removeprefix(md.here + ': ')}") from e
                 parts.append(f'<div class="md">{body}</div>')
                 title, sections = title or t, sections + s
             elif cell.cell_type == "code" and cell.source.strip():
