@@ -127,7 +127,7 @@ def ink(png: bytes):
 def test_pages_render_in_chromium(book):
     """Open the index and every chapter in headless Chromium: all figures load, formulas are laid
     out as MathML, no TeX shows as text, and the screenshots have ink (and colour on a figure)."""
-    figures = {Path(e["out"]).stem: len(e["figures"] or []) for e in book.manifest["pages"].values()}
+    figures = {e["out"]: len(e["figures"] or []) for e in book.manifest["pages"].values()}
     stacked = raised = 0
     with Browser(width=1100, height=1400) as browser:
         browser.open((book.out / "index.html").as_uri())
@@ -138,7 +138,7 @@ def test_pages_render_in_chromium(book):
             browser.open((book.out / f"{chapter.stem}.html").as_uri())
             facts = browser.evaluate(PAGE_FACTS)
             name = chapter.stem
-            assert facts["images"] == figures[name] > 0, (name, facts, figures[name])
+            assert facts["images"] == figures[f"{name}.html"] > 0, (name, facts, figures[f"{name}.html"])
             assert facts["loaded"] == facts["images"], f"{name}: images not decoded: {facts}"
             assert facts["maths"] >= 5 and facts["mathWidth"] == facts["maths"], (name, facts)
             assert facts["fracsStacked"] == facts["fracs"], f"{name}: fractions not typeset: {facts}"
