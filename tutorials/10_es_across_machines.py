@@ -40,7 +40,8 @@ from dataclasses import replace
 import numpy as np
 
 import _book as book
-from npegg.program.train import FloatRun, TrainConfig, make_run
+from npegg.program.config import TrainConfig
+from npegg.program.runs import FloatRun, make_run
 from npegg.tree import flatten
 
 FIGURES = ["10_bytes_per_step.png", "10_sharding.png", "10_epoch_time.png"]
@@ -150,6 +151,7 @@ noise_table = default_run.es.frozen_noiser_params["noise"].table
 mem = {"parameters (float32)": 4 * d_default,
        "Adam state m, v (float32)": 2 * 4 * d_default,
        "shared noise table (chapter 4)": noise_table.nbytes,
+       "its cache of noise slices (at most; changes no value)": default_run.es.frozen_noiser_params["noise"].cache_bytes,
        f"carried states of its P/W = {P_def // W_ex} members (P/W·L·D·4)":
            P_def // W_ex * default_cfg.n_layers * default_cfg.hidden_dim * 4}
 for k, v in mem.items():
@@ -158,8 +160,10 @@ print(f"  {'total (plus one member chunk of activations)':52s} {sum(mem.values()
 book.check("the noise table (MiB)", noise_table.nbytes / 2**20, 32, 0)
 
 # %% [markdown]
-# The noise table dominates, and it is the same 32 MiB for any model (threefry keys index into it).
-# The parameters and Adam state are 12 bytes per parameter; nothing in the list grows with the
+# The noise table and its cache dominate, and they are the same for any model (threefry keys
+# index into the table; the cache keeps slices a forward over $T$ steps reads again, and could be
+# made smaller at the price of rebuilding them). The parameters and Adam state are 12 bytes per
+# parameter; nothing in the list grows with the
 # population except the carried states of the worker's *own* members. A billion-parameter model
 # would need 12 GB per replica; the population adds only what each worker evaluates.
 #
@@ -365,7 +369,8 @@ def engine_run(cfg_fields, workers, engine):
     from npegg.parallel import tree_digest
     from npegg.program.data import load_corpus
     from npegg.program.shard import ParallelRun
-    from npegg.program.train import TrainConfig, make_run
+    from npegg.program.config import TrainConfig
+    from npegg.program.runs import make_run
     cfg = TrainConfig(**cfg_fields)
     corpus = load_corpus(None, max_docs=cfg.max_docs)
     run = ParallelRun(make_run(cfg, corpus), corpus.train, workers, engine)
