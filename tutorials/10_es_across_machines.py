@@ -108,8 +108,8 @@ if plt:
 # %% [markdown]
 # Even for the small default model backprop's all-reduce is 88 times ES's message (at $W = 8$);
 # for a billion-parameter model backprop moves 8 GB per worker per step where ES moves 8.4 MB —
-# and ES's bytes do not grow with the model at all. (The comparison is per *step*; chapter 11 is about how many more steps, and
-# forward passes, ES needs.)
+# and ES's bytes do not grow with the model at all. (The comparison is per *step*; chapter 11 is
+# about how many more steps, and forward passes, ES needs.)
 #
 # ### Why the noise never has to travel
 #
@@ -133,8 +133,9 @@ print(f"{P_demo} members rebuilt alone in the order {order[:6].tolist()}...: ide
 assert same
 
 # %% [markdown]
-# npegg's noisers do the same with JAX-compatible threefry keys (chapter 4): `keys.fold_in` of
-# the leaf's key with the epoch and the member. The consequence for a cluster: **a worker needs
+# npegg does the same with a shared table (chapter 4, `npegg/noise.py`): a member's noise for a
+# leaf is a slice of a fixed 32 MiB table built from the seed, and where the slice starts is an
+# integer hash of (the leaf's threefry key folded with the epoch, the member). The consequence for a cluster: **a worker needs
 # the seed once, and the scores every epoch.** Everything else it computes itself.
 #
 # ## 2. What each worker holds
@@ -283,6 +284,8 @@ def toy_sharded(cfg, W):
     try:
         for epoch in range(cfg["epochs"]):
             parts = [p.stdout.read(8 * (cuts[w + 1] - cuts[w])) for w, p in enumerate(procs)]  # gather
+            if any(len(x) != 8 * (cuts[w + 1] - cuts[w]) for w, x in enumerate(parts)):
+                raise RuntimeError(f"a worker stopped at epoch {epoch} (its error is printed above)")
             if epoch == 0:
                 t_first = time.perf_counter()                                       # start-up + epoch 0
             scores = b"".join(parts)                                                # (P,) float64 bytes
