@@ -49,7 +49,11 @@ def format_table(rows: Iterable[tuple[str, Optional[float]]], headers: tuple[str
 
 
 class Progress:
-    """A progress line for epochs ``start_epoch+1 … total_epochs``; ``bytes_per_epoch`` = P · T.
+    """A progress line for epochs ``start_epoch+1 … total_epochs``.
+
+    ``bytes_per_epoch``: bytes of the data stream read per epoch (S·T for S streams of T bytes);
+    with ``member_bytes_per_epoch`` (P·T: bytes through the model, every member counted) the line
+    shows both rates, ``12.8 kB/s data, 102.4 kB/s member-bytes``.
 
     ``update(epoch, train_bpb, valid_bpb)`` after each epoch (``epoch`` counts epochs done);
     ``message(text)`` prints a permanent line without breaking the live one; ``close()`` at the end.
@@ -57,7 +61,8 @@ class Progress:
     """
 
     def __init__(self, total_epochs: int, bytes_per_epoch: int, stream=None, every: Optional[int] = None,
-                 start_epoch: int = 0, tty: Optional[bool] = None, clock: Callable[[], float] = time.monotonic):
+                 start_epoch: int = 0, tty: Optional[bool] = None, clock: Callable[[], float] = time.monotonic,
+                 member_bytes_per_epoch: Optional[int] = None):
         self.stream = sys.stdout if stream is None else stream
         if tty is None:
             try:
@@ -66,6 +71,7 @@ class Progress:
                 tty = False
         self.tty, self.clock = tty, clock
         self.total, self.bytes_per_epoch, self.start_epoch = total_epochs, bytes_per_epoch, start_epoch
+        self.member_bytes_per_epoch = member_bytes_per_epoch
         self.every = every or max(1, (total_epochs - start_epoch) // 10)
         self.t0 = clock()
         self.valid_bpb: Optional[float] = None
@@ -75,11 +81,15 @@ class Progress:
         """The status text for ``epoch`` (no newline)."""
         done, elapsed = epoch - self.start_epoch, self.clock() - self.t0
         rate = done * self.bytes_per_epoch / elapsed if elapsed > 0 else 0.0
+        speed = format_rate(rate)
+        if self.member_bytes_per_epoch is not None:
+            members = done * self.member_bytes_per_epoch / elapsed if elapsed > 0 else 0.0
+            speed = f"{speed} data, {format_rate(members)} member-bytes"
         eta = elapsed / done * (self.total - epoch) if done > 0 else 0.0
         valid = "-" if self.valid_bpb is None else f"{self.valid_bpb:.3f}"
         width = len(str(self.total))
         return (f"epoch {epoch:>{width}}/{self.total} | train {train_bpb:.3f} bpb | valid {valid} bpb | "
-                f"{format_rate(rate)} | {format_duration(elapsed)} elapsed, ETA {format_duration(eta)}")
+                f"{speed} | {format_duration(elapsed)} elapsed, ETA {format_duration(eta)}")
 
     def update(self, epoch: int, train_bpb: float, valid_bpb: Optional[float] = None) -> None:
         """Show epoch ``epoch``'s numbers; ``valid_bpb`` is remembered until the next one comes."""

@@ -29,6 +29,7 @@ from .preflight import PreflightError, check_memory, check_out, checkpoint_bytes
 from .progress import Progress, format_duration, format_rate, format_table
 from .report import plot_curve, results_table, write_metrics, write_sample
 from .runs import make_run
+from .runs.backprop_run import data_bytes_per_epoch, member_bytes_per_epoch
 
 #: flags that may differ when resuming: they change how long the run goes and what it reports, not its maths
 RESUMABLE = ("epochs", "eval_every", "save_every", "sample_bytes")
@@ -155,8 +156,8 @@ def cmd_train(args, stdout) -> int:
             f"{cfg.tokens_per_update} bytes per member per epoch")
     say(f"run folder: {out}" + (f" (resuming at epoch {run.epoch})" if ckpt is not None else ""))
 
-    progress = Progress(cfg.epochs, cfg.pop_size * cfg.tokens_per_update, stream=stdout,
-                        every=cfg.eval_every, start_epoch=run.epoch)
+    progress = Progress(cfg.epochs, data_bytes_per_epoch(cfg), stream=stdout, every=cfg.eval_every,
+                        start_epoch=run.epoch, member_bytes_per_epoch=member_bytes_per_epoch(cfg))
     save = lambda: _save(run, history, cfg, corpus, out)  # noqa: E731
     try:                      # overflow shows up as Diverged below, not as NumPy's warnings
         with np.errstate(over="ignore", invalid="ignore"):
@@ -176,7 +177,8 @@ def cmd_train(args, stdout) -> int:
     valid = history.valid_bpb[-1]
     done = history.epoch[-1] - (history.epoch[0] if history.epoch else 0)
     secs = history.seconds[-1]
-    rate = cfg.pop_size * cfg.tokens_per_update * max(done, 1) / max(secs, 1e-9)
+    rate = member_bytes_per_epoch(cfg) * max(done, 1) / max(secs, 1e-9)           # member-bytes / s
+    data_rate = data_bytes_per_epoch(cfg) * max(done, 1) / max(secs, 1e-9)        # data-stream bytes / s
     say(results_table(base, valid, f"npegg {cfg.mode}/{cfg.cell}, epoch {run.epoch}"))
     sample = b""
     if cfg.sample_bytes:
@@ -185,11 +187,13 @@ def cmd_train(args, stdout) -> int:
     summary = {"npegg": __version__, "config": asdict(cfg), "corpus": {"name": corpus.name, "description": corpus.description},
                "validation": run.lanes.describe(), "baselines": base,
                "result": {"epoch": run.epoch, "valid_bpb": valid, "train_bpb": history.train_bpb[-1],
-                          "seconds": secs, "population_bytes_per_second": rate}}
+                          "seconds": secs, "population_bytes_per_second": rate,
+                          "data_bytes_per_second": data_rate, "member_bytes_per_second": rate}}
     write_metrics(out, history, summary)
     png = plot_curve(out / "curve.png", history, base, f"{corpus.name}: {cfg.mode}/{cfg.cell}, D={cfg.hidden_dim}, "
                      f"L={cfg.n_layers}, P={cfg.pop_size}")
-    say(f"{format_duration(secs)} of training, {format_rate(rate)} through the population")
+    say(f"{format_duration(secs)} of training: {format_rate(data_rate)} of the data stream, "
+        f"{format_rate(rate)} member-bytes (through {'the model' if cfg.method == 'backprop' else 'every member'})")
     say(f"wrote {out / CHECKPOINT}, metrics.csv, metrics.json" + (", sample.txt" if sample else "")
         + (", curve.png" if png else ""))
     if png is None:

@@ -70,3 +70,12 @@ def test_int_mode_has_no_backprop(corpus, tmp_path, capsys):
     """--mode int --method backprop is refused before any work, naming the flag."""
     code, _ = run(["train", "--data", corpus, "--mode", "int", "--method", "backprop", "--out", tmp_path / "x"])
     assert code == 2 and "--method" in capsys.readouterr().err
+
+
+def test_progress_shows_data_and_member_byte_rates():
+    """With member_bytes_per_epoch the line gives both rates: S·T data bytes and P·T member-bytes per second."""
+    from npegg.program.progress import Progress
+    out, t = io.StringIO(), iter([0.0, 1.0])
+    p = Progress(4, bytes_per_epoch=1000, stream=out, every=1, clock=lambda: next(t), member_bytes_per_epoch=8000)
+    p.update(1, 5.0)
+    assert "1.0 kB/s data, 8.0 kB/s member-bytes" in out.getvalue()
