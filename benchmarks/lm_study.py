@@ -53,6 +53,7 @@ ROWS = [
     ("lr", "lrconst", "lr 0.03 constant", {"lr_schedule": "constant"}),
     ("tokens per member", "T25", "T=25 (4× the epochs)", {"tokens_per_update": 25}),
     ("tokens per member", "T400", "T=400 (¼ of the epochs)", {"tokens_per_update": 400}),
+    ("tokens per member", "T10", "T=10 (10× the epochs)", {"tokens_per_update": 10}),
     ("width/depth", "D32L1", "D=32, L=1", {"hidden_dim": 32, "n_layers": 1}),
     ("width/depth", "D64L1", "D=64, L=1", {"hidden_dim": 64, "n_layers": 1}),
     ("width/depth", "D128L1", "D=128, L=1", {"hidden_dim": 128, "n_layers": 1}),
@@ -64,18 +65,42 @@ ROWS = [
                                                                                           "lr": 0.01}),
     ("backprop", "bp-cpu", "backprop, equal CPU time to the reference row, lr 0.01",
      {"method": "backprop", "lr": 0.01, "bp_time": "ref"}),
-    ("int8", "int", "int8 EGG + Q-EGGROLL, D=64, L=2 (its own search: rows int-*)", {"mode": "int", "cell": "egg"}),
+    ("int8", "int", "int8 EGG + Q-EGGROLL, D=64, L=2, σ shift 4, α 4", {"mode": "int", "cell": "egg"}),
+    ("int8", "int-s2", "int8, σ shift 2", {"mode": "int", "cell": "egg", "sigma_shift": 2}),
+    ("int8", "int-s6", "int8, σ shift 6", {"mode": "int", "cell": "egg", "sigma_shift": 6}),
+    ("int8", "int-a1", "int8, α 1", {"mode": "int", "cell": "egg", "alpha": 1.0}),
+    ("int8", "int-a16", "int8, α 16", {"mode": "int", "cell": "egg", "alpha": 16.0}),
 ]
+#: the defaults before this study: every ablation row changes one thing from here
+BASE = dict(mode="float", method="es", cell="mingru", hidden_dim=64, n_layers=2, pop_size=1024, group_size=8,
+            tokens_per_update=100, rank=1, sigma=0.03, lr=0.03, optimizer="adam", lr_schedule="cosine",
+            sigma_schedule="constant", noise_reuse=1, fitness="zscore", head_scale=1.0)
+#: rows at the new defaults (``npegg train`` with no flags, its own epochs; --scale does not apply)
+AT_DEFAULTS = [
+    ("at the defaults", "es-full", "ES, the defaults (npegg train with no flags)", {"defaults": True}),
+    ("at the defaults", "bp-full-data", "backprop, equal data: the defaults' bytes, lr 0.01",
+     {"defaults": True, "method": "backprop", "lr": 0.01}),
+    ("at the defaults", "bp-full-cpu", "backprop, the CPU time of es-full, lr 0.01",
+     {"defaults": True, "method": "backprop", "lr": 0.01, "bp_time": "es-full"}),
+    ("at the defaults", "int-full", "int8 EGG + Q-EGGROLL at the defaults' budget", {"defaults": True, "mode": "int",
+                                                                                      "cell": "egg"}),
+]
+ROWS = ROWS + AT_DEFAULTS
 SMALL = dict(hidden_dim=16, n_layers=1, pop_size=64, group_size=4, tokens_per_update=20, max_docs=60,
              eval_lanes=8, eval_warmup=16, sample_bytes=0)
 SMALL_BUDGET = 8 * 64 * 20
+SMALL_EPOCHS = 8
 
 
 def row_config(overrides: dict, scale: float, small: bool, ref_epochs: int | None = None):
     """The TrainConfig of a row, its epochs set by the member-byte budget (module docstring)."""
     from npegg.program.config import TrainConfig
-    over = {k: v for k, v in overrides.items() if k not in ("init", "bp_time")}
-    cfg = replace(TrainConfig(), **{"sample_bytes": 0, **(SMALL if small else {})})
+    over = {k: v for k, v in overrides.items() if k not in ("init", "bp_time", "defaults")}
+    if overrides.get("defaults"):               # the new defaults as they are, their own epochs
+        cfg = replace(TrainConfig(), **{"sample_bytes": 0, **(SMALL if small else {})}, **over)
+        return replace(cfg, epochs=SMALL_EPOCHS if small else cfg.epochs,
+                       eval_every=SMALL_EPOCHS if small else cfg.epochs)
+    cfg = replace(TrainConfig(), **{**BASE, "sample_bytes": 0, **(SMALL if small else {})})
     cfg = replace(cfg, **over)
     budget = (SMALL_BUDGET if small else BUDGET) * scale
     if cfg.method == "backprop":
@@ -122,7 +147,8 @@ def run_row(name: str, scale: float, small: bool, bp_cpu: float | None) -> dict:
         train = run.epoch_step()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     valid = run.valid_bpb()
-    return {"name": name, "group": group, "what": what, "scale": scale, "small": small,
+    return {"name": name, "group": group, "what": what, "scale": "defaults" if overrides.get("defaults") else scale,
+            "small": small,
             "config": asdict(cfg), "epochs": cfg.epochs, "train_bpb": train, "valid_bpb": valid,
             "cpu_s": cpu, "wall_s": wall, "data_bytes": data_bytes_per_epoch(cfg) * cfg.epochs,
             "member_bytes": member_bytes_per_epoch(cfg) * cfg.epochs,
@@ -137,15 +163,22 @@ def load_results(path: Path) -> list[dict]:
 
 def write_table(results: list[dict], path: Path, scale: float, small: bool) -> str:
     """The markdown table of the rows at this scale, in ``ROWS`` order, Δ against ``ref``."""
-    mine = {r["name"]: r for r in results if r["scale"] == scale and r["small"] == small}
+    mine = {r["name"]: r for r in results if r["scale"] in (scale, "defaults") and r["small"] == small}
     ref = mine.get("ref", {}).get("valid_bpb")
     lines = [f"| group | row | setting | epochs | member-bytes | data bytes | CPU s | peak RSS MB | valid bpb | Δ vs ref |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for group, name, what, _ in ROWS:
+    second = False
+    for group, name, what, over in ROWS:
         r = mine.get(name)
         if r is None:
             continue
+        if over.get("defaults") and not second:               # the second table: at the defaults
+            second = True
+            lines += ["", "| group | row | setting | epochs | member-bytes | data bytes | CPU s | peak RSS MB | valid bpb | wall s |",
+                      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         delta = "" if ref is None or name == "ref" else f"{r['valid_bpb'] - ref:+.3f}"
+        if over.get("defaults"):
+            delta = f"{r['wall_s']:.0f}"
         lines.append(f"| {group} | {name} | {what} | {r['epochs']} | {r['member_bytes'] / 1e6:.1f} M | "
                      f"{r['data_bytes'] / 1e6:.2f} M | {r['cpu_s']:.0f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['valid_bpb']:.3f} | {delta} |")
@@ -176,15 +209,15 @@ def main(argv=None) -> int:
     if args.scale <= 0 or args.jobs < 1:
         ap.error("--scale must be > 0 and --jobs >= 1")
     path = Path(args.results)
-    done = {r["name"] for r in load_results(path) if r["scale"] == args.scale and r["small"] == args.small}
+    done = {r["name"] for r in load_results(path) if r["scale"] in (args.scale, "defaults") and r["small"] == args.small}
     todo = [n for n in wanted if n not in done]
 
     def one(name):
         extra = []
         overrides = next(r for r in ROWS if r[1] == name)[3]
         if "bp_time" in overrides:
-            ref = [r for r in load_results(path) if r["name"] == overrides["bp_time"]
-                   and r["scale"] == args.scale and r["small"] == args.small]
+            ref = [r for r in load_results(path) if r["name"] == overrides["bp_time"] and r["small"] == args.small
+                   and (r["scale"] == args.scale or "defaults" in overrides)]
             if not ref:
                 print(f"{name}: skipped, needs row {overrides['bp_time']!r} first", flush=True)
                 return
