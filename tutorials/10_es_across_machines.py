@@ -44,6 +44,7 @@ from npegg.program.config import TrainConfig
 from npegg.program.runs import FloatRun, make_run
 from npegg.tree import flatten
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["10_bytes_per_step.png", "10_sharding.png", "10_epoch_time.png"]
 plt = book.pyplot()
 
@@ -410,13 +411,13 @@ if not HAVE_ENGINES:
     print("npegg.parallel is not in this version of npegg: the engines are not measured here "
           "(sections 3 and 5 do not need them)")
 else:
-    plan = [(1, "local"), (2, "local")] + ([(2, "ray")] if HAVE_RAY and not book.SMALL else [])
+    plan = [(1, "local"), (2, "local")] + ([(2, "ray")] if HAVE_RAY and not SMALL else [])
     for workers, engine in plan:
         engine_rows[workers, engine] = engine_run_in_fresh_python(engine_cfg, workers, engine)
         dg, per_epoch, up, down = engine_rows[workers, engine]
         print(f"{engine:5s} engine, {workers} worker{'s' if workers > 1 else ' '}: {per_epoch:6.3f} s per epoch; "
               f"bytes per epoch: up {up:9,.0f}, down {down:9,.0f}; parameters' digest {dg[:16]}")
-    if HAVE_RAY and book.SMALL:
+    if HAVE_RAY and SMALL:
         print("Ray is installed: the full setting runs the Ray engine too (starting Ray takes tens of seconds)")
     if not HAVE_RAY:
         print("Ray is not installed (pip install 'npegg[ray]'): the Ray engine is not measured here")

@@ -40,6 +40,7 @@ from npegg.program.config import TrainConfig
 from npegg.program.runs import make_run
 from npegg.tree import flatten, unflatten
 
+SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
 FIGURES = ["11_gradient_check.png", "11_training.png", "11_cosine.png", "11_memory.png"]
 plt = book.pyplot()
 rng = np.random.default_rng(11)
