@@ -287,7 +287,7 @@ if plt:
 #
 # ## Summary
 #
-# - One epoch = data → perturbed population forward → z-scored fitness → $G=-\sigma^2\sqrt N\hat g$ →
+# - One epoch = data → perturbed population forward → z-scored fitness → $G=-\sigma^2\sqrt P\hat g$ →
 #   SGD → evaluation; `npegg.es.ES` is a thin wrapper over chapter 4's interface.
 # - The notebook's recipe (4096 members, rank 1, groups of 128, σ and learning rate decayed
 #   linearly from 1 to 0) fits $x^2+x+1$ to a test MSE of a few units on a target that spans 0–111.

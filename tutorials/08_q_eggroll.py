@@ -215,7 +215,7 @@ if plt:
 # ### The schedule
 #
 # nano-egg does not keep α fixed. With its command-line `alpha` > 1 it decays the level over
-# epochs (docs/int8-spec.md §8.3), and with `alpha` < 1 it uses that constant:
+# epochs ([docs/int8-spec.md §8.3](../docs/int8-spec.md)), and with `alpha` < 1 it uses that constant:
 #
 # $$ \alpha_e = \frac{1}{(2^{\texttt{alpha}} - 1)\, e / \texttt{decay} + 1}, \qquad
 #    \mathrm{thr}_e = \big\lfloor 16\, \Phi^{-1}(1 - \alpha_e/2) \big\rfloor . $$

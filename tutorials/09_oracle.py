@@ -331,7 +331,7 @@ else:
 # ### The update, too
 #
 # A backend that trains must also reproduce the Q-EGGROLL step of chapter 8. Again from the
-# specification (docs/int8-spec.md §8): fitness $f_i = \mathrm{sign}(R_{2i} - R_{2i+1})$, the vote over the
+# specification ([docs/int8-spec.md §8](../docs/int8-spec.md)): fitness $f_i = \mathrm{sign}(R_{2i} - R_{2i+1})$, the vote over the
 # even threads' recorded noise, the threshold $\tau = \mathrm{thr}\cdot\lfloor\sqrt N\rfloor\cdot(256 \text{ or } 1)$,
 # and the ±1 step with saturation. Stacked leaves are voted layer by layer.
 
@@ -431,10 +431,10 @@ if plt:
 # reference's `float_eggroll.npz`): a small MLP (3 → 8 → 8 → 2, ReLU) under EggRoll, for several
 # settings (rank, group size, SGD or Adam), three steps each, with the scaled noise $\hat A$, $B$,
 # $E$ every member used, the outputs, the fitnesses, the gradient handed to the optimizer and the
-# new parameters. An independent float implementation, again from the specification (docs/int8-spec.md §11):
+# new parameters. An independent float implementation, again from the specification ([docs/int8-spec.md §11](../docs/int8-spec.md); $P$ members, chapter 1's notation):
 #
 # $$ y_n = \mathrm{MLP}\big(x_n;\; W_\ell + \hat A_{n\ell} B_{n\ell}^\top,\; b_\ell + E_{n\ell}\big), \qquad
-#    G = -\sqrt{N}\,\frac{1}{N} \sum_n f_n\, \hat A_n B_n^\top, \qquad \theta \leftarrow \theta - \mathrm{lr}\cdot G \;\;(\text{SGD}), $$
+#    G = -\sqrt{P}\,\frac{1}{P} \sum_n f_n\, \hat A_n B_n^\top, \qquad \theta \leftarrow \theta - \mathrm{lr}\cdot G \;\;(\text{SGD}), $$
 #
 # written in float64, which no float32 implementation would match bit for bit — and need not.
 # Following the policy, each step starts from the *recorded* parameters and fitnesses.
@@ -495,7 +495,7 @@ print("bit-exact against the float32 vectors?", np.array_equal(y.astype(np.float
 # **JAX or PyTorch.** Load with `np.load(path, allow_pickle=False)`, convert each array
 # (`jnp.asarray`, `torch.from_numpy`), run your forward with the recorded `A`, `B`, `E` injected
 # where your noiser would have generated noise, and compare with `np.array_equal` after
-# converting back. Mind the usual traps: JAX without x64 computes in int32 (fine here, docs/int8-spec.md §2.2
+# converting back. Mind the usual traps: JAX without x64 computes in int32 (fine here, [docs/int8-spec.md §2.2](../docs/int8-spec.md)
 # gives the bound); PyTorch's `//` on integer tensors floors, but `torch.div(..., rounding_mode="trunc")`
 # and C-style kernels truncate; `>>` must be an *arithmetic* shift; an int8 cast wraps, a clip
 # saturates. A short pytest that globs the folder and dispatches on the file name (`egg_fwd_*`,
