@@ -121,7 +121,7 @@ print("normalised (ref)", qes.fitness_normalized(raw), " ← ±16, −1 for the 
 #
 # The slow, obvious version adds one outer product per pair. npegg's `vote_lowrank` lays the
 # $N$ rank-$r$ factors side by side and does a single exact integer matmul,
-# $(a, N r) @ (N r, b)$, through float BLAS (chapter 7, §6).
+# $(a, N r) @ (N r, b)$, through float BLAS (chapter 7, section 7).
 
 # %%
 N, shape = book.setting((64, (64, 64)), (512, (256, 256)))
