@@ -85,7 +85,7 @@ theta0 = np.zeros(d)
 print(f"F(0) = {F(theta0):.4f} (= -log 2), F(theta_true) = {F(theta_true):.4f}")
 
 # %% [markdown]
-# ## 0b. EGGROLL from scratch, in about 40 lines
+# ### EGGROLL from scratch, in about 40 lines
 #
 # Before any library, the whole algorithm on a parameter that is a **matrix**: fit
 # $W\in\mathbb{R}^{O\times I}$ ($O=4$ outputs, $I=20$ inputs, the features above) to targets
@@ -480,7 +480,7 @@ if plt:
 # optimizers applies, including the main reason to prefer Adam: it divides each coordinate of the
 # step by a running RMS of that coordinate's gradient,
 # $u = -\mathrm{lr}\;\hat m/(\sqrt{\hat v}+\epsilon)$ with the bias-corrected moments $\hat m$, $\hat v$ of
-# section 0b (`npegg.optim.adam` is that formula, with optax's defaults), so every coordinate
+# the from-scratch loop in section 0 (`npegg.optim.adam` is that formula, with optax's defaults), so every coordinate
 # moves at about the same speed. SGD's step is $-\mathrm{lr}\,G$: its largest stable learning rate is set by the stiffest
 # direction, and the flat directions then crawl. Our features span two orders of magnitude, so
 # the curvatures span four. (Adam is also invariant to the overall scale of $G$, so the
@@ -549,7 +549,7 @@ if plt:
 # 2. **A constant in the fitness.** Show that adding the same constant $c$ to every fitness
 #    leaves the antithetic update unchanged, exactly, but changes the update of a population
 #    whose $P$ members draw *independent* noise. Measure both on the from-scratch problem.
-# 3. **One matmul.** Write the update of section 0b as a Python loop over the $P$ members (a sum of
+# 3. **One matmul.** Write the update of the from-scratch loop (section 0) as a Python loop over the $P$ members (a sum of
 #    outer products $f_n\hat A_nB_n^\top$), check that it equals the one-matmul form, and count the
 #    multiply-adds of each. Where does the speed of the matmul form come from, if not from fewer
 #    operations?
