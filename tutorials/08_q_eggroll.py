@@ -350,7 +350,7 @@ book.check("use_clt=False: final validation bpb", sign_only["valid"][-1], 4.94, 
 book.check("second half: fraction of entries moved", np.mean(clt["moved"][half]), 0.081, 0.001, full_only=True)
 book.check("second half: mean alpha_e", np.mean(clt["alpha"][half]), 0.084, 0.001, full_only=True)
 below_uniform = next(e for e, v in zip(clt["epoch"], clt["valid"]) if v < 8)
-book.check("first validation below 8 bits, epoch", below_uniform, 20, 20, full_only=True)
+book.check("first validation below 8 bits, epoch", below_uniform, 40, 0, full_only=True)
 if not book.SMALL:
     assert clt["valid"][-1] > base["unigram"] - 0.1 and clt["valid"][-1] < sign_only["valid"][-1]
 
@@ -382,7 +382,7 @@ if plt:
 # Reading the plot (the numbers are those of the full setting; the printout above has this
 # run's): at epoch 0 the threshold is 0 and *every* entry moves by ±1; as the threshold rises,
 # each update touches a smaller fraction of the parameters. Validation bits per byte fall from
-# 8.5 to 4.7 in 400 epochs — below the uniform 8 bits within about 20 epochs, close to but not
+# 8.5 to 4.7 in 400 epochs — below the uniform 8 bits at the first validation (epoch 40), close to but not
 # yet below the unigram baseline (4.4). ±1 steps on int8 weights are slow learners, and nano-egg
 # runs thousands of epochs at larger populations. Everything stayed int8 (the dtypes above).
 #
@@ -431,6 +431,8 @@ for mode in ("float", "int"):
     print(f"{mode:5s}: validation bpb {v[0]:.3f} -> {v[-1]:.3f} in {fvi_epochs} epochs, {fvi[mode][1]:.0f} s")
 final_fvi = {m: [x for x in h.valid_bpb if np.isfinite(x)][-1] for m, (h, _) in fvi.items()}
 print(f"int8 minus float after {fvi_epochs} epochs: {final_fvi['int'] - final_fvi['float']:+.3f} bits per byte")
+book.check("float EGG, final validation bpb", final_fvi["float"], 4.55, 0.01, full_only=True)   # quoted below
+book.check("int8 EGG, final validation bpb", final_fvi["int"], 4.61, 0.01, full_only=True)
 
 # %%
 if plt:
@@ -447,9 +449,11 @@ if plt:
     book.save(fig, "08_float_vs_int.png")
 
 # %% [markdown]
-# The difference printed above is the price (or the gain) of integers at this budget: the float
-# model takes continuous, Adam-scaled steps, the int8 one moves each weight by $\pm1$ (a sixteenth
-# of a unit) when a vote passes the z-test, with no learning rate to tune. What the integer run
+# In the full setting (200 epochs) the float model ends at 4.55 bits per byte and the int8 one at
+# 4.61: at this budget, training in integers costs about 0.06 bits per byte. (In the small
+# setting, 30 epochs, the order can flip: the float run's learning rate is tuned for longer
+# runs.) The float model takes continuous, Adam-scaled steps; the int8 one moves each weight by
+# $\pm1$ (a sixteenth of a unit) when a vote passes the z-test, with no learning rate to tune. What the integer run
 # buys in any case is a model with no floating point at all — forward, fitness and update — that
 # runs bit for bit the same on any hardware. One short run each, on one corpus, with default
 # hyperparameters: the gap is what we measured here, not a law.
@@ -462,8 +466,8 @@ if plt:
 # - An entry moves by ±1 when $16|Z| \ge \mathrm{thr}\cdot\lfloor\sqrt N\rfloor\cdot 256$ (or without the 256 for
 #   `use_clt=False`): a z-test at level α, which under pure noise moves a fraction ≈ α, as measured.
 # - α decays over epochs (threshold 0 at epoch 0); the clip keeps every parameter in [−127, 127].
-# - The same EGG model trained in float32 and in int8 with the same budget: the measured gap is
-#   printed above; the int8 run has no floating point at all.
+# - The same EGG model trained in float32 and in int8 with the same budget ends 0.06 bits per
+#   byte apart (4.55 and 4.61 in the full setting); the int8 run has no floating point at all.
 #
 # ## Exercises
 #
