@@ -218,7 +218,9 @@ class EggRoll(Noiser):
                 acc += np.tensordot(w, e.astype(dt), axes=(0, 0))
             else:
                 acc += cls._lowrank_grad(frozen, sigma, info, p.shape, key, w)
-        return (-acc / np.sqrt(n)).astype(p.dtype)
+        # divided in float64 on every NumPy: NumPy < 2 would divide a float32 acc by the float64
+        # scalar in float32 (value-based promotion), and every trajectory would differ in its last bits
+        return (-acc.astype(np.float64) / np.sqrt(n)).astype(p.dtype)
 
     @classmethod
     def _noise_floats(cls, frozen, kind, shape):

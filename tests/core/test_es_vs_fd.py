@@ -56,7 +56,10 @@ def _eps(es, state, k, shape_w, shape_b):
     r = fz["rank"]
     a, b = fz["noise"].lowrank(keys["weight"], state.epoch, np.array([2 * k]), shape_w, r, fz["noise_reuse"])
     e = fz["noise"].full(keys["bias"], state.epoch, np.array([2 * k]), shape_b, fz["noise_reuse"])
-    return {"weight": a[0] @ b[0].T / np.sqrt(r), "bias": e[0].astype(np.float64)}
+    # float64 factors, as the library's float64 update uses them: under NumPy < 2 a float32 product
+    # here would stay float32 all the way into the expected value (value-based promotion)
+    a, b = a[0].astype(np.float64), b[0].astype(np.float64)
+    return {"weight": a @ b.T / np.sqrt(r), "bias": e[0].astype(np.float64)}
 
 
 def _ghat(es, state, raw):
