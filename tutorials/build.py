@@ -270,8 +270,14 @@ def highlight(code: str) -> str:
 
 
 def render_outputs(cell, page: Page, out_dir: Path) -> str:
-    parts = []
-    for o in cell.get("outputs", []):
+    parts, outputs = [], []
+    for o in cell.get("outputs", []):   # consecutive pieces of one stream make one box
+        if (outputs and o.get("output_type") == "stream" and outputs[-1].get("output_type") == "stream"
+                and outputs[-1].get("name") == o.get("name")):
+            outputs[-1] = {**outputs[-1], "text": outputs[-1]["text"] + o["text"]}
+        else:
+            outputs.append(o)
+    for o in outputs:
         kind = o.get("output_type")
         if kind == "stream":
             cls = "stderr" if o.get("name") == "stderr" else "stdout"
@@ -308,7 +314,7 @@ code { font-family: 'DejaVu Sans Mono', monospace; font-size: 90%; }
 figure { margin: 1rem 0; text-align: center; } figure img { max-width: 100%; }
 table { border-collapse: collapse; margin: 1rem 0; font-size: 15px; }
 td, th { border: 1px solid #ccc; padding: .25rem .5rem; vertical-align: top; }
-math[display=block] { margin: .8rem 0; overflow-x: auto; }
+math[display=block] { margin: .8rem 0; padding: .2rem 0; overflow-x: auto; overflow-y: hidden; }
 .toc li { margin: .2rem 0; } .toc ul ul { font-size: 92%; }
 footer { color: #777; font-size: 13px; margin-top: 3rem; }
 /* Pygments (a light subset of its default style) */
