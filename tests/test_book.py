@@ -187,14 +187,26 @@ import numpy as np
 np.log(np.zeros(1))
 '''
 
+TRACE = '''# %% [markdown]
+# # Chapter 3 — prints a traceback and carries on
+
+# %%
+import sys, traceback
+try:
+    1 / 0
+except ZeroDivisionError:
+    traceback.print_exc(file=sys.stdout)
+'''
+
 
 @pytest.mark.parametrize("name, source, message", [
     ("01_bad.py", BAD, "tutorials/01_bad.py cell 2, line 10: CellExecutionError"),
     ("02_warns.py", WARNS, "tutorials/02_warns.py cell 1, line 4: wrote to stderr"),
-], ids=["raises", "warns"])
+    ("03_trace.py", TRACE, "tutorials/03_trace.py cell 1, line 4: wrote to stdout"),
+], ids=["raises", "warns", "prints-traceback"])
 def test_build_fails_naming_the_chapter_and_cell(tmp_path, name, source, message):
-    """A chapter that raises, or writes a warning, fails the build: exit status 1, the file, the
-    cell and its line named, and the error shown."""
+    """A chapter that raises, writes a warning, or prints a traceback fails the build: exit
+    status 1, the file, the cell and its line named, and the error shown."""
     import subprocess
     import sys
     tut = fake_book(tmp_path, {name: source})
@@ -202,7 +214,8 @@ def test_build_fails_naming_the_chapter_and_cell(tmp_path, name, source, message
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert message in proc.stderr, proc.stderr
-    assert ("drifted" if name == "01_bad.py" else "RuntimeWarning") in proc.stderr
+    assert {"01_bad.py": "drifted", "02_warns.py": "RuntimeWarning", "03_trace.py": "ZeroDivisionError"}[name] \
+        in proc.stderr
     manifest = json.loads((tmp_path / "out" / "book.json").read_text())
     assert manifest["ok"] is False and manifest["pages"][f"tutorials/{name}"]["error"]
 

@@ -43,7 +43,7 @@ ROOT = HERE.parent                              # the repository
 RECORD_MARK = "@@npegg-book-record@@"
 RECORD_CELL = f"import json as _json, _book as _b\nprint({RECORD_MARK!r} + _json.dumps(_b.record()))"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-BAD_STDERR = re.compile(r"Traceback|\b\w*(Error|Warning)\b")
+BAD_STDERR = re.compile(r"\b\w*(Error|Warning)\b")   # on stderr; a traceback fails on either stream
 
 
 @dataclass
@@ -141,8 +141,11 @@ async def execute(page: Page, timeout: int) -> None:
             page.record = json.loads(line[len(RECORD_MARK):])
     for i, cell in enumerate(page.cells):
         for o in cell.get("outputs", []):
-            if o.get("output_type") == "stream" and o.get("name") == "stderr" and BAD_STDERR.search(o["text"]):
-                page.error = f"{where(page, i)}: wrote to stderr:\n{ANSI.sub('', o['text'])[-3000:]}"
+            if o.get("output_type") != "stream":
+                continue
+            text = ANSI.sub("", o["text"])
+            if "Traceback (most recent call last)" in text or (o["name"] == "stderr" and BAD_STDERR.search(text)):
+                page.error = f"{where(page, i)}: wrote to {o['name']}:\n{text[-3000:]}"
                 return
 
 
