@@ -356,7 +356,8 @@ if plt:
 # a replica that drifted is caught at once. `npegg train --workers N` runs worker processes on
 # this machine (`--engine local`, the default, using every core); `--engine ray` puts the same
 # replicas in Ray actors on a cluster. The next cell runs the language model for a few epochs with
-# one worker and with two (and with Ray when it is installed), and compares the bits.
+# one worker and with two (and, in the full setting, with two Ray actors when Ray is installed),
+# and compares the bits.
 
 # %%
 HAVE_ENGINES = importlib.util.find_spec("npegg.parallel") is not None
@@ -430,7 +431,9 @@ else:
           f"(P = {P_e}, D = {engine_cfg.hidden_dim}, L = {engine_cfg.n_layers}, T = {engine_cfg.tokens_per_update})")
     print(f"bytes per member per epoch with 2 workers: {(engine_rows[2, 'local'][2] + engine_rows[2, 'local'][3]) / P_e:.1f} "
           f"(the scores down to both workers, 8 bytes each, plus each worker's own scores and a digest up, plus pickling)")
-    book.check("2 local workers give some speedup (a loose bound: the machine is shared)", engine_speedup, 1.2, 0.9)
+    # a sanity bound only: the ratio depends on the machine's load, and the small setting's model is
+    # too small for two processes to gain much over the messages (python -m benchmarks measures it)
+    book.check("epoch time of 1 local worker over 2 (sanity bound)", engine_speedup, 1.2, 0.9)
 
 # %% [markdown]
 # The digests agree: the run's parameters are the same bits with one worker or two (and on Ray).
