@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from .blas import set_blas_threads
-from .checkpoint import CheckpointError, load_checkpoint, tree_differences
+from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import Corpus, DataError, load_corpus
 from .evaluate import plan_lanes, sample_bytes
+from .fingerprint import tree_differences
 from .runs import make_run
 
 CHECKPOINT = "checkpoint.npz"
