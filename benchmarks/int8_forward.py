@@ -32,7 +32,7 @@ from npegg.noiser.qeggroll import QEggRoll  # noqa: E402
 
 
 def int8_setup(h, n_layer, pop, steps, vocab=256):
-    _, params, scan_map, _ = EGG.rand_init(K.fold_in(K.key(0), 0), vocab, n_layer, h)
+    _, params, scan_map, _ = EGG.rand_init(K.fold_in(K.key(0), 0), h, n_layer, vocab)
     keys = simple_es_tree_key(params, K.fold_in(K.key(0), 1), scan_map)
     frozen, nparams = QEggRoll.init_noiser(params, 4)
     rng = np.random.default_rng(0)

@@ -63,7 +63,7 @@ def int8_lm_rows(s):
     members = np.arange(P)
     epochs = itertools.count(1)      # a new epoch per call: noise built once per forward (rows_lm)
 
-    q_init = EGG.rand_init(K.key(0), n_layer=L, hidden_dim=H)
+    q_init = EGG.rand_init(K.key(0), hidden_dim=H, n_layers=L)
     q_keys = simple_es_tree_key(q_init.params, K.key(1), q_init.scan_map)
     q_frozen, q_np = QEggRoll.init_noiser(q_init.params, noise_log2_size=s.int8_noise_log2)
     q_state = np.zeros((P, L, H), np.int8)

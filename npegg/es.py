@@ -22,7 +22,7 @@ import numpy as np
 
 from . import keys as K
 from .fitness import check_population
-from .models.common import simple_es_tree_key
+from .models.base_model import simple_es_tree_key
 from .noiser import EggRoll
 from .tree import flatten
 

@@ -111,13 +111,13 @@ def start_indices(key, epoch: int, members, noise_reuse: int, table_size: int) -
     return ((k0 ^ h).astype(np.int64)) & (table_size - 1)
 
 
-def check_population(epoch, members) -> tuple[int, np.ndarray]:
+def parse_iterinfo(epoch, members) -> tuple[int, np.ndarray]:
     """Validate an iterinfo pair; returns (epoch as int, members as (P,) int64)."""
     members = np.atleast_1d(np.asarray(members))
     if members.ndim != 1 or not np.issubdtype(members.dtype, np.integer):
         raise ValueError(f"iterinfo members must be a 1-D integer array, got {members.dtype} {members.shape}")
     if members.size and members.min() < 0:
-        raise ValueError("iterinfo members (thread ids) must be >= 0")
+        raise ValueError("iterinfo members (member ids) must be >= 0")
     ep = np.asarray(epoch)
     if ep.ndim and not (ep == ep.flat[0]).all():
         raise ValueError("iterinfo epoch must be one value for the whole population")

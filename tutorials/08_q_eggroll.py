@@ -297,7 +297,7 @@ print(corpus.description)
 print(f"this run: {len(train):,} training bytes, {len(valid):,} validation bytes; baselines on them:",
       {k: round(v, 3) for k, v in base.items()})
 
-_, params0, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(0), 0), 256, 1, H)
+_, params0, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(0), 0), H, 1, 256)
 es_keys = simple_es_tree_key(params0, K.fold_in(K.key(0), 1), scan_map)
 n_params = sum(v.size for v in flatten(params0).values())
 print(f"EGG, H = {H}, 1 layer: {n_params:,} int8 parameters; population {POP}, {T} bytes per member per epoch")
@@ -309,7 +309,7 @@ def train_run(use_clt):
     params = params0
     reader = BatchReader(train, POP, 2, T)
     pos = reader.init()
-    states = np.zeros((POP,) + EGG.default_state(params).shape, np.int8)   # (P, L, H) int8
+    states = EGG.init_state(params, POP)                                  # (P, L, H) int8
     log = {"epoch": [], "valid": [], "train": [], "moved": [], "thr": [], "alpha": []}
     for epoch in range(EPOCHS):
         if epoch % EVAL_EVERY == 0:

@@ -1,8 +1,8 @@
 """Q-EGGROLL's integer maths: pair fitness, the z-test threshold schedule, and the ±1 leaf update.
 
-Threads 2i and 2i+1 are antithetic partners (same noise, opposite sign). Q-EGGROLL turns each
+Members 2i and 2i+1 are antithetic partners (same noise, opposite sign). Q-EGGROLL turns each
 pair into one small integer fitness fᵢ, accumulates the vote Z = Σᵢ fᵢ · εᵢ over the even
-threads (ε = the member's unscaled noise), and moves a parameter entry by exactly ±1 where
+members (ε = the member's unscaled noise), and moves a parameter entry by exactly ±1 where
 the vote is significant: a z-test whose threshold comes from a significance level α (docs/int8-spec.md §8).
 
 Everything is int32 as in the reference (x64 off): sums and products wrap mod 2³², which for
@@ -113,7 +113,7 @@ def threshold_schedule(alpha: float, n_epochs: int, decay: int = 1000) -> tuple[
 def vote_lowrank(fitness, A, B, use_clt: bool) -> np.ndarray:
     """Z = Σᵢ fᵢ Aᵢ Bᵢᵀ (use_clt) or Σᵢ fᵢ sgn(Aᵢ) sgn(Bᵢ)ᵀ, for an MM or EMB leaf. int32 (a, b).
 
-    fitness: (N,) int8 in {−1, 0, 1}. A: (N, a, r) int8, the even (sign +1) threads' factors.
+    fitness: (N,) int8 in {−1, 0, 1}. A: (N, a, r) int8, the even (sign +1) members' factors.
     B: (N, b, r) int8. Computed as one exact matmul (a, N·r) @ (N·r, b).
     """
     f = np.asarray(fitness).astype(np.int8)[:, None, None]

@@ -1,131 +1,25 @@
-"""The Model interface and its atoms: Parameter, MM, TMM, Embedding, Linear, MLP, LayerNorm.
+"""The atoms models are built from: Parameter, MM, TMM, Embedding, Linear, MLP, LayerNorm.
 
-A model is a class of pure functions (classmethods, no instance state):
+Each atom reads its parameters only through the noiser (``get_noisy_standard``, ``do_mm``,
+``do_Tmm``, ``do_emb``), so the same code is the plain model (``iterinfo=None``) and the perturbed
+population. The Model interface itself (``Model``, ``CommonInit``, the es_map codes, composition
+helpers) is in ``base_model.py``; its names are re-exported here, where the reference keeps them.
 
-- ``rand_init(key, ...) -> CommonInit(frozen_params, params, scan_map, es_map)``: ``params`` is a
-  nested dict of arrays; ``es_map`` has the same structure and says how each leaf is perturbed
-  (PARAM, MM_PARAM, EMB_PARAM, EXCLUDED); ``scan_map`` says which axes of a leaf are stacked layers
-  (``()`` for none, ``(0,)`` for a per-layer stack on axis 0, which gets one key per layer).
-- ``forward(noiser, frozen_noiser_params, noiser_params, frozen_params, params, es_tree_key,
-  iterinfo, *args)``: with ``iterinfo=None`` the plain model (any leading batch axes); with
-  ``iterinfo=(epoch, members)`` the perturbed population: every input has a leading axis P =
-  len(members), and member p sees the parameters perturbed by thread id ``members[p]``.
-
-Models never touch noise themselves: every parameter access goes through the noiser
-(``do_mm``, ``do_Tmm``, ``do_emb``, ``get_noisy_standard``), which is what makes EGGROLL's
-low-rank trick invisible to the model code.
-
-Mirrors: hyperscalees/models/common.py (Model, CommonInit, CommonParams, Parameter, MM, TMM,
-Linear, MLP, merge_inits, merge_frozen, call_submodule, simple_es_tree_key).
+Mirrors: hyperscalees/models/common.py (Parameter, MM, TMM, Linear, MLP).
 """
 from __future__ import annotations
-
-from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import keys as K
-from ..tree import tree_items, unflatten
+from .base_model import (EMB_PARAM, EXCLUDED, MM_PARAM, PARAM, CommonInit, CommonParams, Model,
+                         call_submodule, layer_slice, merge_frozen, merge_inits, per_member, simple_es_tree_key,
+                         stack_layers)
 
-PARAM, MM_PARAM, EMB_PARAM, EXCLUDED = 0, 1, 2, 3
-
-
-class CommonInit(NamedTuple):
-    frozen_params: Any
-    params: Any
-    scan_map: Any
-    es_map: Any
-
-
-class CommonParams(NamedTuple):
-    noiser: Any
-    frozen_noiser_params: Any
-    noiser_params: Any
-    frozen_params: Any
-    params: Any
-    es_tree_key: Any
-    iterinfo: Any
-
-
-class Model:
-    """Abstract model: ``rand_init`` and ``_forward`` are what a subclass writes."""
-
-    @classmethod
-    def rand_init(cls, key, *args, **kwargs) -> CommonInit:
-        raise NotImplementedError
-
-    @classmethod
-    def forward(cls, noiser, frozen_noiser_params, noiser_params, frozen_params, params,
-                es_tree_key, iterinfo, *args, **kwargs):
-        return cls._forward(CommonParams(noiser, frozen_noiser_params, noiser_params, frozen_params,
-                                         params, es_tree_key, iterinfo), *args, **kwargs)
-
-    @classmethod
-    def _forward(cls, common_params: CommonParams, *args, **kwargs):
-        raise NotImplementedError
-
-
-# -- composition helpers ---------------------------------------------------------------------------
-def merge_inits(**inits: CommonInit) -> CommonInit:
-    """Combine named sub-inits into one: each tree gets one entry per name."""
-    frozen = {k: v.frozen_params for k, v in inits.items() if v.frozen_params is not None}
-    return CommonInit(frozen or None,
-                      {k: v.params for k, v in inits.items()},
-                      {k: v.scan_map for k, v in inits.items()},
-                      {k: v.es_map for k, v in inits.items()})
-
-
-def merge_frozen(common: CommonInit, **kwargs) -> CommonInit:
-    return common._replace(frozen_params={**(common.frozen_params or {}), **kwargs})
-
-
-def call_submodule(cls, name: str, cp: CommonParams, *args, **kwargs):
-    """Run ``cls._forward`` on the sub-trees called ``name``."""
-    frozen = cp.frozen_params.get(name) if isinstance(cp.frozen_params, dict) else None
-    return cls._forward(cp._replace(frozen_params=frozen, params=cp.params[name],
-                                    es_tree_key=cp.es_tree_key[name]), *args, **kwargs)
-
-
-def layer_slice(cp: CommonParams, layer: int) -> CommonParams:
-    """The CommonParams of one layer of a per-layer stack (scan_map (0,)): params[l], keys[l]."""
-    from ..tree import tree_map
-    return cp._replace(params=tree_map(lambda p: p[layer], cp.params),
-                       es_tree_key=tree_map(lambda k: k[layer], cp.es_tree_key))
-
-
-def simple_es_tree_key(params, base_key, scan_map) -> dict:
-    """One threefry key per leaf, as the reference builds them.
-
-    Leaves in sorted-path order get ``split(base_key, n_leaves)[j]``; a leaf stacked on axis 0
-    (scan_map ``(0,)``) gets ``split(leaf_key, n_layers)``, shape (L, 2). Bit-identical to
-    HyperscaleES's ``simple_es_tree_key`` for the same base key.
-    """
-    items = list(tree_items(params))
-    scans = dict(tree_items(scan_map)) if isinstance(scan_map, dict) else {p: scan_map for p, _ in items}
-    leaf_keys = K.split(base_key, len(items))
-    out = {}
-    for (path, leaf), k in zip(items, leaf_keys):
-        out[path] = _scan_split(np.shape(leaf), k, tuple(scans.get(path, ()) or ()))
-    return unflatten(out) if isinstance(params, dict) else out[""]
-
-
-def _scan_split(shape, k, scan):
-    if not scan:
-        return k
-    sub = K.split(k, shape[scan[0]])  # (n, 2)
-    return np.stack([_scan_split(shape, s, scan[1:]) for s in sub])
-
-
-def per_member(v: np.ndarray, param_ndim: int, out_ndim: int) -> np.ndarray:
-    """Make a possibly-perturbed parameter broadcast against a (P, ..., D) activation.
-
-    ``get_noisy_standard`` returns ``param.shape`` when unperturbed and (P, *param.shape) when
-    perturbed; in the second case insert singleton axes after P so it lines up with the
-    activation's trailing axes.
-    """
-    if v.ndim == param_ndim:
-        return v
-    return v.reshape(v.shape[:1] + (1,) * (out_ndim - param_ndim - 1) + v.shape[1:])
+__all__ = ["PARAM", "MM_PARAM", "EMB_PARAM", "EXCLUDED", "CommonInit", "CommonParams", "Model", "call_submodule",
+           "layer_slice", "merge_frozen", "merge_inits", "per_member", "simple_es_tree_key", "stack_layers",
+           "Parameter", "MM", "TMM", "Embedding", "Linear", "MLP", "LayerNorm", "layer_norm", "gelu", "silu",
+           "ACTIVATIONS"]
 
 
 # -- atoms -----------------------------------------------------------------------------------------

@@ -34,9 +34,8 @@ from .. import keys as K
 from ..int8.fixedpoint import FIXED_POINT, clipped_add, egg_gru, egg_ln, saturate
 from ..int8.intmm import check_tokens
 from ..int8.loglik import int_ll
-from ..tree import tree_map
 from .common import (EMB_PARAM, MM, MM_PARAM, CommonInit, Embedding, Linear, Model, Parameter, call_submodule,
-                     layer_slice, merge_inits, per_member)
+                     layer_slice, merge_inits, per_member, stack_layers)
 
 
 def int8_normal(key, shape) -> np.ndarray:
@@ -136,35 +135,31 @@ class EggLayer(Model):
         return x, state
 
 
-def stack_layers(layer_cls, key, n_layer, *args) -> CommonInit:
-    """``n_layer`` inits from ``split(key, n_layer)``, stacked on axis 0 (scan_map (0,))."""
-    inits = [layer_cls.rand_init(k, *args) for k in K.split(key, n_layer)]
-    params = tree_map(lambda *leaves: np.stack(leaves), inits[0].params, *(i.params for i in inits[1:]))
-    scan_map = tree_map(lambda _: (0,), inits[0].es_map)
-    return CommonInit(inits[0].frozen_params, params, scan_map, inits[0].es_map)
-
-
 class EGG(Model):
     """The int8 EGG language model (module docstring). Mirrors: nano-egg run.py EGG."""
 
     @classmethod
-    def rand_init(cls, key, vocab_size=256, n_layer=1, hidden_dim=256, dtype="int8", *args, **kwargs):
+    def rand_init(cls, key, hidden_dim=256, n_layers=1, vocab=256, dtype="int8", *args, **kwargs):
         """Reference init (docs/int8-spec.md §10): weights round(16·N(0,1)), LN weights 16, biases 0.
 
-        Keys: split(key, 3) → emb, blocks, head; blocks per layer; each layer (att, mlp); att 4-way.
+        Arguments in ``ByteLM.rand_init``'s order (the reference's EGG takes vocab_size, n_layer,
+        hidden_dim). Params: emb (V, H), blocks/… stacked (L, …), ln_out/weight (H,), head (V, H),
+        all int8. Keys: split(key, 3) → emb, blocks, head; blocks per layer; each layer (att, mlp);
+        att 4-way.
         """
         if dtype != "int8":
             raise ValueError(f"EGG is the int8 model; got dtype={dtype!r}")
         key_emb, key_blocks, key_head = K.split(key, 3)
-        return merge_inits(emb=Embedding8.rand_init(key_emb, vocab_size, hidden_dim),
-                           blocks=stack_layers(EggLayer, key_blocks, n_layer, hidden_dim),
+        layers = [EggLayer.rand_init(k, hidden_dim) for k in K.split(key_blocks, n_layers)]
+        return merge_inits(emb=Embedding8.rand_init(key_emb, vocab, hidden_dim),
+                           blocks=stack_layers(layers),
                            ln_out=EggLN.rand_init(None, hidden_dim),
-                           head=MM8.rand_init(key_head, hidden_dim, vocab_size))
+                           head=MM8.rand_init(key_head, hidden_dim, vocab))
 
     @classmethod
-    def default_state(cls, params, *args) -> np.ndarray:
-        """Zero state (L, H) int8."""
-        return np.zeros_like(params["blocks"]["att"]["bh"])
+    def init_state(cls, params, batch: int) -> np.ndarray:
+        """The zero state stack of ``batch`` rows: (P, L, H) int8, value × 127 (``ByteLM.init_state``'s shape)."""
+        return np.zeros((batch,) + np.shape(params["blocks"]["att"]["bh"]), np.int8)
 
     @classmethod
     def _forward(cls, cp, tokens, state, *args, **kwargs):

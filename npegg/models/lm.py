@@ -45,9 +45,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import keys as K
-from ..tree import tree_map
-from .common import (MM, MLP, CommonInit, Embedding, LayerNorm, Model, Parameter, call_submodule,
-                     layer_slice, merge_frozen, merge_inits, per_member)
+from .common import (MM, MLP, CommonInit, CommonParams, Embedding, LayerNorm, Model, Parameter, call_submodule,
+                     layer_slice, merge_frozen, merge_inits, per_member, stack_layers)
 from .mingru import MinGRUCell, sigmoid
 
 VOCAB = 256
@@ -133,8 +132,7 @@ class ByteLM(Model):
                 att=CELLS[cell].rand_init(k_att, hidden_dim, dtype=dtype),
                 ln2=LayerNorm.rand_init(k, hidden_dim, dtype=dtype),
                 mlp=MLP.rand_init(k_mlp, hidden_dim, hidden_dim, [4 * hidden_dim], activation="gelu", dtype=dtype)))
-        blocks = CommonInit(layers[0].frozen_params, tree_map(lambda *p: np.stack(p), *[l.params for l in layers]),
-                            tree_map(lambda _: (0,), layers[0].scan_map), layers[0].es_map)
+        blocks = stack_layers(layers)                                         # (L, …) leaves
         head = MM.rand_init(k_head, hidden_dim, vocab, dtype)
         head = head._replace(params=(head.params * head_scale).astype(dtype))
         init = merge_inits(emb=Embedding.rand_init(k_emb, vocab, hidden_dim, dtype), blocks=blocks,
@@ -167,35 +165,52 @@ class ByteLM(Model):
             y, new_state[:, l] = call_submodule(cell, "att", lp, call_submodule(LayerNorm, "ln1", lp, x),
                                                 state[:, l], keep)
             x = x + y                                                         # (P, T, D), a fresh array
-            per_member = x.shape[1] * 4 * x.shape[2] * x.itemsize            # bytes of MLP hidden per member
-            for sl, sub in _member_chunks(lp, x.shape[0], per_member):
+            mlp_bytes = x.shape[1] * 4 * x.shape[2] * x.itemsize             # bytes of MLP hidden per member
+            for sl, sub in _member_chunks(lp, x.shape[0], mlp_bytes):
                 x[sl] += call_submodule(MLP, "mlp", sub, call_submodule(LayerNorm, "ln2", sub, x[sl]))
         return call_submodule(LayerNorm, "ln_out", cp, x), new_state
 
     @classmethod
     def _forward(cls, cp, tokens, state, reset=None, targets=None, *args, **kwargs):
-        """(logits (P, T, V), state) or, with ``targets`` (P, T), (log p(target) (P, T) in nats, state).
+        """The Model interface's entry (``forward``, ``ES.forward(…, targets=…)``): ``_logits``
+        without targets, ``_log_likelihood`` with them."""
+        if targets is None:
+            return cls._logits(cp, tokens, state, reset)
+        return cls._log_likelihood(cp, tokens, targets, state, reset)
 
-        With the minGRU (no loop over time) and ``targets``, the whole model runs on cache-sized
-        member chunks; the egg cell keeps all members together so its time loop runs once.
+    @classmethod
+    def log_likelihood(cls, noiser, frozen_noiser_params, noiser_params, frozen_params, params, es_tree_key,
+                       iterinfo, tokens, targets, state, reset=None):
+        """log p(targets) in nats, (P, T), and the new state (P, L, D): ``forward`` with the head and
+        log-softmax fused, so the (P, T, V) logits never exist at once. tokens, targets (P, T) uint8."""
+        cp = CommonParams(noiser, frozen_noiser_params, noiser_params, frozen_params, params, es_tree_key, iterinfo)
+        return cls._log_likelihood(cp, tokens, targets, state, reset)
+
+    @classmethod
+    def _logits(cls, cp, tokens, state, reset=None):
+        """logits (P, T, V) = head · LN_out(x) and the new state (P, L, D)."""
+        h, new_state = cls._features(cp, np.asarray(tokens), state, reset)
+        return call_submodule(MM, "head", cp, h), new_state
+
+    @classmethod
+    def _log_likelihood(cls, cp, tokens, targets, state, reset=None):
+        """log softmax(logits)[target] (P, T) in nats and the new state (P, L, D).
+
+        With the minGRU (no loop over time) the whole model runs on cache-sized member chunks; the
+        egg cell keeps all members together so its time loop runs once.
         """
-        tokens = np.asarray(tokens)
-        if targets is not None and CELLS[cp.frozen_params["cell"]] is MinGRUCell:
+        tokens, targets = np.asarray(tokens), np.asarray(targets)
+        if CELLS[cp.frozen_params["cell"]] is MinGRUCell:
             reset = tokens == 0 if reset is None else reset
             T, D = tokens.shape[1], cp.frozen_params["hidden_dim"]
             out, new_state = np.empty(tokens.shape, state.dtype), np.empty_like(state)
             for sl, sub in _member_chunks(cp, tokens.shape[0], T * 4 * D * state.itemsize // 2):  # ~4× larger:
                 # each chunk looks up every leaf's noise once, which costs more than cache misses save
-                out[sl], new_state[sl] = cls._forward_rows(sub, tokens[sl], state[sl], reset[sl], targets[sl])
+                h, new_state[sl] = cls._features(sub, tokens[sl], state[sl], reset[sl])
+                out[sl] = cls._head_log_likelihood(sub, h, targets[sl])
             return out, new_state
-        return cls._forward_rows(cp, tokens, state, reset, targets)
-
-    @classmethod
-    def _forward_rows(cls, cp, tokens, state, reset=None, targets=None):
         h, new_state = cls._features(cp, tokens, state, reset)
-        if targets is None:
-            return call_submodule(MM, "head", cp, h), new_state
-        return cls._head_log_likelihood(cp, h, np.asarray(targets)), new_state
+        return cls._head_log_likelihood(cp, h, targets), new_state
 
     @classmethod
     def _head_log_likelihood(cls, cp, h, targets):

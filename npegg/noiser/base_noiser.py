@@ -8,7 +8,7 @@ optimizer state). Methods that change state return the new state.
 Calling conventions (P = population, the leading axis):
 
 - ``iterinfo`` is ``None`` (plain evaluation: inputs have any leading batch axes) or
-  ``(epoch, members)`` with ``members`` a (P,) integer array of thread ids; then every input has
+  ``(epoch, members)`` with ``members`` a (P,) integer array of member ids; then every input has
   a leading P axis and row p is computed with the parameters perturbed for ``members[p]``.
 - ``do_mm(…, param W (O, I), base_key, iterinfo, x (P, …, I)) -> (P, …, O)``: x Wᵀ.
 - ``do_Tmm(…, param W (I, O), …, x (P, …, I)) -> (P, …, O)``: x W.

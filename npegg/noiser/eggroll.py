@@ -28,7 +28,9 @@ update); ``noise_reuse`` defaults to 1 (new noise every epoch; HyperscaleES's eg
 to 0, the notebook to 1); noise comes from ``npegg.noise`` instead of ``jax.random.normal``.
 
 Mirrors: hyperscalees/noiser/eggroll.py (EggRoll, get_lora_update_params,
-get_nonlora_update_params, _simple_lora_update, _simple_full_update).
+get_nonlora_update_params); ``EggRoll._leaf_grad`` (one leaf's G, PARAM leaves inline) and
+``EggRoll._matrix_grad`` (an MM/EMB leaf's low-rank sum) compute what the reference's
+``_simple_full_update`` and ``_simple_lora_update`` compute.
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ import numpy as np
 
 from .. import fitness as F
 from .. import optim
-from ..models.common import EMB_PARAM, EXCLUDED, MM_PARAM, PARAM
-from ..noise import NoiseTable, check_population
+from ..models.base_model import EMB_PARAM, EXCLUDED, MM_PARAM, PARAM
+from ..noise import NoiseTable, parse_iterinfo
 from ..tree import tree_map_with_path, tree_items
 from .base_noiser import Noiser
 
@@ -45,13 +47,13 @@ _CHUNK_BYTES = 64 << 20  # noise rebuilt per update chunk stays below this
 
 
 def signs(members) -> np.ndarray:
-    """+1 for even thread ids, −1 for odd: (P,) int8, 1 − 2·(n mod 2)."""
+    """+1 for even member ids, −1 for odd: (P,) int8, 1 − 2·(n mod 2)."""
     return (1 - 2 * (np.asarray(members) & 1)).astype(np.int8)
 
 
 def unit_lora(frozen, sigma, iterinfo, shape, key):
     """Unit factors A (P, a, r), B (P, b, r) and each member's scale s·σ/√r (P,)."""
-    epoch, members = check_population(*iterinfo)
+    epoch, members = parse_iterinfo(*iterinfo)
     a_unit, b_unit = frozen["noise"].lowrank(key, epoch, members, shape, frozen["rank"], frozen["noise_reuse"])
     return a_unit, b_unit, signs(members) * np.float32(sigma / np.sqrt(frozen["rank"]))
 
@@ -64,7 +66,7 @@ def get_lora_update_params(frozen, sigma, iterinfo, shape, key):
 
 def get_nonlora_update_params(frozen, sigma, iterinfo, shape, key):
     """Scaled full-rank noise of every member: s·σ·e, (P, *shape)."""
-    epoch, members = check_population(*iterinfo)
+    epoch, members = parse_iterinfo(*iterinfo)
     e = frozen["noise"].full(key, epoch, members, shape, frozen["noise_reuse"])
     scale = signs(members) * np.float32(sigma)  # float32 scale: float32 noise stays float32
     return e * scale.reshape((-1,) + (1,) * len(shape))
@@ -168,7 +170,7 @@ class EggRoll(Noiser):
     def estimate_grads(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map):
         """The tree of G (module docstring), before the optimizer."""
         epochs, members = iterinfos
-        epoch, members = check_population(epochs, members)
+        epoch, members = parse_iterinfo(epochs, members)
         f = np.asarray(fitnesses, dtype=np.float64)
         if f.shape != members.shape:
             raise ValueError(f"fitnesses shape {f.shape} does not match the {members.size} members of iterinfos")
@@ -217,20 +219,22 @@ class EggRoll(Noiser):
                 e = get_nonlora_update_params(frozen, sigma, info, p.shape, key)  # (c, *shape)
                 acc += np.tensordot(w, e.astype(dt), axes=(0, 0))
             else:
-                acc += cls._lowrank_grad(frozen, sigma, info, p.shape, key, w)
+                acc += cls._matrix_grad(frozen, sigma, info, p.shape, key, w)
         # divided in float64 on every NumPy: NumPy < 2 would divide a float32 acc by the float64
         # scalar in float32 (value-based promotion), and every trajectory would differ in its last bits
         return (-acc.astype(np.float64) / np.sqrt(n)).astype(p.dtype)
 
     @classmethod
     def _noise_floats(cls, frozen, kind, shape):
+        """Floats of one member's noise for a leaf (sizes the update's member chunks)."""
         if kind == PARAM:
             return int(np.prod(shape))
         return (shape[0] + shape[1]) * frozen["rank"]
 
     @classmethod
-    def _lowrank_grad(cls, frozen, sigma, info, shape, key, w):
-        """Σₙ wₙ Âₙ Bₙᵀ for a chunk, as one (a × cR) @ (cR × b) matmul."""
+    def _matrix_grad(cls, frozen, sigma, info, shape, key, w):
+        """The hook a noiser overrides for MM/EMB leaves: Σₙ wₙ · (member n's scaled perturbation)
+        over a chunk of members, (a, b). Here Σₙ wₙ Âₙ Bₙᵀ, as one (a × cR) @ (cR × b) matmul."""
         a, b, scale = unit_lora(frozen, sigma, info, shape, key)  # (c, a, R), (c, b, R), (c,)
         c, rows, r = a.shape
         w = (w * scale).astype(w.dtype)                                   # (c,) in the update's precision

@@ -56,10 +56,11 @@ class OpenES(EggRoll):
 
     @classmethod
     def _noise_floats(cls, frozen, kind, shape):
+        """Floats of one member's full-rank noise: every entry of the leaf."""
         return int(np.prod(shape))
 
     @classmethod
-    def _lowrank_grad(cls, frozen, sigma, info, shape, key, w):
-        """Σₙ wₙ sₙ σ Eₙ for a chunk (full rank despite the name it overrides)."""
+    def _matrix_grad(cls, frozen, sigma, info, shape, key, w):
+        """Σₙ wₙ sₙ σ Eₙ for a chunk of members: the full-rank form of EggRoll's hook, (a, b)."""
         e = get_nonlora_update_params(frozen, sigma, info, shape, key)     # (c, a, b)
         return np.tensordot(w, e.astype(w.dtype), axes=(0, 0))

@@ -11,7 +11,7 @@ floor-shifted by FIXED_POINT + sigma_shift before it is added (docs/int8-spec.md
     get_noisy_standard:  y = clip(p + ⌊sE / 2^(4+σ)⌋)
 
 Update (docs/int8-spec.md §8). ``convert_fitnesses`` gives one fitness per antithetic pair, fᵢ = sign(R₂ᵢ −
-R₂ᵢ₊₁) (or the reference's quirky normalized variant). ``do_updates`` keeps the even threads of
+R₂ᵢ₊₁) (or the reference's quirky normalized variant). ``do_updates`` keeps the even members of
 the iterinfos (``[::2]``, sign +1), accumulates per leaf (and per layer of a stacked leaf)
 
     Z = Σᵢ fᵢ Aᵢ Bᵢᵀ   or   Σᵢ fᵢ Eᵢ           (use_clt; else with sgn() of the factors)
@@ -34,8 +34,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..int8 import intmm, qes
-from ..models.common import EMB_PARAM, EXCLUDED, MM_PARAM, PARAM
-from ..noise import Int8NoiseTable, check_population
+from ..models.base_model import EMB_PARAM, EXCLUDED, MM_PARAM, PARAM
+from ..noise import Int8NoiseTable, parse_iterinfo
 from ..tree import tree_items, tree_map_with_path
 from .base_noiser import Noiser
 from .eggroll import signs  # the antithetic sign, shared with the float noiser
@@ -49,14 +49,14 @@ def get_lora_update_params(frozen, iterinfo, shape, key) -> tuple[np.ndarray, np
 
     The sign stays in int8: the tables never hold −128, so s·A cannot wrap.
     """
-    epoch, members = check_population(*iterinfo)
+    epoch, members = parse_iterinfo(*iterinfo)
     a_unit, b_unit = frozen["noise"].lowrank(key, epoch, members, shape, frozen["rank"], frozen["noise_reuse"])
     return a_unit * signs(members)[:, None, None], b_unit
 
 
 def get_nonlora_update_params(frozen, iterinfo, shape, key) -> np.ndarray:
     """Signed full-rank noise of every member: s·E (P, *shape) int32."""
-    epoch, members = check_population(*iterinfo)
+    epoch, members = parse_iterinfo(*iterinfo)
     e = np.asarray(frozen["noise"].full(key, epoch, members, shape, frozen["noise_reuse"]), dtype=np.int32)
     return e * signs(members).astype(np.int32).reshape((-1,) + (1,) * len(shape))
 
@@ -167,8 +167,8 @@ class QEggRoll(Noiser):
 
     @classmethod
     def votes(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map):
-        """The tree of Z (int32, leaf shapes) from the even threads; EXCLUDED leaves get None."""
-        epoch, members = cls._even_threads(fitnesses, iterinfos)
+        """The tree of Z (int32, leaf shapes) from the even members; EXCLUDED leaves get None."""
+        epoch, members = cls._even_members(fitnesses, iterinfos)
         f = np.asarray(fitnesses).astype(np.int8)
         keys = dict(tree_items(base_keys))
         kinds = dict(tree_items(es_map))
@@ -193,7 +193,7 @@ class QEggRoll(Noiser):
             raise NotImplementedError("the reference's update crashes with fast_fitness=False "
                                       "(NameError in _common_update); no semantics to reproduce")
         z_tree = cls.votes(frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map)
-        epoch, members = cls._even_threads(fitnesses, iterinfos)
+        epoch, members = cls._even_members(fitnesses, iterinfos)
         thr = cls.threshold(frozen_noiser_params, noiser_params, epoch)
         n = members.size
         zs = dict(tree_items(z_tree))
@@ -207,10 +207,10 @@ class QEggRoll(Noiser):
 
     # -- helpers ------------------------------------------------------------------------------------
     @classmethod
-    def _even_threads(cls, fitnesses, iterinfos):
+    def _even_members(cls, fitnesses, iterinfos):
         """(epoch, members[::2]) after checking one fitness per antithetic pair."""
         epochs, members = np.asarray(iterinfos[0]), np.asarray(iterinfos[1])
-        epoch, members = check_population(epochs[::2] if epochs.ndim else epochs, members[::2])
+        epoch, members = parse_iterinfo(epochs[::2] if epochs.ndim else epochs, members[::2])
         if np.shape(fitnesses) != members.shape:
             raise ValueError(f"expected {members.size} fitnesses (one per pair), got shape {np.shape(fitnesses)}")
         # Other values make the reference's f·A product wrap in int8 or not depending on the array's

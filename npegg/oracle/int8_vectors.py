@@ -7,7 +7,7 @@ check itself against it bit for bit. ``export_int8_vectors(out_dir)`` writes
   population forward (``pert/``) with logits, states, ll, loss sums, and the exact noise every
   member used (``noise/<leaf>/{A,B,E,start,start_clamped,sign,K0,key,es_type}``);
 - ``qegg_update_<name>.npz``: cases of one Q-EGGROLL update whose raw scores come from a real
-  perturbed forward: fitness, threshold, the even threads' noise, Z and the new params.
+  perturbed forward: fitness, threshold, the even members' noise, Z and the new params.
 
 The keys, dtypes and shapes are those of ``shared/parity/README.md``, so the same tests read
 both. Differences, all recorded in ``meta/``: the noise comes from npegg's
@@ -33,7 +33,7 @@ import numpy as np
 from .. import keys as K
 from .. import noise
 from ..int8 import qes
-from ..models.common import EMB_PARAM, MM_PARAM, PARAM, simple_es_tree_key
+from ..models.base_model import EMB_PARAM, MM_PARAM, PARAM, simple_es_tree_key
 from ..models.egg import EGG, generate
 from ..noiser.qeggroll import QEggRoll, get_lora_update_params, get_nonlora_update_params, signs
 from ..tree import flatten, unflatten
@@ -115,7 +115,7 @@ def _streams(rng, n, length, vocab):
 
 
 def _model(model_seed, vocab, n_layer, hidden, param_kind, rng):
-    _, params, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(model_seed), 0), vocab, n_layer, hidden)
+    _, params, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(model_seed), 0), hidden, n_layer, vocab)
     if param_kind == "adv":
         params = adversarial_params(params, rng)
     keys = simple_es_tree_key(params, K.fold_in(K.key(model_seed), 1), scan_map)
@@ -135,17 +135,20 @@ def _tree_arrays(prefix, tree, dtype=None) -> dict:
 
 def export_egg_fwd(path, *, hidden=16, n_layer=1, T=24, vocab=256, rank=1, sigma_shift=4, noise_reuse=1,
                    epoch=3, param_kind="init", model_seed=11, noise_seed=0, noise_log2_size=16,
-                   threads=(0, 1, 2, 3, 6, 7, 131072, 131073), seed=0) -> Path:
-    """Write one ``egg_fwd``-format file: base and perturbed forward with the noise used."""
+                   members=(0, 1, 2, 3, 6, 7, 131072, 131073), seed=0) -> Path:
+    """Write one ``egg_fwd``-format file: base and perturbed forward with the noise used.
+
+    members: the perturbed members' ids (the file format calls them ``threads``, as the reference does).
+    """
     rng = np.random.default_rng(seed)
     params, es_map, keys = _model(model_seed, vocab, n_layer, hidden, param_kind, rng)
     table = noise.Int8NoiseTable(seed=noise_seed, log2_size=noise_log2_size)
-    threads = np.asarray(threads, dtype=np.int64)
+    members = np.asarray(members, dtype=np.int64)
     emb_size = (vocab + hidden) * rank                                    # add members whose emb slice clamps
-    q = np.setdiff1d(np.arange(1 << 17), threads >> 1)
+    q = np.setdiff1d(np.arange(1 << 17), members >> 1)
     st = noise.start_indices(flatten(keys)["emb"], epoch, 2 * q, noise_reuse, table.size)
     clamp = 2 * q[st > table.size - emb_size][:1]                         # one pair, if any in range
-    threads = np.concatenate([threads, clamp, clamp + 1])
+    members = np.concatenate([members, clamp, clamp + 1])
     frozen, nparams = QEggRoll.init_noiser(params, sigma_shift, noise=table, noise_reuse=noise_reuse, rank=rank)
 
     out = {**_common_meta(model_seed, noise_seed, noise_log2_size, vocab, n_layer, hidden, rank),
@@ -160,15 +163,15 @@ def export_egg_fwd(path, *, hidden=16, n_layer=1, T=24, vocab=256, rank=1, sigma
     out.update({"base/tokens_in": s[:-1], "base/tokens_tgt": s[1:], "base/state0": state0,
                 "base/logits": base.logits[0], "base/state": base.states[0], "base/ll": base.ll[0],
                 "base/loss_sum": base.loss_sum[0], "base/final_state": base.final_state[0]})
-    streams = np.repeat(_streams(rng, (len(threads) + 1) // 2, T, vocab), 2, axis=0)[: len(threads)]
-    state0 = rng.integers(-127, 128, (len(threads), n_layer, hidden)).astype(np.int8)
-    pert = generate(QEggRoll, frozen, nparams, None, params, keys, (epoch, threads), streams[:, :-1],
+    streams = np.repeat(_streams(rng, (len(members) + 1) // 2, T, vocab), 2, axis=0)[: len(members)]
+    state0 = rng.integers(-127, 128, (len(members), n_layer, hidden)).astype(np.int8)
+    pert = generate(QEggRoll, frozen, nparams, None, params, keys, (epoch, members), streams[:, :-1],
                     streams[:, 1:], state0, record=True)
-    out.update({"pert/threads": threads.astype(np.int32), "pert/epoch": np.int32(epoch),
+    out.update({"pert/threads": members.astype(np.int32), "pert/epoch": np.int32(epoch),
                 "pert/tokens_in": streams[:, :-1], "pert/tokens_tgt": streams[:, 1:], "pert/state0": state0,
                 "pert/logits": pert.logits, "pert/state": pert.states, "pert/ll": pert.ll,
                 "pert/loss_sum": pert.loss_sum, "pert/final_state": pert.final_state})
-    out.update(noise_records(frozen, params, keys, es_map, epoch, threads, noise_log2_size))
+    out.update(noise_records(frozen, params, keys, es_map, epoch, members, noise_log2_size))
     path = Path(path)
     np.savez_compressed(path, **out)
     return path

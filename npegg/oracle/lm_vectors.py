@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import keys as K
-from ..models.common import EMB_PARAM, MM_PARAM, PARAM, simple_es_tree_key
+from ..models.base_model import EMB_PARAM, MM_PARAM, PARAM, simple_es_tree_key
 from ..models.lm import ByteLM
 from ..noise import NoiseTable
 from ..noiser.eggroll import EggRoll, get_lora_update_params, get_nonlora_update_params

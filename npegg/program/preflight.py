@@ -41,7 +41,7 @@ def _counts(mode: str, cell: str, n_layers: int) -> tuple[int, int, int]:
     import numpy as np
     if mode == "int":
         from ..models.egg import EGG
-        make = lambda d: EGG.rand_init(K.key(0), 256, n_layers, d).params        # noqa: E731
+        make = lambda d: EGG.rand_init(K.key(0), d, n_layers, 256).params        # noqa: E731
     else:
         from ..models.lm import ByteLM
         make = lambda d: ByteLM.rand_init(K.key(0), d, n_layers, cell=cell).params  # noqa: E731

@@ -20,7 +20,7 @@ V, L, H = 256, 1, 16
 
 @pytest.fixture(scope="module")
 def model():
-    _, params, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(4), 0), V, L, H)
+    _, params, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(4), 0), H, L, V)
     return params, es_map, simple_es_tree_key(params, K.fold_in(K.key(4), 1), scan_map)
 
 
@@ -166,7 +166,7 @@ def test_noise_table_is_npeggs_own_and_indexes_with_the_low_bits_of_the_same_has
 def test_other_dtypes_are_refused_by_the_model():
     """run.py has a --dtype flag, but its other dtypes keep an int8 division table and an 8-bit gate shift."""
     with pytest.raises(ValueError, match="EGG is the int8 model"):
-        EGG.rand_init(K.key(0), V, L, H, "int16")
+        EGG.rand_init(K.key(0), H, L, V, "int16")
 
 
 def test_update_refuses_fitnesses_other_than_signs(model):

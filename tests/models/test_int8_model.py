@@ -16,7 +16,7 @@ V, L, H = 256, 2, 16
 
 @pytest.fixture(scope="module")
 def model():
-    frozen_params, params, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(3), 0), V, L, H)
+    frozen_params, params, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(3), 0), H, L, V)
     keys = simple_es_tree_key(params, K.fold_in(K.key(3), 1), scan_map)
     return params, es_map, keys
 

@@ -94,7 +94,7 @@ def check_egg_fwd(path):
     v = load(path)
     meta = group(v, "meta")
     params, es_map = model_tree(v)
-    _, _, scan_map, _ = EGG.rand_init(K.key(0), int(meta["vocab"]), int(meta["n_layer"]), int(meta["hidden"]))
+    _, _, scan_map, _ = EGG.rand_init(K.key(0), int(meta["hidden"]), int(meta["n_layer"]), int(meta["vocab"]))
     es_tree_key = simple_es_tree_key(params, K.fold_in(K.key(int(meta["model_seed"])), 1), scan_map)
     for leaf, code in flatten(es_map).items():
         assert int(v[f"noise/{leaf}/es_type"]) == code
@@ -140,7 +140,7 @@ def check_qegg_update(path):
     params, es_map = model_tree(v)
     rank = int(v["meta/rank"])
     if "meta/model_seed" in v:
-        _, _, scan_map, _ = EGG.rand_init(K.key(0), int(v["meta/vocab"]), int(v["meta/n_layer"]), int(v["meta/hidden"]))
+        _, _, scan_map, _ = EGG.rand_init(K.key(0), int(v["meta/hidden"]), int(v["meta/n_layer"]), int(v["meta/vocab"]))
         es_tree_key = simple_es_tree_key(params, K.fold_in(K.key(int(v["meta/model_seed"])), 1), scan_map)
     cases = [str(c) for c in v["meta/cases"]]
     assert cases

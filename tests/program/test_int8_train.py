@@ -17,7 +17,7 @@ TEXT = b"the quick brown fox jumps over the lazy dog. " * 90        # 4 050 byte
 
 
 def setup(seed=0, hidden=32, n_layer=1, epochs=40):
-    _, params, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(seed), 0), 256, n_layer, hidden)
+    _, params, scan_map, es_map = EGG.rand_init(K.fold_in(K.key(seed), 0), hidden, n_layer, 256)
     keys = simple_es_tree_key(params, K.fold_in(K.key(seed), 1), scan_map)
     frozen, nparams = QEggRoll.init_noiser(params, 4, noise=Int8NoiseTable(seed=seed, log2_size=18),
                                            alpha=4.0, alpha_decay_timestep=epochs)
@@ -42,7 +42,7 @@ def test_int_mode_run_lowers_validation_bpb():
     before = int_bpb(params, frozen, nparams, keys, lanes)
     reader = BatchReader(train, pop, 2, t)
     pos = reader.init()
-    states = np.zeros((pop,) + EGG.default_state(params).shape, np.int8)
+    states = EGG.init_state(params, pop)
     for epoch in range(epochs):
         tokens, pos = reader.next(pos)
         params, nparams, states, raw, fitness = int_epoch(params, frozen, nparams, keys, es_map, tokens, states, epoch)

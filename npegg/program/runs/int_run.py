@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from ... import keys as K
-from ...models.common import simple_es_tree_key
+from ...models.base_model import simple_es_tree_key
 from ...models.egg import EGG, generate
 from ...noiser.qeggroll import QEggRoll
 from ..checkpoint import model_fingerprint
@@ -79,7 +79,7 @@ def int_step(params, frozen_noiser_params, noiser_params, es_tree_key, noiser=QE
 def int_bpb(params, frozen_noiser_params, noiser_params, es_tree_key, lanes: Lanes, noiser=QEggRoll) -> float:
     """bpb = −Σ ll / (16 N) of the plain int8 model over the N scored bytes of ``lanes``
     (``evaluate.lanes_bpb`` of ``int_step``; the sum is exact, lanes start from a zero state)."""
-    zero = np.zeros((lanes.inputs.shape[0],) + EGG.default_state(params).shape, np.int8)   # (K, L, H)
+    zero = EGG.init_state(params, lanes.inputs.shape[0])                       # (K, L, H) int8
     step = int_step(params, frozen_noiser_params, noiser_params, es_tree_key, noiser)
     return lanes_bpb(step, lanes, zero, nats_per_unit=NATS_PER_UNIT)
 
@@ -90,12 +90,12 @@ class IntRun(Run):
     def __init__(self, cfg, corpus: Optional[Corpus] = None):
         super().__init__(cfg, corpus)
         root = K.key(cfg.seed)
-        init = EGG.rand_init(K.fold_in(root, 0), 256, cfg.n_layers, cfg.hidden_dim)
+        init = EGG.rand_init(K.fold_in(root, 0), cfg.hidden_dim, cfg.n_layers, 256)
         self.params, self.es_map = init.params, init.es_map
         self.es_tree_key = simple_es_tree_key(init.params, K.fold_in(root, 1), init.scan_map)
         self.frozen_noiser, self.noiser_params = QEggRoll.init_noiser(
             init.params, sigma_shift=cfg.sigma_shift, rank=cfg.rank, alpha=cfg.alpha, noise_reuse=cfg.noise_reuse)
-        self.hidden = np.zeros((cfg.pop_size, cfg.n_layers, cfg.hidden_dim), np.int8)     # (P, L, H) int8, × 127
+        self.hidden = EGG.init_state(init.params, cfg.pop_size)                 # (P, L, H) int8, value × 127
         self.epoch = 0
 
     def fingerprint(self) -> dict:
@@ -117,7 +117,7 @@ class IntRun(Run):
     def logits_fn(self, tokens, state):
         """Logits in nats for sampling, ((B, 1, V), state): the int8 logit l means p ∝ 2^(l/16)."""
         if state is None:
-            state = np.zeros((tokens.shape[0], self.cfg.n_layers, self.cfg.hidden_dim), np.int8)
+            state = EGG.init_state(self.params, tokens.shape[0])                  # (B, L, H) int8
         out = generate(QEggRoll, self.frozen_noiser, self.noiser_params, None, self.params, self.es_tree_key, None,
                        tokens, None, state)
         return (out.last_logits.astype(np.float64) * NATS_PER_UNIT)[:, None], out.final_state
