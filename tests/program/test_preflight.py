@@ -17,7 +17,7 @@ from npegg.tree import flatten
 @pytest.mark.parametrize("mode, cell, d, layers", [("float", "mingru", 24, 3), ("float", "egg", 17, 2),
                                                    ("int", "egg", 16, 3)])
 def test_param_count_is_exact(mode, cell, d, layers):
-    params = (EGG.rand_init(K.key(0), 256, layers, d).params if mode == "int"
+    params = (EGG.rand_init(K.key(0), d, layers, 256).params if mode == "int"
               else ByteLM.rand_init(K.key(0), d, layers, cell=cell).params)
     assert param_count(mode, cell, d, layers) == sum(int(np.size(v)) for v in flatten(params).values())
 
