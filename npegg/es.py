@@ -15,7 +15,7 @@ of the epoch; see ``npegg.optim``).
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -63,6 +63,7 @@ class ES:
     pop_size: int
     sigma_schedule: Callable[[int], float] | None = None
     leaves: dict | None = None          # {path: (shape, dtype)} of the params ``create`` made
+    recipe: dict | None = field(default=None, compare=False, repr=False)   # ``create``'s arguments
 
     @classmethod
     def create(cls, model, model_kwargs: dict, *, pop_size: int, sigma, lr, noiser=EggRoll, seed: int = 0,
@@ -93,8 +94,10 @@ class ES:
             _check_lr_value(lr(0), 0)
         frozen_noiser, noiser_params = noiser.init_noiser(params, schedule(0) if schedule else sigma, lr,
                                                           **noiser_kwargs)
+        recipe = dict(model=model, model_kwargs=model_kwargs, pop_size=pop_size, sigma=sigma, lr=lr, noiser=noiser,
+                      seed=seed, **noiser_kwargs)
         es = cls(model, noiser, frozen_params, es_map, scan_map, es_tree_key, frozen_noiser, int(pop_size), schedule,
-                 _leaf_specs(params))
+                 _leaf_specs(params), recipe)
         return es, ESState(params, noiser_params, 0)
 
     def check_params(self, params) -> None:
@@ -113,6 +116,13 @@ class ES:
             if not np.issubdtype(given[path][1], np.floating):
                 raise ValueError(f"params leaf {path} has dtype {given[path][1]}, the model's is {dtype}")
 
+    def __reduce__(self):
+        """An ES pickles as the arguments of ``create`` (its optimizer holds closures, its noise table
+        32 MiB): a worker rebuilds the same ES from them, bit for bit."""
+        if self.recipe is None:
+            raise TypeError("only an ES made by ES.create can be pickled (it is rebuilt from create's arguments)")
+        return (_from_recipe, (self.recipe,))
+
     @property
     def members(self) -> np.ndarray:
         """Thread ids 0..P−1: members 2k and 2k+1 are antithetic partners."""
@@ -130,6 +140,29 @@ class ES:
                                  f"got shape {np.shape(x)}")
         self.check_params(state.params)
         return self._forward(state, (state.epoch, self.members), *inputs, **kwargs)
+
+    def forward_members(self, state: ESState, members, *inputs, **kwargs):
+        """Perturbed forward of some members only: members (n,) thread ids, inputs with leading axis n.
+        Member m gets exactly the perturbation it gets in ``forward``."""
+        members = np.asarray(members)
+        for x in inputs:
+            if np.ndim(x) == 0 or np.shape(x)[0] != len(members):
+                raise ValueError(f"inputs need a leading axis of size len(members)={len(members)}, got {np.shape(x)}")
+        self.check_params(state.params)
+        return self._forward(state, (state.epoch, members), *inputs, **kwargs)
+
+    def train(self, state: ESState, fitness, epochs: int, *, workers: int = 1, engine: str = "local",
+              on_epoch=None, chunk: int | None = None) -> ESState:
+        """``epochs`` generations of: raw = fitness over the population; state = step(state, raw).
+
+        ``fitness(es, state, members) -> (n,)`` scores members (thread ids, (n,) int) at ``state``.
+        ``workers`` > 1 spreads the members over that many processes (``engine="local"``) or Ray
+        actors (``engine="ray"``), which then needs a picklable ``fitness``; the result is the same
+        bits for any ``workers`` and engine (``npegg.parallel``). ``on_epoch(state, raw)`` runs
+        after each step.
+        """
+        from .parallel.loop import train
+        return train(self, state, fitness, epochs, workers=workers, engine=engine, on_epoch=on_epoch, chunk=chunk)
 
     def evaluate(self, state: ESState, *inputs, **kwargs):
         """The unperturbed model on inputs with any leading batch axes."""
@@ -165,3 +198,8 @@ def _check_sigma_value(sigma, epoch: int) -> None:
 def _check_lr_value(lr, step: int) -> None:
     if not (np.isfinite(lr) and lr >= 0):
         raise ValueError(f"lr schedule returned {lr} at step {step}; it must be a finite number >= 0")
+
+
+def _from_recipe(recipe: dict) -> ES:
+    r = dict(recipe)
+    return ES.create(r.pop("model"), r.pop("model_kwargs"), **r)[0]

@@ -152,6 +152,10 @@ class NoiseTable:
         if not 0 <= int(self.seed) < 2**64:
             raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
 
+    def __reduce__(self):
+        """Pickles as its settings (the table is rebuilt from the seed where it is unpickled)."""
+        return (NoiseTable, (self.seed, self.log2_size, self.overflow, self.cache_bytes))
+
     @property
     def size(self) -> int:
         return 1 << int(self.log2_size)

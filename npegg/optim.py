@@ -27,6 +27,7 @@ Mirrors: optax.sgd, optax.adam, optax.adamw, optax.apply_updates, optax.schedule
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, NamedTuple, Union
 
 import numpy as np
@@ -133,8 +134,60 @@ OPTIMIZERS = {"sgd": sgd, "adam": adam, "adamw": adamw}
 
 
 # -- schedules ------------------------------------------------------------------------------------
+# Schedules are small frozen dataclasses rather than closures so that they pickle: an ``ES`` that
+# uses one can be sent to worker processes (``npegg.parallel``).
+@dataclass(frozen=True)
+class _Constant:
+    value: float
+
+    def __call__(self, count):
+        return self.value
+
+
+@dataclass(frozen=True)
+class _Linear:
+    init_value: float
+    end_value: float
+    transition_steps: int
+    transition_begin: int
+
+    def __call__(self, count):
+        frac = np.clip((count - self.transition_begin) / self.transition_steps, 0.0, 1.0)
+        return self.init_value + frac * (self.end_value - self.init_value)
+
+
+@dataclass(frozen=True)
+class _Exponential:
+    init_value: float
+    transition_steps: int
+    decay_rate: float
+    transition_begin: int
+    staircase: bool
+    end_value: float | None
+
+    def __call__(self, count):
+        p = max(count - self.transition_begin, 0) / self.transition_steps
+        v = self.init_value * self.decay_rate ** (np.floor(p) if self.staircase else p)
+        if self.end_value is not None:
+            v = max(v, self.end_value) if self.decay_rate < 1 else min(v, self.end_value)
+        return v
+
+
+@dataclass(frozen=True)
+class _Cosine:
+    init_value: float
+    decay_steps: int
+    alpha: float
+    exponent: float
+
+    def __call__(self, count):
+        c = 0.5 * (1 + np.cos(np.pi * min(count, self.decay_steps) / self.decay_steps))
+        return self.init_value * ((1 - self.alpha) * c ** self.exponent + self.alpha)
+
+
 def constant_schedule(value: float) -> Schedule:
-    return lambda count: value
+    """v(k) = value."""
+    return _Constant(value)
 
 
 def linear_schedule(init_value: float, end_value: float, transition_steps: int,
@@ -146,12 +199,7 @@ def linear_schedule(init_value: float, end_value: float, transition_steps: int,
     """
     if transition_steps <= 0:
         return constant_schedule(init_value)
-    transition_begin = max(transition_begin, 0)
-
-    def f(count):
-        frac = np.clip((count - transition_begin) / transition_steps, 0.0, 1.0)
-        return init_value + frac * (end_value - init_value)
-    return f
+    return _Linear(init_value, end_value, transition_steps, max(transition_begin, 0))
 
 
 def exponential_decay(init_value: float, transition_steps: int, decay_rate: float,
@@ -164,15 +212,7 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
     """
     if transition_steps <= 0 or decay_rate == 0:
         return constant_schedule(init_value)
-    transition_begin = max(transition_begin, 0)
-
-    def f(count):
-        p = max(count - transition_begin, 0) / transition_steps
-        v = init_value * decay_rate ** (np.floor(p) if staircase else p)
-        if end_value is not None:
-            v = max(v, end_value) if decay_rate < 1 else min(v, end_value)
-        return v
-    return f
+    return _Exponential(init_value, transition_steps, decay_rate, max(transition_begin, 0), staircase, end_value)
 
 
 def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0,
@@ -180,11 +220,7 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
     """init · ((1 − α) · (½(1 + cos(π · min(count, T)/T)))^exponent + α)."""
     if decay_steps <= 0:
         raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
-
-    def f(count):
-        c = 0.5 * (1 + np.cos(np.pi * min(count, decay_steps) / decay_steps))
-        return init_value * ((1 - alpha) * c ** exponent + alpha)
-    return f
+    return _Cosine(init_value, decay_steps, alpha, exponent)
 
 
 SCHEDULES = {"constant": constant_schedule, "linear": linear_schedule,

@@ -1,0 +1,146 @@
+"""The coordinator's side: engines that run replicas, and ``Population``, which drives them.
+
+One epoch over W workers (``Population``; the replica protocol is in ``replica.py``)::
+
+    coordinator                        worker w (owns chunks S_w, ``plan.py``)
+    ── "forward" ─────────────────▶    digest d_w of its state; raw_w = [forward(c) for c in S_w]
+    ◀──────────────── (raw_w, d_w) ──
+    raw = concat_w raw_w   (P,)        check d_w = digest(master) for every w
+    ── "update", raw ─────────────▶    update(raw)          (no reply; runs while the master updates)
+    master.update(raw)
+
+So per epoch and worker, what crosses is the P raw scores down plus the worker's own |S_w| scores
+and a 64-character digest up (measured in ``benchmarks/rows_parallel.py``); parameters cross only
+once, when a worker starts. ``SerialEngine`` is the one-process twin: the master itself evaluates
+every chunk, in the same chunks, so any worker count gives the same bits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .plan import deal, member_chunks
+
+
+class WorkerError(RuntimeError):
+    """A worker raised; the message carries its traceback."""
+
+
+class WorkerLost(WorkerError):
+    """A worker process or actor died (killed, out of memory, machine gone)."""
+
+    def __init__(self, message: str, worker: int):
+        super().__init__(message)
+        self.worker = worker
+
+
+class WorkerDiverged(WorkerError):
+    """A replica's digest differs from the coordinator's: its parameters are no longer the same bits."""
+
+
+class Engine:
+    """Runs one replica per worker. Subclasses: ``SerialEngine``, ``LocalEngine``, ``RayEngine``."""
+    name = "engine"
+    remote = True
+
+    def __init__(self, workers: int = 1):
+        if not (isinstance(workers, (int, np.integer)) and workers >= 1):
+            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        self.workers = int(workers)
+        self.bytes_down = [0] * self.workers      # coordinator → worker, cumulative
+        self.bytes_up = [0] * self.workers        # worker → coordinator, cumulative
+
+    def start(self, job, snapshot, shares, master) -> None:
+        raise NotImplementedError
+
+    def forward(self) -> list:
+        """[(raw_w, digest_w)] for w = 0..W−1."""
+        raise NotImplementedError
+
+    def update(self, raw) -> None:
+        raise NotImplementedError
+
+    def carried(self) -> list:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def pids(self) -> list:
+        return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SerialEngine(Engine):
+    """The one-process twin: the coordinator's own replica evaluates every chunk."""
+    name = "serial"
+    remote = False
+
+    def __init__(self, workers: int = 1):
+        super().__init__(1)
+
+    def start(self, job, snapshot, shares, master) -> None:
+        self.master, self.share = master, [c for s in shares for c in s]
+
+    def forward(self) -> list:
+        return [(np.concatenate([self.master.forward(c) for c in self.share]), None)]
+
+    def update(self, raw) -> None:
+        pass                                          # the master is updated by ``Population``
+
+    def carried(self) -> list:
+        return [None]
+
+
+class Population:
+    """A master replica and an engine: ``scores()`` then ``update(raw)``, epoch after epoch."""
+
+    def __init__(self, master, job, engine: Engine, pop_size: int, chunk: int):
+        self.master, self.job, self.engine = master, job, engine
+        self.chunks = member_chunks(pop_size, chunk)
+        self.shares = deal(self.chunks, engine.workers if engine.remote else 1)
+        engine.start(job, master.snapshot(), self.shares, master)
+
+    def scores(self) -> np.ndarray:
+        """Every member's raw score for this epoch: (P,), in member order."""
+        replies = self.engine.forward()
+        if self.engine.remote:
+            want = self.master.digest()
+            for w, (_, got) in enumerate(replies):
+                if got != want:
+                    raise WorkerDiverged(f"worker {w}'s parameters differ from the coordinator's (digest {got[:12]} "
+                                         f"against {want[:12]}): were the workers given another BLAS or NumPy?")
+        return np.concatenate([r for r, _ in replies])
+
+    def update(self, raw) -> None:
+        """Every replica applies the update from the same raw scores (workers first, so they overlap)."""
+        self.engine.update(raw)
+        self.master.update(raw)
+
+    def sync_carried(self) -> None:
+        """Copy the workers' carried per-member state into the master (before a checkpoint)."""
+        if self.engine.remote:
+            for share, tree in zip(self.shares, self.engine.carried()):
+                self.master.set_carried(share, tree)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def make_engine(engine: str = "local", workers: int = 1, **options) -> Engine:
+    """``"local"`` (worker processes; one worker = the serial twin in this process) or ``"ray"``."""
+    if engine == "local":
+        if workers == 1:
+            return SerialEngine()
+        from .local import LocalEngine
+        return LocalEngine(workers, **options)
+    if engine == "ray":
+        from .ray_engine import RayEngine
+        return RayEngine(workers, **{k: v for k, v in options.items() if k == "setup"})
+    if engine == "serial":
+        return SerialEngine()
+    raise ValueError(f"engine must be one of local, ray, serial; got {engine!r}")

@@ -1,0 +1,211 @@
+"""``LocalEngine``: worker processes on this machine, standard library only.
+
+Each worker is a ``multiprocessing`` process (``spawn`` by default: the same on Linux, macOS and
+Windows, and nothing inherited from the coordinator's threads) joined to the coordinator by one
+pipe. Messages are pickled by hand (``send_bytes``) so the bytes that cross can be counted.
+Liveness: the coordinator waits on the pipe *and* the process sentinel, so a worker that dies
+is noticed at once (``WorkerLost``) instead of hanging the run; a worker whose parent disappears
+sees its pipe close and exits. Workers ignore SIGINT: Ctrl-C reaches the whole process group,
+and it is the coordinator that decides what happens (save, then ``close``), so no worker is left
+behind.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import traceback
+from contextlib import contextmanager
+
+import numpy as np
+
+from .engine import Engine, WorkerError, WorkerLost
+
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _worker_main(conn, index: int) -> None:
+    """A worker's whole life: build the replica, then answer requests until "stop" or EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    send = lambda msg: conn.send_bytes(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: E731
+    failed = None                                   # a traceback from an "update" (it has no reply)
+    try:
+        setup, job, snapshot, share = pickle.loads(conn.recv_bytes())
+        if setup is not None:
+            setup()
+        replica = job()
+        replica.restore(snapshot)
+        send(("ok", os.getpid()))
+        while True:
+            op, arg = pickle.loads(conn.recv_bytes())
+            if op == "stop":
+                return
+            try:
+                if failed is not None:
+                    raise WorkerError(failed)
+                if op == "update":
+                    replica.update(arg)
+                    continue
+                if op == "forward":
+                    digest = replica.digest()
+                    reply = (np.concatenate([replica.forward(c) for c in share]), digest)
+                elif op == "carried":
+                    reply = replica.carried(share)
+                else:
+                    raise ValueError(f"unknown request {op!r}")
+                send(("ok", reply))
+            except Exception:
+                failed = failed or traceback.format_exc()
+                if op != "update":
+                    send(("error", failed))
+    except (EOFError, OSError, KeyboardInterrupt):
+        return                                      # the coordinator is gone: nothing to answer
+    except Exception:
+        try:
+            send(("error", traceback.format_exc()))
+        except OSError:
+            pass
+
+
+@contextmanager
+def _environ(values: dict):
+    """Set environment variables for the children started inside the block, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _death(proc) -> str:
+    proc.join(timeout=1.0)
+    code = proc.exitcode
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class LocalEngine(Engine):
+    """W worker processes (``spawn``, ``fork`` or ``forkserver``). ``setup``: a picklable function
+    run first in every worker (``npegg train`` sets one BLAS thread there); without one, BLAS
+    gets one thread through the environment unless the user set its variables."""
+    name = "local"
+
+    def __init__(self, workers: int, start_method: str = "spawn", setup=None):
+        super().__init__(workers)
+        if start_method not in mp.get_all_start_methods():
+            raise ValueError(f"start_method must be one of {', '.join(mp.get_all_start_methods())}; "
+                             f"got {start_method!r}")
+        self.start_method, self.setup = start_method, setup
+        self.procs, self.conns, self.pending = [], [], []
+
+    # -- messages ------------------------------------------------------------------------------
+    def _send(self, w: int, msg) -> None:
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        self.bytes_down[w] += len(data)
+        try:
+            self.conns[w].send_bytes(data)
+        except (BrokenPipeError, OSError):
+            raise self._lost(w) from None
+
+    def _lost(self, w: int) -> WorkerLost:
+        return WorkerLost(f"worker {w} (pid {self.procs[w].pid}) {_death(self.procs[w])}", w)
+
+    def _recv(self, w: int):
+        conn, proc = self.conns[w], self.procs[w]
+        while True:
+            ready = mp.connection.wait([conn, proc.sentinel])
+            if conn in ready:
+                try:
+                    data = conn.recv_bytes()
+                except (EOFError, OSError):
+                    raise self._lost(w) from None
+                break
+            if proc.sentinel in ready and not conn.poll():
+                raise self._lost(w)
+        self.bytes_up[w] += len(data)
+        self.pending[w] -= 1
+        status, value = pickle.loads(data)
+        if status == "error":
+            raise WorkerError(f"worker {w} (pid {proc.pid}) raised:\n{value}")
+        return value
+
+    def _drain(self, w: int) -> None:
+        """Read and drop replies still owed (a request interrupted by Ctrl-C)."""
+        while self.pending[w] > 0:
+            self._recv(w)
+
+    def _ask_all(self, msg) -> list:
+        for w in range(self.workers):
+            self._drain(w)
+            self._send(w, msg)
+            self.pending[w] += 1
+        return [self._recv(w) for w in range(self.workers)]
+
+    # -- engine --------------------------------------------------------------------------------
+    def start(self, job, snapshot, shares, master=None) -> None:
+        ctx = mp.get_context(self.start_method)
+        env = {k: "1" for k in _BLAS_ENV if k not in os.environ}
+        with _environ(env):
+            for w in range(self.workers):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker_main, args=(child, w), name=f"npegg-worker-{w}", daemon=True)
+                proc.start()
+                child.close()
+                self.procs.append(proc)
+                self.conns.append(parent)
+                self.pending.append(0)
+        try:
+            for w in range(self.workers):
+                self._send(w, (self.setup, job, snapshot, shares[w]))
+                self.pending[w] += 1
+            for w in range(self.workers):
+                self._recv(w)
+        except BaseException:
+            self.close()
+            raise
+
+    def forward(self) -> list:
+        return self._ask_all(("forward", None))
+
+    def update(self, raw) -> None:
+        for w in range(self.workers):
+            self._drain(w)
+            self._send(w, ("update", np.asarray(raw)))
+
+    def carried(self) -> list:
+        return self._ask_all(("carried", None))
+
+    def pids(self) -> list:
+        return [p.pid for p in self.procs]
+
+    def close(self) -> None:
+        """Ask every worker to stop, then terminate any that did not within a second, and reap all."""
+        for conn in self.conns:
+            try:
+                conn.send_bytes(pickle.dumps(("stop", None)))
+            except OSError:
+                pass
+        for proc in self.procs:
+            proc.join(timeout=1.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in self.conns:
+            conn.close()
+        self.procs, self.conns, self.pending = [], [], []
