@@ -32,3 +32,14 @@ def small_book(tmp_path_factory):
     manifest = out / "book.json"
     return SimpleNamespace(out=out, proc=proc, log=f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}",
                            manifest=json.loads(manifest.read_text()) if manifest.is_file() else None)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One real local Ray instance for the whole test session (starting one costs ~10 s); three
+    logical CPUs so that three one-CPU actors fit on a 2-core machine."""
+    import ray
+    if not ray.is_initialized():
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -124,7 +124,10 @@ class Population:
     def sync_carried(self) -> None:
         """Copy the workers' carried per-member state into the master (before a checkpoint)."""
         if self.engine.remote:
-            for share, tree in zip(self.shares, self.engine.carried()):
+            replies, want = self.engine.carried(), self.master.digest()
+            if any(digest != want for _, digest in replies):      # e.g. Ctrl-C between two replicas' updates
+                raise WorkerDiverged("the workers' carried states are not at the coordinator's epoch; not saving them")
+            for share, (tree, _) in zip(self.shares, replies):
                 self.master.set_carried(share, tree)
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ def _worker_main(conn, index: int) -> None:
                     digest = replica.digest()
                     reply = (np.concatenate([replica.forward(c) for c in share]), digest)
                 elif op == "carried":
-                    reply = replica.carried(share)
+                    reply = (replica.carried(share), replica.digest())
                 else:
                     raise ValueError(f"unknown request {op!r}")
                 send(("ok", reply))

@@ -45,8 +45,7 @@ class _RunReplica:
         if self.pending is None:
             self.run.data_state = self.run.reader.next(self.run.data_state)[1]
         else:
-            _, self.run.data_state, self.run.hidden = self.pending
-        self.pending = None
+            (_, self.run.data_state, self.run.hidden), self.pending = self.pending, None
 
     def snapshot(self):
         return self.run.checkpoint_trees()

@@ -1,0 +1,141 @@
+"""``RayEngine``: the member shards in Ray actors, on a cluster or on a local Ray instance.
+
+Ray is imported here only, when this engine is asked for. The cluster is Ray's own convention:
+``RAY_ADDRESS`` when set (``ray start --head`` on one machine, ``ray start --address=HOST:6379``
+on the others), otherwise a local instance with as many CPUs as this process may use; an
+instance this engine started is shut down by ``close``. Each actor asks for one CPU and holds one
+replica (``replica.py``); calls from the coordinator to one actor run in the order they were made,
+so "update" needs no reply. A dead actor (``ray.kill``, a lost node) surfaces as ``WorkerLost``;
+an exception inside an actor as ``WorkerError`` with its traceback.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+
+from .engine import Engine, WorkerError, WorkerLost
+from .plan import usable_cores
+
+
+class _ReplicaActor:
+    """One worker: built from (setup, job, snapshot, share), then forward / update / carried."""
+
+    def __init__(self, setup, job, snapshot, share):
+        if setup is not None:
+            setup()
+        self.replica, self.share = job(), share
+        self.replica.restore(snapshot)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def forward(self):
+        digest = self.replica.digest()
+        return np.concatenate([self.replica.forward(c) for c in self.share]), digest
+
+    def update(self, raw) -> None:
+        self.replica.update(raw)
+
+    def carried(self):
+        return self.replica.carried(self.share), self.replica.digest()
+
+
+def _first_lines(e, n: int = 12) -> str:
+    lines = str(e).strip().splitlines()
+    return "\n".join(lines[:n] + (["…"] if len(lines) > n else []))
+
+
+def _size(x) -> int:
+    """Bytes of x as pickled (what Ray's serializer sends is within a few bytes of this for arrays)."""
+    return len(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class RayEngine(Engine):
+    """W Ray actors, one CPU each (module docstring)."""
+    name = "ray"
+
+    def __init__(self, workers: int, setup=None, ready_timeout: float = 120.0):
+        super().__init__(workers)
+        self.setup, self.ready_timeout = setup, ready_timeout
+        self.actors, self.owns_ray, self._pids = [], False, []
+
+    def _ray(self):
+        import ray
+        if not ray.is_initialized():
+            address = os.environ.get("RAY_ADDRESS") or None
+            ray.init(address=address, num_cpus=None if address else usable_cores(), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+            self.owns_ray = True
+        return ray
+
+    def _call(self, refs: list) -> list:
+        ray = self._ray()
+        out = []
+        for w, ref in enumerate(refs):
+            try:
+                out.append(ray.get(ref))
+            except ray.exceptions.RayActorError as e:
+                raise WorkerLost(f"worker {w} (Ray actor, pid {self._pids[w] if w < len(self._pids) else '?'}) "
+                                 f"was lost: {_first_lines(e)}", w) from None
+            except ray.exceptions.RayTaskError as e:
+                raise WorkerError(f"worker {w} (Ray actor) raised:\n{e}") from None
+        return out
+
+    def start(self, job, snapshot, shares, master=None) -> None:
+        ray = self._ray()
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if cpus < self.workers:
+            self.close()
+            raise WorkerError(f"--workers {self.workers}: the Ray cluster has {cpus:g} CPUs; "
+                             f"start more nodes or ask for fewer workers")
+        actor = ray.remote(num_cpus=1)(_ReplicaActor)
+        payload = _size((job, snapshot))
+        try:
+            for w in range(self.workers):
+                self.actors.append(actor.remote(self.setup, job, snapshot, shares[w]))
+                self.bytes_down[w] += payload + _size(shares[w])
+            refs = [a.pid.remote() for a in self.actors]
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.ready_timeout)
+            if len(ready) < len(refs):
+                raise WorkerError(f"{len(refs) - len(ready)} of {len(refs)} Ray actors did not start within "
+                                  f"{self.ready_timeout:g} s (is the cluster short of CPUs?)")
+            self._pids = self._call(refs)
+        except BaseException:
+            self.close()
+            raise
+
+    def forward(self) -> list:
+        replies = self._call([a.forward.remote() for a in self.actors])
+        for w, reply in enumerate(replies):
+            self.bytes_down[w] += _size(("forward", None))
+            self.bytes_up[w] += _size(("ok", reply))
+        return replies
+
+    def update(self, raw) -> None:
+        raw = np.asarray(raw)
+        for w, a in enumerate(self.actors):
+            a.update.remote(raw)
+            self.bytes_down[w] += _size(("update", raw))
+
+    def carried(self) -> list:
+        return self._call([a.carried.remote() for a in self.actors])
+
+    def pids(self) -> list:
+        return list(self._pids)
+
+    def close(self) -> None:
+        """Kill every actor (their processes end), and shut down a Ray instance this engine started."""
+        if not self.actors and not self.owns_ray:
+            return
+        import ray
+        for a in self.actors:
+            try:
+                ray.kill(a)
+            except Exception:
+                pass
+        self.actors = []
+        if self.owns_ray:
+            ray.shutdown()
+            self.owns_ray = False

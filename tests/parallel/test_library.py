@@ -1,0 +1,64 @@
+"""``ES.train`` over worker processes and Ray actors gives the one-process twin's bits."""
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from npegg.es import ES
+from npegg.models import MLP
+from npegg.optim import linear_schedule
+from npegg.parallel import WorkerError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from regression import SquaredError, run  # noqa: E402
+
+
+def _small(**kw):
+    return run(epochs=4, pop_size=64, group_size=8, verbose=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def serial():
+    return _small(workers=1)
+
+
+def test_es_pickles_as_its_recipe():
+    """An ES sent to a worker is rebuilt from create's arguments: same params, same forward bits."""
+    es, state = ES.create(MLP, dict(in_dim=1, out_dim=1, hidden_dims=[8]), pop_size=8, group_size=2, seed=3,
+                          sigma=linear_schedule(1.0, 0.0, 10), lr=0.1)
+    twin = pickle.loads(pickle.dumps(es))
+    x = np.linspace(-1, 1, 8, dtype=np.float32)[:, None]
+    assert np.array_equal(es.forward(state, x), twin.forward(state, x))
+    assert np.array_equal(twin.members, es.members)
+
+
+def test_two_worker_processes_give_the_serial_bits(serial):
+    losses, _, pred, _ = _small(workers=2)
+    assert np.array_equal(losses, serial[0]) and np.array_equal(pred, serial[2])
+
+
+def test_three_ray_actors_give_the_serial_bits(serial, ray_session):
+    """(Ray actors import modules by name; ``regression`` is not installed, so it travels by value.)"""
+    import regression
+    ray_session.cloudpickle.register_pickle_by_value(regression)
+    losses, _, pred, _ = _small(workers=3, engine="ray")
+    assert np.array_equal(losses, serial[0]) and np.array_equal(pred, serial[2])
+
+
+class Failing(SquaredError):
+    """Raises in the worker that owns member 40, at epoch 1."""
+
+    def __call__(self, es, state, members):
+        if state.epoch == 1 and 40 in members:
+            raise ArithmeticError("member 40 cannot be scored")
+        return super().__call__(es, state, members)
+
+
+def test_a_worker_that_raises_shows_its_error():
+    es, state = ES.create(MLP, dict(in_dim=1, out_dim=1, hidden_dims=[8]), pop_size=64, group_size=8, seed=0,
+                          sigma=0.1, lr=0.1)
+    x = np.linspace(-1, 1, 16, dtype=np.float32)
+    with pytest.raises(WorkerError, match="(?s)worker 1 .*raised.*ArithmeticError: member 40 cannot be scored"):
+        es.train(state, Failing(x, x, 8), 3, workers=2)
