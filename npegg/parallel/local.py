@@ -16,6 +16,7 @@ import multiprocessing.connection
 import os
 import pickle
 import signal
+import threading
 import traceback
 from contextlib import contextmanager
 
@@ -82,6 +83,19 @@ def _environ(values: dict):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def _sigint_ignored():
+    """Start children with SIGINT ignored: the disposition survives exec, so a Ctrl-C that reaches
+    the process group while a spawned worker is still importing cannot kill it with a traceback."""
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
 
 
 def _death(proc) -> str:
@@ -158,7 +172,7 @@ class LocalEngine(Engine):
     def start(self, job, snapshot, shares, master=None) -> None:
         ctx = mp.get_context(self.start_method)
         env = {k: "1" for k in _BLAS_ENV if k not in os.environ}
-        with _environ(env):
+        with _environ(env), _sigint_ignored():
             for w in range(self.workers):
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker_main, args=(child, w), name=f"npegg-worker-{w}", daemon=True)
