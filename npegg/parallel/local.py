@@ -38,9 +38,9 @@ def _worker_main(conn, index: int) -> None:
             setup()
         replica = job()
         replica.restore(snapshot)
-        send(("ok", os.getpid()))
+        send(("ok", 0, os.getpid()))
         while True:
-            op, arg = pickle.loads(conn.recv_bytes())
+            op, seq, arg = pickle.loads(conn.recv_bytes())
             if op == "stop":
                 return
             try:
@@ -56,16 +56,16 @@ def _worker_main(conn, index: int) -> None:
                     reply = (replica.carried(share), replica.digest())
                 else:
                     raise ValueError(f"unknown request {op!r}")
-                send(("ok", reply))
+                send(("ok", seq, reply))
             except Exception:
                 failed = failed or traceback.format_exc()
                 if op != "update":
-                    send(("error", failed))
+                    send(("error", seq, failed))
     except (EOFError, OSError, KeyboardInterrupt):
         return                                      # the coordinator is gone: nothing to answer
     except Exception:
         try:
-            send(("error", traceback.format_exc()))
+            send(("error", -1, traceback.format_exc()))
         except OSError:
             pass
 
@@ -83,6 +83,19 @@ def _environ(values: dict):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def _no_sigint():
+    """Hold SIGINT back (delivered when the block ends) while a message is read or written."""
+    main = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    if main:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextmanager
@@ -123,50 +136,50 @@ class LocalEngine(Engine):
             raise ValueError(f"start_method must be one of {', '.join(mp.get_all_start_methods())}; "
                              f"got {start_method!r}")
         self.start_method, self.setup = start_method, setup
-        self.procs, self.conns, self.pending = [], [], []
+        self.procs, self.conns, self.seq = [], [], 0
 
     # -- messages ------------------------------------------------------------------------------
-    def _send(self, w: int, msg) -> None:
-        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+    # Every request carries a sequence number that its reply echoes, so a reply still owed to a
+    # request that Ctrl-C interrupted is recognised and dropped. SIGINT is held back while bytes
+    # are moving (``_no_sigint``), so an interrupt never leaves half a message in a pipe.
+    def _send(self, w: int, op: str, arg=None) -> int:
+        self.seq += 1
+        data = pickle.dumps((op, self.seq, arg), protocol=pickle.HIGHEST_PROTOCOL)
         self.bytes_down[w] += len(data)
         try:
-            self.conns[w].send_bytes(data)
+            with _no_sigint():
+                self.conns[w].send_bytes(data)
         except (BrokenPipeError, OSError):
             raise self._lost(w) from None
+        return self.seq
 
     def _lost(self, w: int) -> WorkerLost:
         return WorkerLost(f"worker {w} (pid {self.procs[w].pid}) {_death(self.procs[w])}", w)
 
-    def _recv(self, w: int):
+    def _recv(self, w: int, seq: int):
+        """The reply to request ``seq`` from worker w (older replies are read and dropped)."""
         conn, proc = self.conns[w], self.procs[w]
         while True:
             ready = mp.connection.wait([conn, proc.sentinel])
-            if conn in ready:
-                try:
+            if conn not in ready:
+                if proc.sentinel in ready and not conn.poll():
+                    raise self._lost(w)
+                continue
+            try:
+                with _no_sigint():
                     data = conn.recv_bytes()
-                except (EOFError, OSError):
-                    raise self._lost(w) from None
-                break
-            if proc.sentinel in ready and not conn.poll():
-                raise self._lost(w)
-        self.bytes_up[w] += len(data)
-        self.pending[w] -= 1
-        status, value = pickle.loads(data)
-        if status == "error":
-            raise WorkerError(f"worker {w} (pid {proc.pid}) raised:\n{value}")
-        return value
+            except (EOFError, OSError):
+                raise self._lost(w) from None
+            self.bytes_up[w] += len(data)
+            status, got, value = pickle.loads(data)
+            if status == "error":
+                raise WorkerError(f"worker {w} (pid {proc.pid}) raised:\n{value}")
+            if got == seq:
+                return value
 
-    def _drain(self, w: int) -> None:
-        """Read and drop replies still owed (a request interrupted by Ctrl-C)."""
-        while self.pending[w] > 0:
-            self._recv(w)
-
-    def _ask_all(self, msg) -> list:
-        for w in range(self.workers):
-            self._drain(w)
-            self._send(w, msg)
-            self.pending[w] += 1
-        return [self._recv(w) for w in range(self.workers)]
+    def _ask_all(self, op: str) -> list:
+        seqs = [self._send(w, op) for w in range(self.workers)]
+        return [self._recv(w, seq) for w, seq in enumerate(seqs)]
 
     # -- engine --------------------------------------------------------------------------------
     def start(self, job, snapshot, shares, master=None) -> None:
@@ -180,27 +193,26 @@ class LocalEngine(Engine):
                 child.close()
                 self.procs.append(proc)
                 self.conns.append(parent)
-                self.pending.append(0)
         try:
             for w in range(self.workers):
-                self._send(w, (self.setup, job, snapshot, shares[w]))
-                self.pending[w] += 1
+                data = pickle.dumps((self.setup, job, snapshot, shares[w]), protocol=pickle.HIGHEST_PROTOCOL)
+                self.bytes_down[w] += len(data)
+                self.conns[w].send_bytes(data)
             for w in range(self.workers):
-                self._recv(w)
+                self._recv(w, 0)
         except BaseException:
             self.close()
             raise
 
     def forward(self) -> list:
-        return self._ask_all(("forward", None))
+        return self._ask_all("forward")
 
     def update(self, raw) -> None:
         for w in range(self.workers):
-            self._drain(w)
-            self._send(w, ("update", np.asarray(raw)))
+            self._send(w, "update", np.asarray(raw))
 
     def carried(self) -> list:
-        return self._ask_all(("carried", None))
+        return self._ask_all("carried")
 
     def pids(self) -> list:
         return [p.pid for p in self.procs]
@@ -209,7 +221,7 @@ class LocalEngine(Engine):
         """Ask every worker to stop, then terminate any that did not within a second, and reap all."""
         for conn in self.conns:
             try:
-                conn.send_bytes(pickle.dumps(("stop", None)))
+                conn.send_bytes(pickle.dumps(("stop", -1, None)))
             except OSError:
                 pass
         for proc in self.procs:
@@ -222,4 +234,4 @@ class LocalEngine(Engine):
                 proc.join()
         for conn in self.conns:
             conn.close()
-        self.procs, self.conns, self.pending = [], [], []
+        self.procs, self.conns = [], []

@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-every", type=int, metavar="N", help="validate every N epochs [epochs/5]")
     g.add_argument("--save-every", type=int, metavar="N", help="checkpoint every N epochs [as --eval-every]")
     g.add_argument("--sample-bytes", type=int, metavar="N", help=f"bytes of sample text at the end [{d.sample_bytes}]")
+    g = t.add_argument_group("workers (the results are the same bits for any number)")
+    g.add_argument("--workers", type=int, metavar="N", help="worker processes or Ray actors [the cores this process may use]")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine; ray: Ray actors on the cluster at RAY_ADDRESS, "
+                        "or on a local Ray [local]")
 
     s = sub.add_parser("sample", allow_abbrev=False, help="generate text from a checkpoint")
     s.add_argument("checkpoint", help="run folder or checkpoint.npz")

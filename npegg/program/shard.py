@@ -132,7 +132,7 @@ class ProgramJob:
         self.cfg, self.train = cfg, np.asarray(train_bytes, np.uint8)
 
     def __call__(self):
-        from .train import make_run
+        from .runs import make_run
         run = make_run(self.cfg, None)
         run.reader = BatchReader(self.train, self.cfg.pop_size, self.cfg.group_size, self.cfg.tokens_per_update)
         return replica_for(run)

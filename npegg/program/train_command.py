@@ -7,6 +7,7 @@ An interrupt (Ctrl-C) saves the last finished epoch and exits 130; ``--resume`` 
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -30,6 +31,8 @@ from .progress import Progress, format_duration, format_rate, format_table
 from .report import plot_curve, results_table, write_metrics, write_sample
 from .runs import make_run
 from .runs.backprop_run import data_bytes_per_epoch, member_bytes_per_epoch
+from .shard import ParallelRun, check_workers
+from ..parallel import WorkerError
 
 #: flags that may differ when resuming: they change how long the run goes and what it reports, not its maths
 RESUMABLE = ("epochs", "eval_every", "save_every", "sample_bytes")
@@ -117,6 +120,14 @@ def _save(run, history, cfg, corpus, out: Path) -> None:
 
 def cmd_train(args, stdout) -> int:
     cfg, ckpt, out = _train_config(args)
+    if cfg.method == "backprop" and args.workers not in (None, 1):
+        raise UsageError(f"--workers: --method backprop runs in one process; got {args.workers}")
+    try:
+        workers = check_workers(cfg, args.workers)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if args.engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--engine ray: Ray is not installed (pip install 'npegg[ray]')")
     corpus = read_corpus(cfg)
     if ckpt is not None and ckpt.config.get("corpus", {}).get("sha256") != corpus_digest(corpus):
         raise InputError(f"--resume: the data ({cfg.data or 'the default stdlib corpus'}, --max-docs {cfg.max_docs}) "
@@ -136,7 +147,16 @@ def cmd_train(args, stdout) -> int:
     out = prepare_run_dir(out, overwrite=True)
     remove_stale_temps(out)                                     # left by a run killed in the middle of a save
     say = lambda text="": print(text, file=stdout, flush=True)  # noqa: E731
+    if cfg.method == "es":
+        run = ParallelRun(run, corpus.train, workers, args.engine, say=say)
+    try:
+        return _run_and_report(run, history, cfg, corpus, ckpt, out, say, stdout)
+    finally:
+        if isinstance(run, ParallelRun):
+            run.close()                                         # no worker outlives the command
 
+
+def _run_and_report(run, history, cfg, corpus, ckpt, out, say, stdout) -> int:
     n_params = sum(int(np.size(v)) for v in flatten(run.checkpoint_trees()[0]["params"]).values())
     say(f"npegg {__version__} · {cfg.mode} mode · {cfg.cell} cell · hidden {cfg.hidden_dim} × {cfg.n_layers} "
         f"layer{'s' if cfg.n_layers > 1 else ''} · {n_params:,} parameters")
@@ -155,14 +175,24 @@ def cmd_train(args, stdout) -> int:
         say(f"ES: population {cfg.pop_size} in groups of {cfg.group_size}, rank {cfg.rank}, {how}; "
             f"{cfg.tokens_per_update} bytes per member per epoch")
     say(f"run folder: {out}" + (f" (resuming at epoch {run.epoch})" if ckpt is not None else ""))
+    if isinstance(run, ParallelRun):
+        where = "this process" if run.workers == 1 and run.engine_name == "local" else f"{run.engine_name} engine"
+        say(f"workers: {run.workers} ({where}); members in chunks of {run.chunk}")
 
     progress = Progress(cfg.epochs, data_bytes_per_epoch(cfg), stream=stdout, every=cfg.eval_every,
                         start_epoch=run.epoch, member_bytes_per_epoch=member_bytes_per_epoch(cfg))
     save = lambda: _save(run, history, cfg, corpus, out)  # noqa: E731
     try:                      # overflow shows up as Diverged below, not as NumPy's warnings
+        if isinstance(run, ParallelRun):
+            run.say = progress.message                          # a lost worker is reported between progress lines
+            run.start()                                         # workers start before the clock does
         with np.errstate(over="ignore", invalid="ignore"):
             history = train(run, history, on_epoch=lambda e, t, v: progress.update(e, t, v), save=save,
                             on_start=lambda: setattr(progress, "t0", progress.clock()))  # rate and ETA from epoch 1
+    except WorkerError as e:
+        progress.close()
+        last = f"the last checkpoint is {out / CHECKPOINT}" if (out / CHECKPOINT).exists() else "no checkpoint was written yet"
+        raise InputError(f"{e}\nthe run stopped at epoch {run.epoch}; {last}; continue with  npegg train --resume {out}") from e
     except KeyboardInterrupt:
         progress.close()
         save()

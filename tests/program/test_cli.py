@@ -11,7 +11,7 @@ import pytest
 from npegg.program import cli
 from npegg.program.checkpoint import load_checkpoint, save_checkpoint
 from npegg.tree import flatten
-from npegg.program.runs import FloatRun
+from npegg.program.shard import ParallelRun
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly hex "
          "every jovial number in the box of import numpy as np def return").split()
@@ -98,18 +98,18 @@ def test_resume_continues_bit_for_bit(corpus, tmp_path, capsys, cell):
 def test_interrupt_saves_and_resume_continues(corpus, straight, tmp_path, monkeypatch):
     """Ctrl-C during epoch 3 saves epoch 2 and exits 130; --resume then matches the straight run."""
     out, calls = tmp_path / "interrupted", []
-    real = FloatRun.epoch_step
+    real = ParallelRun.epoch_step
 
     def flaky(self):
         calls.append(self.epoch)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(self)
-    monkeypatch.setattr(FloatRun, "epoch_step", flaky)
+    monkeypatch.setattr(ParallelRun, "epoch_step", flaky)
     code, text = run(tiny(corpus, out))
     assert code == 130 and "--resume" in text
     assert load_checkpoint(out / "checkpoint.npz").scalars["epoch"] == 2
-    monkeypatch.setattr(FloatRun, "epoch_step", real)
+    monkeypatch.setattr(ParallelRun, "epoch_step", real)
     assert run(["train", "--resume", out])[0] == 0
     _same_run(straight[0], out)
 

@@ -15,7 +15,8 @@ import pytest
 from npegg.program.checkpoint import load_checkpoint
 from npegg.program.data import load_corpus
 from npegg.program.shard import ParallelRun
-from npegg.program.train import TrainConfig, make_run
+from npegg.program.config import TrainConfig
+from npegg.program.runs import make_run
 from npegg.tree import flatten
 from test_cli import corpus, run  # noqa: F401  (the tiny corpus fixture)
 
