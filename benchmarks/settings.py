@@ -59,6 +59,12 @@ class Settings:
     # not grow with epochs; `--train-epochs 0` runs the true default (many minutes).
     train_args: tuple = ("--epochs", "2")
     train_timeout: float = 1800.0
+    # workers rows: `npegg train`'s defaults on 1 and 2 workers (benchmarks.rows_parallel)
+    workers_train: tuple = ()                # TrainConfig fields that differ from the defaults
+    workers_epochs: int = 3                  # epochs per timed sample
+    workers_repeats: int = 5
+    workers_data_bytes: int = 3_000_000
+    workers_skip_ray: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,4 +77,6 @@ QUICK = Settings(pop=64, widths=(64,), ranks=(1, 4), batches=(1, 4), update_widt
                  scan_pop=8, scan_tokens=16, scan_hidden=32, intmm_shapes=((64, 64, 64),),
                  int8_hidden=32, int8_pop=8, int8_tokens=4, int8_noise_log2=18,
                  train_args=("--epochs", "1", "--hidden-dim", "16", "--pop-size", "16", "--max-docs", "20"),
-                 train_timeout=300.0)
+                 train_timeout=300.0, workers_train=(("pop_size", 64), ("hidden_dim", 16), ("n_layers", 1),
+                                                     ("tokens_per_update", 16)),
+                 workers_epochs=1, workers_repeats=3, workers_data_bytes=100_000, workers_skip_ray=True)

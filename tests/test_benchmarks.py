@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 GROUPS = ("population forward", "ES update", "OpenES vs EggRoll", "language model", "minGRU scan", "int8",
-          "npegg train")
+          "workers", "npegg train")
 
 
 @pytest.fixture(scope="module")
