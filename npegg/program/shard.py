@@ -138,10 +138,12 @@ class ProgramJob:
         return replica_for(run)
 
 
-def blas_setup() -> None:
-    """Run first in every worker: BLAS on one thread, as in the coordinator (``blas.py``)."""
+def worker_setup() -> None:
+    """Run first in every worker: BLAS threads as in the coordinator (``blas.py``), and overflow
+    left to the loop's divergence check rather than printed as NumPy warnings (as ``train_command``)."""
     from .blas import default_blas_threads
     default_blas_threads()
+    np.seterr(over="ignore", invalid="ignore")
 
 
 def program_chunk(cfg) -> int:
@@ -186,8 +188,8 @@ class ParallelRun:
         return self.run.epoch
 
     def _engine(self):
-        return make_engine(self.engine_name, self.workers, setup=blas_setup, start_method=self.start_method) \
-            if self.engine_name == "local" else make_engine(self.engine_name, self.workers, setup=blas_setup)
+        return make_engine(self.engine_name, self.workers, setup=worker_setup, start_method=self.start_method) \
+            if self.engine_name == "local" else make_engine(self.engine_name, self.workers, setup=worker_setup)
 
     def start(self) -> None:
         """Start the workers from the master's current state (done by the first ``epoch_step``)."""
