@@ -25,6 +25,7 @@ import numpy as np
 
 from ..parallel import Population, WorkerLost, chunk_size, make_engine, member_chunks, tree_digest, usable_cores
 from .data import BatchReader
+from .runs.base_run import Diverged
 from .evaluate import LN2
 
 
@@ -205,6 +206,10 @@ class ParallelRun:
             try:
                 self.start()
                 raw = self.pop.scores()
+                bad = int((~np.isfinite(raw)).sum())
+                if bad:                                 # as FloatRun.epoch_step: stop before the update
+                    raise Diverged(f"epoch {self.run.epoch + 1}: {bad} of {raw.size} members' "
+                                   f"log-likelihoods are not finite")
                 self.pop.update(raw)
                 return self.replica.train_bpb(raw)
             except WorkerLost as lost:
