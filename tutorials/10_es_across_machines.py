@@ -431,9 +431,8 @@ else:
           f"(P = {P_e}, D = {engine_cfg.hidden_dim}, L = {engine_cfg.n_layers}, T = {engine_cfg.tokens_per_update})")
     print(f"bytes per member per epoch with 2 workers: {(engine_rows[2, 'local'][2] + engine_rows[2, 'local'][3]) / P_e:.1f} "
           f"(the scores down to both workers, 8 bytes each, plus each worker's own scores and a digest up, plus pickling)")
-    # a sanity bound only: the ratio depends on the machine's load, and the small setting's model is
-    # too small for two processes to gain much over the messages (python -m benchmarks measures it)
-    book.check("epoch time of 1 local worker over 2 (sanity bound)", engine_speedup, 1.2, 0.9)
+    # a timing: printed, never checked (it depends on the machine's load; the small setting's model
+    # is too small for two processes to gain much over the messages; python -m benchmarks measures it)
 
 # %% [markdown]
 # The digests agree: the run's parameters are the same bits with one worker or two (and on Ray).
@@ -491,7 +490,8 @@ u0 = max(t_upd1 - u1 * P1, 0.0)
 print(f"default model (D={default_cfg.hidden_dim}, L={default_cfg.n_layers}, T={default_cfg.tokens_per_update}): "
       f"forward {t_member * 1e3:.2f} ms per member; update {t_upd1 * 1e3:.1f} ms at P={P1}, {t_upd2 * 1e3:.1f} ms at P={P2} "
       f"→ u0 = {u0 * 1e3:.1f} ms + u1 = {u1 * 1e6:.1f} µs per member")
-book.check("the update costs less per member than the forward (ratio u1 / t_member, below 1)", u1 / t_member, 0.5, 0.5)
+print(f"the update costs {u1 / t_member:.3f} of a member's forward per member (a rank-1 update touches each "
+      f"weight once per member, the forward {default_cfg.tokens_per_update} times)")
 
 ALPHA, BETA = 50e-6, 1.25e9
 
@@ -521,8 +521,6 @@ W_comm = float(np.sqrt(t_member * BETA / 8))
 W_update = t_member / u1
 print(f"\ncommunication passes compute at W ≈ √(t_member·β/8) = {W_comm:.0f} workers (for any P); "
       f"the replicated update passes compute at W ≈ t_member/u1 = {W_update:.0f}")
-book.check("workers where the coordinator's link starts to dominate (order of magnitude, log10)",
-           np.log10(W_comm), 2.5, 1.0)
 book.check("8d for the default model (MB)", 8 * d_default / 1e6, 0.93, 0.005)
 
 if plt:

