@@ -20,8 +20,7 @@
 #
 # **Run it**: `python tutorials/01_es_from_scratch.py` (or open it as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
-# setting in a few seconds. The full setting took **65 s** on this machine (2 cores shared with
-# other jobs at the time; 31 s of CPU time).
+# setting in a few seconds. The full setting took **3 min 7 s** on this machine (2 cores, heavily shared with other jobs).
 
 # %%
 import time

@@ -25,8 +25,7 @@
 #
 # **Run it**: `python tutorials/02_fitness_and_optimizers.py` (or as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
-# setting. The full setting took **7 s** on this machine (2 cores shared with other jobs at the
-# time; 5 s of CPU time).
+# setting. The full setting took **31 s** on this machine (2 cores, heavily shared with other jobs).
 
 # %%
 import numpy as np

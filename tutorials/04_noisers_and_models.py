@@ -20,8 +20,7 @@
 #
 # **Run it**: `python tutorials/04_noisers_and_models.py` (or as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
-# setting. The full setting took **11 s** on this machine (2 cores shared with other jobs at the
-# time; 6 s of CPU time).
+# setting. The full setting took **19 s** on this machine (2 cores, heavily shared with other jobs).
 
 # %%
 import numpy as np

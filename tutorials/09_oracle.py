@@ -24,7 +24,7 @@
 #
 # **Run it**: `python tutorials/09_oracle.py` (or open it as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
-# setting in a few seconds. The full setting took **3 s** on this machine (2 cores).
+# setting in a few seconds. The full setting took **8 s** on this machine (2 cores, heavily shared with other jobs).
 
 # %%
 import ast
