@@ -20,8 +20,7 @@
 #
 # **Run it**: `python tutorials/03_low_rank_perturbations.py` (or as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
-# setting. The full setting took **2 min 37 s** on this machine (2 cores shared with other jobs at
-# the time; 85 s of CPU time).
+# setting. The full setting took **4 min 16 s** on this machine (2 cores, heavily shared with other jobs).
 
 # %%
 import time

@@ -29,7 +29,7 @@
 #
 # **Run it**: `python tutorials/07_integers_only.py` (or open it as a notebook). Figures go to
 # `$NPEGG_TUTORIAL_OUT` (default `tutorials/figures/`); `NPEGG_TUTORIAL_SMALL=1` runs a small
-# setting in a few seconds. The full setting took **1 min 2 s** on this machine (2 cores).
+# setting in a few seconds. The full setting took **2 min 17 s** on this machine (2 cores, heavily shared with other jobs).
 
 # %%
 import time
