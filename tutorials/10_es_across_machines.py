@@ -355,9 +355,12 @@ if plt:
 # replica applies the same update, and each reply carries a digest of the replica's state so that
 # a replica that drifted is caught at once. `npegg train --workers N` runs worker processes on
 # this machine (`--engine local`, the default, using every core); `--engine ray` puts the same
-# replicas in Ray actors on a cluster. The next cell runs the language model for a few epochs with
-# one worker and with two (and, in the full setting, with two Ray actors when Ray is installed),
-# and compares the bits.
+# replicas in Ray actors on a cluster (the repository's README gives the `ray start` commands). The
+# library does the same for any model: `es.train(state, fitness, epochs, workers=N)` with a
+# picklable `fitness(es, state, members)` — a module-level function or class, since a spawned
+# worker imports it — as `python examples/regression.py --workers 2` shows. The next cell runs
+# the language model for a few epochs with one worker and with two (and, in the full setting,
+# with two Ray actors when Ray is installed), and compares the bits.
 
 # %%
 HAVE_ENGINES = importlib.util.find_spec("npegg.parallel") is not None
