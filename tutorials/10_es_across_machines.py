@@ -340,12 +340,12 @@ if plt:
 # * **Bytes.** Per epoch each worker sent $8P/W$ bytes and received $8P$: for this toy's
 #   thousand-odd parameters that is already less than one copy of $\theta$, and it would be the
 #   same for a model a million times larger.
-# * **Speed.** $W$ processes run only as fast as the cores they get: on an idle machine, up to the
-#   number of cores, the evaluation time divides by $W$; on a busy one (the book's was shared with
-#   other jobs) the times above show how little is left, and past the number of cores the workers
-#   only take turns. And look at what does *not* shrink in any case: every replica rebuilds all
-#   $P$ noise vectors for the update. That is the price of sending only scalars, and section 5
-#   counts it.
+# * **Speed.** Each worker evaluates $P/W$ members, so with a free core per worker the evaluation
+#   time divides by $W$. But $W$ processes run only as fast as the cores they get: past the number
+#   of cores they take turns, and on a machine busy with other jobs (the book's was; the times
+#   above are what it gave) a second process may gain nothing. And look at what does *not*
+#   shrink in any case: every replica rebuilds all $P$ noise vectors for the update. That is the
+#   price of sending only scalars, and section 5 counts it.
 #
 # ## 4. npegg's engines
 #
@@ -434,14 +434,18 @@ else:
           f"(P = {P_e}, D = {engine_cfg.hidden_dim}, L = {engine_cfg.n_layers}, T = {engine_cfg.tokens_per_update})")
     print(f"bytes per member per epoch with 2 workers: {(engine_rows[2, 'local'][2] + engine_rows[2, 'local'][3]) / P_e:.1f} "
           f"(the scores down to both workers, 8 bytes each, plus each worker's own scores and a digest up, plus pickling)")
+    book.check("bytes per member per epoch, 2 local workers (counted)",
+               (engine_rows[2, "local"][2] + engine_rows[2, "local"][3]) / P_e, 25, 3)
     # a timing: printed, never checked (it depends on the machine's load; the small setting's model
     # is too small for two processes to gain much over the messages; python -m benchmarks measures it)
 
 # %% [markdown]
 # The digests agree: the run's parameters are the same bits with one worker or two (and on Ray).
-# The bytes per epoch are the scores and a digest per worker and request, a few kilobytes
-# whatever the model. How close the speedup comes to 2 depends on how busy the machine is;
-# `python -m benchmarks` measures it on an idle one.
+# The bytes per epoch are the scores and a digest per worker and request: a few kilobytes per
+# worker, about 25 bytes per member in all, whatever the model. How close the speedup comes to 2 depends on how busy the machine is: other
+# processes take their share from the workers. `python -m benchmarks` measures it at the
+# `npegg train` defaults (its workers rows, `benchmarks/rows_parallel.py`, which also print a
+# table on paper like the one below); run it on idle cores to see what two workers give.
 #
 # ## 5. On paper: 1 to 1024 workers, populations up to $2^{20}$
 #
