@@ -53,8 +53,9 @@ plt = book.pyplot()
 #
 # **Data-parallel backprop.** $W$ workers hold a copy of the model each, compute the gradient of
 # their own slice of the batch, and must then *average the gradients* before anyone can step:
-# an **all-reduce** of $d$ numbers. The usual ring all-reduce sends and receives
-# $2\,\frac{W-1}{W}\cdot 4d$ bytes per worker per step (float32): about **8 bytes per parameter**,
+# an **all-reduce** of $d$ numbers. The gradient itself is $4d$ bytes (float32); the usual ring
+# all-reduce sends, and receives, $2\,\frac{W-1}{W}\cdot 4d$ bytes per worker per step (half of it
+# to add the workers' gradients up, half to hand the sum back): about **8 bytes per parameter**,
 # however many workers there are.
 #
 # **ES.** A generation's update is $\Delta\theta \propto \sum_{m} f_m\,\varepsilon_m$. The
