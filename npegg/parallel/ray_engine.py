@@ -65,8 +65,14 @@ class RayEngine(Engine):
         import ray
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS") or None
-            ray.init(address=address, num_cpus=None if address else usable_cores(), include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address=address, num_cpus=None if address else usable_cores(), include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
+            except Exception as e:      # Ray raises ConnectionError, ValueError, RuntimeError… for a bad cluster
+                where = f"the cluster at RAY_ADDRESS={address}" if address else "a local Ray instance"
+                raise WorkerError(f"--engine ray: could not start or reach {where}: {type(e).__name__}: "
+                                  f"{_first_lines(e, 3)}" + ("\n(start it with  ray start --head  on that machine, "
+                                  "or unset RAY_ADDRESS for a local Ray)" if address else "")) from None
             self.owns_ray = True
         return ray
 

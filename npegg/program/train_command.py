@@ -191,8 +191,10 @@ def _run_and_report(run, history, cfg, corpus, ckpt, out, say, stdout) -> int:
                             on_start=lambda: setattr(progress, "t0", progress.clock()))  # rate and ETA from epoch 1
     except WorkerError as e:
         progress.close()
-        last = f"the last checkpoint is {out / CHECKPOINT}" if (out / CHECKPOINT).exists() else "no checkpoint was written yet"
-        raise InputError(f"{e}\nthe run stopped at epoch {run.epoch}; {last}; continue with  npegg train --resume {out}") from e
+        if not (out / CHECKPOINT).exists():                     # e.g. the workers never started: nothing to resume
+            raise InputError(f"{e}\nthe run stopped at epoch {run.epoch}; no checkpoint was written yet") from e
+        raise InputError(f"{e}\nthe run stopped at epoch {run.epoch}; the last checkpoint is {out / CHECKPOINT}; "
+                         f"continue with  npegg train --resume {out}") from e
     except KeyboardInterrupt:
         progress.close()
         save()

@@ -156,3 +156,18 @@ def test_bad_worker_counts_exit_2_before_training(corpus, tmp_path, capsys):  # 
     code, _ = run(["train", "--data", corpus, "--out", tmp_path / "x", *TINY, "--workers", "7"])
     assert code == 2 and "--workers: must be between 1 and 6" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_bad_ray_address_is_one_clear_error_not_a_traceback(corpus, tmp_path):  # noqa: F811
+    """RAY_ADDRESS naming no cluster: exit 1 with a message naming --engine ray and RAY_ADDRESS, no
+    traceback, and no advice to --resume a run that saved nothing. A subprocess, so that the test
+    session's own Ray instance (ray_session) cannot hide the address."""
+    env = {**os.environ, "RAY_ADDRESS": "not-a-ray-address",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2])] +
+                                         os.environ.get("PYTHONPATH", "").split(os.pathsep))}
+    proc = subprocess.run([sys.executable, "-m", "npegg", "train", "--data", str(corpus), "--epochs", "2",
+                           "--out", str(tmp_path / "r"), *TINY, "--engine", "ray", "--workers", "2"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "--engine ray" in proc.stderr and "RAY_ADDRESS=not-a-ray-address" in proc.stderr
+    assert "Traceback" not in proc.stderr and "--resume" not in proc.stderr
