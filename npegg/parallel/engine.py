@@ -48,6 +48,7 @@ class Engine:
         self.workers = int(workers)
         self.bytes_down = [0] * self.workers      # coordinator → worker, cumulative
         self.bytes_up = [0] * self.workers        # worker → coordinator, cumulative
+        self.cpu_seconds = [0.0] * self.workers   # each worker's process CPU time at its last forward reply
 
     def start(self, job, snapshot, shares, master) -> None:
         raise NotImplementedError

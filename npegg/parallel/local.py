@@ -17,6 +17,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 
@@ -51,7 +52,7 @@ def _worker_main(conn, index: int) -> None:
                     continue
                 if op == "forward":
                     digest = replica.digest()
-                    reply = (np.concatenate([replica.forward(c) for c in share]), digest)
+                    reply = (np.concatenate([replica.forward(c) for c in share]), digest, time.process_time())
                 elif op == "carried":
                     reply = (replica.carried(share), replica.digest())
                 else:
@@ -205,7 +206,9 @@ class LocalEngine(Engine):
             raise
 
     def forward(self) -> list:
-        return self._ask_all("forward")
+        replies = self._ask_all("forward")
+        self.cpu_seconds = [cpu for _, _, cpu in replies]
+        return [(raw, digest) for raw, digest, _ in replies]
 
     def update(self, raw) -> None:
         for w in range(self.workers):

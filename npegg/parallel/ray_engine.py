@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class _ReplicaActor:
 
     def forward(self):
         digest = self.replica.digest()
-        return np.concatenate([self.replica.forward(c) for c in self.share]), digest
+        return np.concatenate([self.replica.forward(c) for c in self.share]), digest, time.process_time()
 
     def update(self, raw) -> None:
         self.replica.update(raw)
@@ -117,7 +118,8 @@ class RayEngine(Engine):
         for w, reply in enumerate(replies):
             self.bytes_down[w] += _size(("forward", None))
             self.bytes_up[w] += _size(("ok", reply))
-        return replies
+        self.cpu_seconds = [cpu for _, _, cpu in replies]
+        return [(raw, digest) for raw, digest, _ in replies]
 
     def update(self, raw) -> None:
         raw = np.asarray(raw)
