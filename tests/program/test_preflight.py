@@ -23,8 +23,9 @@ def test_param_count_is_exact(mode, cell, d, layers):
 
 
 def test_memory_refusal_names_the_flag_that_drives_it():
-    cfg = TrainConfig().resolved()
-    check_memory(cfg, available=1 << 30)                                   # the defaults fit in 1 GiB
+    check_memory(TrainConfig().resolved(), available=1 << 30)             # the defaults fit in 1 GiB
+    cfg = replace(TrainConfig(), tokens_per_update=100).resolved()         # the messages below name T = 100
+    check_memory(cfg, available=1 << 30)
     with pytest.raises(PreflightError, match=r"--hidden-dim 65536 / --n-layers 2: .* parameters"):
         check_memory(replace(cfg, hidden_dim=65536, pop_size=2, group_size=2), available=1 << 30)
     with pytest.raises(PreflightError, match=r"--pop-size 1024 / --tokens-per-update 100 / --hidden-dim 4096: "):
