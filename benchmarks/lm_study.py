@@ -161,29 +161,49 @@ def load_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_table(results: list[dict], path: Path, scale: float, small: bool) -> str:
-    """The markdown table of the rows at this scale, in ``ROWS`` order, Δ against ``ref``."""
+VS_GROUPS = ("backprop", "int8", "at the defaults")
+
+
+def tables(results: list[dict], scale: float, small: bool) -> tuple[str, str]:
+    """(ablation table, ES-vs-backprop-vs-int8 table) in markdown, rows in ``ROWS`` order.
+
+    The ablations give Δ against ``ref``; the second table puts ES (``ref``, ``T25``), backprop and
+    the int8 model side by side with their bytes of data, CPU and wall time and peak RSS.
+    """
     mine = {r["name"]: r for r in results if r["scale"] in (scale, "defaults") and r["small"] == small}
     ref = mine.get("ref", {}).get("valid_bpb")
-    lines = [f"| group | row | setting | epochs | member-bytes | data bytes | CPU s | peak RSS MB | valid bpb | Δ vs ref |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    second = False
-    for group, name, what, over in ROWS:
+    ab = ["| group | row | setting | epochs | member-bytes | CPU s | valid bpb | Δ vs ref |",
+          "|---|---|---|---:|---:|---:|---:|---:|"]
+    vs = ["| row | setting | data bytes | member-bytes | epochs | CPU s | wall s | peak RSS MB | valid bpb |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for group, name, what, _ in ROWS:
         r = mine.get(name)
         if r is None:
             continue
-        if over.get("defaults") and not second:               # the second table: at the defaults
-            second = True
-            lines += ["", "| group | row | setting | epochs | member-bytes | data bytes | CPU s | peak RSS MB | valid bpb | wall s |",
-                      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        delta = "" if ref is None or name == "ref" else f"{r['valid_bpb'] - ref:+.3f}"
-        if over.get("defaults"):
-            delta = f"{r['wall_s']:.0f}"
-        lines.append(f"| {group} | {name} | {what} | {r['epochs']} | {r['member_bytes'] / 1e6:.1f} M | "
-                     f"{r['data_bytes'] / 1e6:.2f} M | {r['cpu_s']:.0f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['valid_bpb']:.3f} | {delta} |")
-    text = "\n".join(lines) + "\n"
+        if group not in VS_GROUPS:
+            delta = "" if ref is None or name == "ref" else f"{r['valid_bpb'] - ref:+.3f}"
+            ab.append(f"| {group} | {name} | {what} | {r['epochs']} | {r['member_bytes'] / 1e6:.1f} M | "
+                      f"{r['cpu_s']:.0f} | {r['valid_bpb']:.3f} | {delta} |")
+        if group in VS_GROUPS or name in ("ref", "T25"):
+            vs.append(f"| {name} | {what} | {r['data_bytes'] / 1e6:.2f} M | {r['member_bytes'] / 1e6:.1f} M | "
+                      f"{r['epochs']} | {r['cpu_s']:.0f} | {r['wall_s']:.0f} | {r['peak_rss_mb']:.0f} | "
+                      f"{r['valid_bpb']:.3f} |")
+    return "\n".join(ab) + "\n", "\n".join(vs) + "\n"
+
+
+def write_table(results: list[dict], path: Path, scale: float, small: bool, readme: Path | None = None) -> str:
+    """Write both tables to ``path`` (and between the README's ``<!-- lm-study table -->`` and
+    ``<!-- lm-vs table -->`` markers when ``readme`` is given); returns the text."""
+    ab, vs = tables(results, scale, small)
+    text = f"## Ablations at equal compute\n\n{ab}\n## ES, backprop and int8\n\n{vs}"
     path.write_text(text)
+    if readme is not None:
+        doc = readme.read_text()
+        for tag, body in (("lm-study table", ab), ("lm-vs table", vs)):
+            a, b = f"<!-- {tag} -->\n", f"<!-- /{tag} -->"
+            if a in doc and b in doc:
+                doc = doc[:doc.index(a) + len(a)] + body + doc[doc.index(b):]
+        readme.write_text(doc)
     return text
 
 
@@ -195,6 +215,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="rows run at the same time [1]")
     ap.add_argument("--results", default=str(RESULTS), help="JSON lines, appended per row [%(default)s]")
     ap.add_argument("--table", default=str(TABLE), help="markdown table [%(default)s]")
+    ap.add_argument("--readme", help="also fill the tables between the markers of this README")
     ap.add_argument("--row", help=argparse.SUPPRESS)          # internal: run one row, print its record
     ap.add_argument("--bp-cpu", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -242,7 +263,8 @@ def main(argv=None) -> int:
     for n in todo:
         if n not in first:
             one(n)
-    print(write_table(load_results(path), Path(args.table), args.scale, args.small))
+    print(write_table(load_results(path), Path(args.table), args.scale, args.small,
+                      Path(args.readme) if args.readme else None))
     return 0
 
 
