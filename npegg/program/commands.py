@@ -8,6 +8,7 @@ turns into one line on stderr. ``npegg train`` is in ``train_command``.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -163,6 +164,12 @@ def cmd_export_vectors(args, stdout) -> int:
     out = Path(args.dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty folder; choose a new one")
+    try:                                        # a folder that cannot be written is found before any work
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise InputError(f"{out}: cannot create or write this folder ({e.strerror or e})") from e
     set_blas_threads(1)
     paths = (export_int8_vectors(out) + [export_float_vectors(out / "float_eggroll_npegg.npz")]
              + export_lm_vectors(out))

@@ -272,3 +272,11 @@ def test_resume_under_another_blas_thread_count_warns_once(run_dir, tmp_path):
                             "(threads: checkpoint 1, now 2); float results continue, but not bit for bit"]
     p = npegg("train", "--resume", run, env={"NPEGG_BLAS_THREADS": "1"})
     assert p.returncode == 0 and "warning" not in p.stderr
+
+
+def test_export_vectors_into_a_folder_that_cannot_be_made_is_one_clear_error(tmp_path):
+    """A DIR below a regular file cannot be created (even by root, unlike a chmod-ed folder):
+    one line naming the folder, exit 1, no traceback, and nothing written."""
+    (tmp_path / "a-file").write_text("mine")
+    refused(npegg("export-vectors", tmp_path / "a-file" / "vectors"), 1, "a-file/vectors", "cannot create or write")
+    assert (tmp_path / "a-file").read_text() == "mine"
