@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -378,8 +379,13 @@ def main(argv) -> int:
             print(f"not replayed  {path}")
             continue
         c = Checker(path.name)
+        try:                # a damaged file (bad CRC, cut short, not a zip) is reported, not a traceback
+            v = load(path)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+            print(f"DAMAGED       {path}: {type(e).__name__}: {e}")
+            return 1
         try:
-            check(load(path), c)
+            check(v, c)
         except Mismatch as e:
             print(f"MISMATCH      {e}")
             return 1

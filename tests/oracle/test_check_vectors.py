@@ -55,3 +55,21 @@ def test_usage_errors_exit_2(tmp_path):
     assert run()[0] == 2
     assert run(tmp_path)[0] == 2                                   # no vector files
     assert run(tmp_path / "missing")[0] == 2
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_file_is_reported_by_name_not_a_traceback(tmp_path, damage):
+    """One flipped byte (the zip's CRC catches it) or a file cut short: exit 1 with a DAMAGED line
+    naming the file, no traceback."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(REFERENCE_DIR / "qegg_fitness.npz", bad)
+    b = bytearray((REFERENCE_DIR / "qegg_fitness.npz").read_bytes())
+    if damage == "flip":
+        b[len(b) // 2] ^= 0x01
+    else:
+        del b[100:]
+    (bad / "qegg_fitness.npz").write_bytes(bytes(b))
+    rc, out = run(bad)
+    assert rc == 1, out
+    assert f"DAMAGED       {bad / 'qegg_fitness.npz'}:" in out and "Traceback" not in out, out
