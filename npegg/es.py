@@ -46,6 +46,7 @@ def _leaf_specs(params) -> dict:
 
 @dataclass(frozen=True)
 class ESState:
+    """What changes during training: params (a tree), noiser_params (σ, optimizer state), epoch."""
     params: Any
     noiser_params: dict
     epoch: int = 0
@@ -53,6 +54,8 @@ class ESState:
 
 @dataclass(frozen=True)
 class ES:
+    """A model, a noiser and their frozen settings: ``create`` builds it, ``forward`` runs the P
+    perturbed members, ``step`` turns raw scores (P,) into the next ``ESState``."""
     model: Any
     noiser: Any
     frozen_params: Any
@@ -169,6 +172,7 @@ class ES:
         return self._forward(state, None, *inputs, **kwargs)
 
     def fitness(self, state: ESState, raw_scores) -> np.ndarray:
+        """The noiser's shaped fitnesses (P,) of raw scores (P,) (z-scores by default)."""
         return self.noiser.convert_fitnesses(self.frozen_noiser_params, state.noiser_params, raw_scores)
 
     def step(self, state: ESState, raw_scores) -> ESState:

@@ -115,7 +115,11 @@ def zscore(raw, group_size: int = 0, nan_policy: str = "raise") -> np.ndarray:
 
 
 def centered_ranks(raw, nan_policy: str = "raise") -> np.ndarray:
-    """rank / (P − 1) − 0.5, average rank for ties (module docstring)."""
+    """f_n = rank(R_n) / (P − 1) − 0.5 ∈ [−0.5, 0.5], ranks 0..P−1; tied scores share their mean rank.
+
+    raw: (P,) numbers, higher is better (non-finite ones per ``nan_policy``). Returns (P,)
+    float64; P = 1 gives [0]. The OpenAI-ES shaping: invariant to any increasing map of R.
+    """
     r = check_finite(raw, nan_policy)
     n = r.size
     if n == 1:
@@ -131,7 +135,11 @@ def centered_ranks(raw, nan_policy: str = "raise") -> np.ndarray:
 
 
 def pair_sign(raw, nan_policy: str = "raise") -> np.ndarray:
-    """f_{2k} = sign(R_{2k} − R_{2k+1}), f_{2k+1} = −f_{2k} (module docstring)."""
+    """f_{2k} = sign(R_{2k} − R_{2k+1}), f_{2k+1} = −f_{2k}: which member of each antithetic pair won.
+
+    raw: (P,) numbers, P even (partners 2k, 2k+1 adjacent). Returns (P,) in {−1, 0, 1}, raw's
+    dtype. With antithetic noise ε_{2k+1} = −ε_{2k}, Σ f ε = 2 Σ_k sign(R_{2k} − R_{2k+1}) ε_{2k}.
+    """
     r = check_finite(raw, nan_policy)
     check_population(r.size)
     s = np.sign(r[0::2] - r[1::2])  # (P/2,)

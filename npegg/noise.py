@@ -126,7 +126,9 @@ def parse_iterinfo(epoch, members) -> tuple[int, np.ndarray]:
 
 @dataclass
 class NoiseTable:
-    """The shared float32 noise table and its index hash (module docstring, steps 1–4).
+    """The shared float32 noise table t (N = 2^log2_size entries, t[i] = (S_i − 1020)/√43690 with S_i
+    an Irwin–Hall(8) byte sum) and its index hash start = (K0 ⊕ h(n >> 1)) mod N; the module
+    docstring's steps 1–4 give every detail needed to rebuild it bit for bit.
 
     seed: table seed. log2_size: the table has 2**log2_size entries (default 2²³ = 32 MiB).
     overflow: "wrap" or "clamp" (step 3). cache_bytes: slices already built for the same
@@ -158,6 +160,7 @@ class NoiseTable:
 
     @property
     def size(self) -> int:
+        """N = 2^log2_size entries."""
         return 1 << int(self.log2_size)
 
     def _build(self) -> np.ndarray:
@@ -289,9 +292,11 @@ class InjectedNoise:
         return rec, np.array([pos[int(m)] for m in np.asarray(members)])
 
     def lowrank(self, key, epoch, members, shape, rank, noise_reuse):
+        """The recorded (A (P, a, r), B (P, b, r)) of ``members`` for the leaf with ``key``."""
         rec, rows = self._rows(key, members)
         return rec["A"][rows], rec["B"][rows]
 
     def full(self, key, epoch, members, shape, noise_reuse):
+        """The recorded full-rank noise E (P, *shape) of ``members`` for the leaf with ``key``."""
         rec, rows = self._rows(key, members)
         return rec["E"][rows]

@@ -64,7 +64,21 @@ def apply_updates(params, updates):
 
 
 def sgd(learning_rate: ScalarOrSchedule, momentum: float | None = None, nesterov: bool = False):
-    """Stochastic gradient descent with optional (Nesterov) momentum (module docstring)."""
+    """Stochastic gradient descent with optional (Nesterov) momentum, as optax.sgd.
+
+    Per leaf, with g the gradient and t the momentum trace (0 at init)::
+
+        t ← g + μ t;   u = −lr · (g + μ t if nesterov else t)        (momentum μ)
+        u = −lr · g                                                   (momentum None)
+
+    Returns ``GradientTransformation(init, update)``: ``init(params)`` → state {count () int32,
+    trace (tree like params)}; ``update(grads, state, params=None)`` → (updates like grads, state).
+    ``learning_rate``: a float ≥ 0 or a schedule of the step count 0, 1, ….
+
+    >>> opt = sgd(0.1); s = opt.init({"w": np.zeros(2)})
+    >>> opt.update({"w": np.ones(2)}, s)[0]["w"]
+    array([-0.1, -0.1])
+    """
     _check_lr(learning_rate)
     if momentum is not None and not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
@@ -91,7 +105,22 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: float | None = None, nesterov
 
 def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
          eps_root: float = 0.0, weight_decay: float = 0.0):
-    """Adam with bias correction (optax defaults); ``weight_decay`` > 0 gives AdamW (module docstring)."""
+    """Adam with bias correction (optax defaults); ``weight_decay`` > 0 gives AdamW.
+
+    Per leaf, with k = updates so far + 1 and m, v zero at init::
+
+        m ← b1 m + (1 − b1) g;   v ← b2 v + (1 − b2) g²
+        m̂ = m / (1 − b1ᵏ);       v̂ = v / (1 − b2ᵏ)          (the corrections in float32, as optax)
+        u = −lr · (m̂ / (√(v̂ + eps_root) + eps) + wd · p)     (wd = ``weight_decay``; p the params)
+
+    Returns ``GradientTransformation(init, update)``: state {count () int32, mu, nu (trees like
+    params, their dtypes)}; ``update(grads, state, params)`` → (updates, state); params are
+    needed only when wd > 0. Mirrors: optax.adam, optax.adamw.
+
+    >>> opt = adam(0.1); s = opt.init({"w": np.zeros(1, np.float32)})
+    >>> opt.update({"w": np.ones(1, np.float32)}, s)[0]["w"]      # first step: −lr · sign(g)
+    array([-0.1], dtype=float32)
+    """
     _check_lr(learning_rate)
     for name, b in (("b1", b1), ("b2", b2)):
         if not 0 <= b < 1:
@@ -186,7 +215,7 @@ class _Cosine:
 
 
 def constant_schedule(value: float) -> Schedule:
-    """v(k) = value."""
+    """v(k) = value for every step k."""
     return _Constant(value)
 
 
@@ -221,7 +250,3 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
     if decay_steps <= 0:
         raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
     return _Cosine(init_value, decay_steps, alpha, exponent)
-
-
-SCHEDULES = {"constant": constant_schedule, "linear": linear_schedule,
-             "exponential": exponential_decay, "cosine": cosine_decay_schedule}

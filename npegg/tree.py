@@ -1,15 +1,13 @@
 """Parameter trees: nested dicts of arrays, flattened to '/'-joined paths in sorted-key order.
 
 The order is JAX's ``jax.tree.flatten`` order for dicts (keys sorted at every level), so
-``tree_paths(params)[j]`` is the leaf that receives ``split(es_key, n_leaves)[j]`` in the
+the j-th path of ``tree_items(params)`` is the leaf that receives ``split(es_key, n_leaves)[j]`` in the
 reference. Leaves are anything that is not a dict (arrays, ints, key arrays, None is skipped
 nowhere: a None leaf is a leaf).
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator
-
-import numpy as np
 
 
 def tree_items(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -19,14 +17,6 @@ def tree_items(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from tree_items(tree[k], f"{prefix}{k}/")
     else:
         yield prefix[:-1], tree
-
-
-def tree_paths(tree: Any) -> list[str]:
-    return [p for p, _ in tree_items(tree)]
-
-
-def tree_leaves(tree: Any) -> list[Any]:
-    return [v for _, v in tree_items(tree)]
 
 
 def tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
@@ -60,6 +50,3 @@ def unflatten(flat: dict[str, Any]) -> dict:
         node[last] = leaf
     return out
 
-
-def tree_copy(tree: Any) -> Any:
-    return tree_map(lambda x: np.array(x, copy=True) if isinstance(x, np.ndarray) else x, tree)

@@ -81,7 +81,9 @@ def egg_fwd(p, x, s0, keep=None):
 
 
 def egg_bwd(p, dh, cache):
-    """(dx (B, T, D), grads {Wf, Uf, bf, Wh, Uh, bh}) for ``egg_fwd`` (module docstring)."""
+    """(dx (B, T, D), grads {Wf, Uf, bf, Wh, Uh, bh}) for ``egg_fwd``, one step back at a time:
+    dc = dŝ ⊙ f, dv_c = dc ⊙ (1 − c²), df = dŝ ⊙ (c − s) + (dv_c U_h) ⊙ s, dv_f = df ⊙ f(1 − f),
+    ds = dŝ ⊙ (1 − f) + (dv_c U_h) ⊙ f + dv_f U_f, then ds ⊙ keep; dU_h += dv_cᵀ (f⊙s), dU_f += dv_fᵀ s."""
     x, keep, s_in, f, c = cache
     B, T, D = x.shape
     dvf, dvc = np.empty_like(dh), np.empty_like(dh)                        # dℓ/d(pre-σ), dℓ/d(pre-tanh)

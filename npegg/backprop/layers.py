@@ -52,7 +52,8 @@ def layer_norm_fwd(x, w, b, eps=LN_EPS):
 
 
 def layer_norm_bwd(dy, cache):
-    """(dx, dw, db) for ``layer_norm_fwd`` (module docstring)."""
+    """(dx, dw, db) for ``layer_norm_fwd``: dx̂ = dy ⊙ w, dx = r · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)),
+    dw = Σ_rows dy ⊙ x̂, db = Σ_rows dy (means over the last axis). dy (…, D); dw, db (D,)."""
     xhat, r, w = cache
     dxhat = dy * w                                                         # (…, D)
     dx = r * (dxhat - dxhat.mean(axis=-1, keepdims=True)
@@ -67,7 +68,8 @@ def gelu_fwd(x):
 
 
 def gelu_bwd(dy, cache):
-    """dx = dy · gelu'(x) (module docstring)."""
+    """dx = dy · gelu'(x), gelu'(x) = ½(1 + tanh u) + ½x(1 − tanh²u) · c(1 + 3·0.044715x²),
+    u = c(x + 0.044715x³), c = √(2/π); dy and dx shaped like x."""
     x, th = cache
     return dy * (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_C * (1.0 + 3.0 * GELU_K * x * x))
 

@@ -61,14 +61,16 @@ def forward_cache(frozen_params: dict, params: dict, tokens, state, reset=None):
 
 
 def loss(frozen_params: dict, params: dict, tokens, targets, state, reset=None) -> float:
-    """ℓ in nats per byte (module docstring), without the backward."""
+    """ℓ = −(1/(B·T)) Σ log softmax(logits)[target] in nats per byte, without the backward.
+    tokens, targets (B, T) bytes; state (B, L, D); reset (B, T) bool or None (tokens == 0)."""
     h, _, _ = forward_cache(frozen_params, params, tokens, state, reset)
     return float(nll_fwd(linear_fwd(h, params["head"])[0].reshape(-1, params["head"].shape[0]),
                          np.asarray(targets).reshape(-1))[0])
 
 
 def loss_and_grad(frozen_params: dict, params: dict, tokens, targets, state, reset=None):
-    """(ℓ, grads, new_state): ℓ (module docstring), dℓ/dθ as a tree shaped like ``params``.
+    """(ℓ, grads, new_state): ℓ = −(1/(B·T)) Σ log softmax(logits)[target] in nats per byte, dℓ/dθ
+    as a tree shaped like ``params`` (backprop through the chunk, the start state held constant).
 
     tokens, targets (B, T) bytes; state (B, L, D) carried from the previous chunk (zeros to
     start); reset (B, T) bool, default tokens == 0.

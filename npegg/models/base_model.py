@@ -32,6 +32,7 @@ PARAM, MM_PARAM, EMB_PARAM, EXCLUDED = 0, 1, 2, 3
 
 
 class CommonInit(NamedTuple):
+    """What ``rand_init`` returns: frozen_params (settings), params, scan_map, es_map (same tree)."""
     frozen_params: Any
     params: Any
     scan_map: Any
@@ -39,6 +40,7 @@ class CommonInit(NamedTuple):
 
 
 class CommonParams(NamedTuple):
+    """Everything a forward needs, bundled: noiser, its two param dicts, the model's, keys, iterinfo."""
     noiser: Any
     frozen_noiser_params: Any
     noiser_params: Any
@@ -53,11 +55,13 @@ class Model:
 
     @classmethod
     def rand_init(cls, key, *args, **kwargs) -> CommonInit:
+        """Initial (frozen_params, params, scan_map, es_map) from a threefry key."""
         raise NotImplementedError
 
     @classmethod
     def forward(cls, noiser, frozen_noiser_params, noiser_params, frozen_params, params,
                 es_tree_key, iterinfo, *args, **kwargs):
+        """The model on ``args`` with every parameter read through ``noiser`` (``_forward``)."""
         return cls._forward(CommonParams(noiser, frozen_noiser_params, noiser_params, frozen_params,
                                          params, es_tree_key, iterinfo), *args, **kwargs)
 
@@ -77,6 +81,7 @@ def merge_inits(**inits: CommonInit) -> CommonInit:
 
 
 def merge_frozen(common: CommonInit, **kwargs) -> CommonInit:
+    """``common`` with ``kwargs`` added to its frozen_params (settings that are not parameters)."""
     return common._replace(frozen_params={**(common.frozen_params or {}), **kwargs})
 
 

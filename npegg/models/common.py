@@ -123,6 +123,7 @@ def gelu(x):
 
 
 def silu(x):
+    """silu(x) = x · σ(x) = x / (1 + e⁻ˣ)."""
     return x / (1.0 + np.exp(-x))
 
 

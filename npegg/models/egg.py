@@ -65,6 +65,7 @@ class Embedding8(Embedding):
 
 
 def int8_constant(value, dim) -> CommonInit:
+    """A PARAM leaf (dim,) int8 filled with ``value`` (value × 16 for weights: 16 means 1.0)."""
     return Parameter.rand_init(None, raw_value=np.full(dim, value), dtype="int8")
 
 
@@ -136,7 +137,9 @@ class EggLayer(Model):
 
 
 class EGG(Model):
-    """The int8 EGG language model (module docstring). Mirrors: nano-egg run.py EGG."""
+    """The int8 EGG language model, one step: x₀ = Emb(t); per layer x = clip(GRU(LN₁ x, s_l) + x),
+    x = clip(MLP(LN₂ x) + x); logits = head(LN_out x), (P, V) int8 with p ∝ 2^(logit/16).
+    tokens (P,), state (P, L, H) int8 value × 127. Mirrors: nano-egg run.py EGG."""
 
     @classmethod
     def rand_init(cls, key, hidden_dim=256, n_layers=1, vocab=256, dtype="int8", *args, **kwargs):

@@ -54,7 +54,9 @@ _CHUNK_BYTES = 2 << 20            # MLP and fused head + log-softmax run on memb
 
 
 class EggCell(Model):
-    """nano-egg's gated recurrent cell in float (module docstring), run step by step.
+    """nano-egg's gated recurrent cell in float, run step by step::
+
+        f = σ(W_f x + U_f s + b_f);   c = tanh(W_h x + U_h (f ⊙ s) + b_h);   s' = (1 − f) ⊙ s + f ⊙ c
 
     Params: Wf, Uf, Wh, Uh (D, D) MM_PARAM (N(0, 1/D)); bf, bh (D,) PARAM (0).
     ``_forward(cp, x (P, T, D), s (P, D), keep (P, T) or None)`` → (y (P, T, D), s_T (P, D)).
@@ -108,7 +110,12 @@ CELLS = {"egg": EggCell, "mingru": MinGRUCell}
 
 
 class ByteLM(Model):
-    """Embedding → L pre-norm recurrent layers → LayerNorm → head, over bytes (module docstring)."""
+    """Embedding → L pre-norm recurrent layers → LayerNorm → head, over bytes::
+
+        x₀ = emb[t];  x += cell(LN₁ x, s_l);  x += W₁ gelu(W₀ LN₂ x + b₀) + b₁;  logits = head · LN_out(x)
+
+    tokens (P, T) uint8, state (P, L, D) float; ``forward`` → (logits (P, T, 256), state),
+    ``log_likelihood`` → (log p (P, T) in nats, state)."""
 
     @classmethod
     def rand_init(cls, key, hidden_dim, n_layers, cell="egg", vocab=VOCAB, head_scale=1.0,

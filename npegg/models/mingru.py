@@ -46,9 +46,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def linear_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
-    """All states of h_t = a_t ⊙ h_{t−1} + b_t, t = 1..T, by Hillis–Steele doubling (module docstring).
+    """All states of h_t = a_t ⊙ h_{t−1} + b_t, t = 1..T, by Hillis–Steele doubling.
 
-    a, b: (P, T, D) with a in [0, 1]; h0: (P, D) or None (zeros). Returns h (P, T, D).
+    After the round with offset d (1, 2, 4, … < T), h_t holds the recurrence over the last 2d
+    steps: (A, H)_t ← (a_t a_{t−d}, h_t + a_t h_{t−d}); ⌈log₂ T⌉ rounds of O(P·T·D) work and no
+    loop over time. h0 enters as b₁ += a₁ ⊙ h0. a, b: (P, T, D) float with a in [0, 1]; h0:
+    (P, D) or None (zeros). Returns h (P, T, D), b's dtype; ``linear_scan_loop`` is its slow twin.
     """
     a = np.array(a, copy=True)                                   # (P, T, D), overwritten in place
     h = np.array(b, copy=True)                                   # (P, T, D)

@@ -33,28 +33,35 @@ class Noiser:
 
     @classmethod
     def init_noiser(cls, params, sigma=0.0, lr=0.0, *args, solver=None, solver_kwargs=None, **kwargs):
+        """(frozen_noiser_params, noiser_params) for ``params``: here ({}, {})."""
         return {}, {}
 
     @classmethod
     def do_mm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
+        """y = x Wᵀ: W (O, I), x (…, I) → (…, O)."""
         return x @ param.T
 
     @classmethod
     def do_Tmm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
+        """y = x W: W (I, O), x (…, I) → (…, O)."""
         return x @ param
 
     @classmethod
     def do_emb(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, tokens):
+        """y = E[tokens]: E (V, D), tokens (…) int → (…, D)."""
         return param[np.asarray(tokens)]
 
     @classmethod
     def get_noisy_standard(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo):
+        """The parameter itself (a bias, a norm weight), unperturbed."""
         return param
 
     @classmethod
     def convert_fitnesses(cls, frozen_noiser_params, noiser_params, raw_scores):
+        """f = raw scores (P,), unchanged."""
         return raw_scores
 
     @classmethod
     def do_updates(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map):
+        """(noiser_params, params) unchanged: the plain model never learns."""
         return noiser_params, params

@@ -73,7 +73,10 @@ def get_nonlora_update_params(frozen, sigma, iterinfo, shape, key):
 
 
 class EggRoll(Noiser):
-    """Low-rank antithetic ES (module docstring)."""
+    """Low-rank antithetic ES: member n uses W + s_n σ/√r · A_n B_nᵀ on MM/EMB leaves, p + s_n σ e_n on
+    PARAM leaves (s_n = ±1 for even/odd n), and the update hands the optimizer
+    G = −√N · (1/N) Σₙ fₙ · (member n's scaled perturbation); the full derivation is in the module
+    docstring. Mirrors: hyperscalees/noiser/eggroll.py EggRoll."""
 
     @classmethod
     def init_noiser(cls, params, sigma, lr, *args, solver=None, solver_kwargs=None, group_size=0,
@@ -168,7 +171,9 @@ class EggRoll(Noiser):
 
     @classmethod
     def estimate_grads(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map):
-        """The tree of G (module docstring), before the optimizer."""
+        """G = −√N · (1/N) Σₙ fₙ Âₙ Bₙᵀ (MM/EMB), −√N · (1/N) Σₙ fₙ sₙ σ eₙ (PARAM), 0 (EXCLUDED), per
+        leaf (per layer of a stacked leaf), before the optimizer. fitnesses (N,), iterinfos
+        (epochs (N,) or a scalar, members (N,)); returns a tree like params, their dtypes."""
         epochs, members = iterinfos
         epoch, members = parse_iterinfo(epochs, members)
         f = np.asarray(fitnesses, dtype=np.float64)

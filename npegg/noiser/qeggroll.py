@@ -69,7 +69,10 @@ def _check_threshold(threshold):
 
 
 class QEggRoll(Noiser):
-    """Integer low-rank antithetic ES with thresholded ±1 updates (module docstring)."""
+    """Integer low-rank antithetic ES: perturbations ⌊s A Bᵀ / 2^(4+σ)⌋ on int8 weights, one fitness
+    fᵢ = sign(R₂ᵢ − R₂ᵢ₊₁) per pair, and θ ← clip(θ + sign(Z) · [16·|Z| ≥ τ], ±127) with
+    Z = Σᵢ fᵢ Aᵢ Bᵢᵀ over the even members (every formula and its quirks are at the top of this module).
+    Mirrors: nano-egg run.py QEggRoll."""
 
     @classmethod
     def init_noiser(cls, params, sigma_shift=4, update_threshold=None, *args, noise=None, noise_seed=0,

@@ -51,7 +51,9 @@ def export_lm_vectors(folder, cells=("egg", "mingru"), **settings) -> list:
 
 
 def write_lm_vectors(path, cell: str, **settings) -> Path:
-    """One file: ``steps`` generations of a ByteLM with ``cell`` (module docstring)."""
+    """One file: ``steps`` generations of a ByteLM with ``cell`` ("egg" or "mingru"): per step the plain
+    and perturbed forward (logits, states, ll), fitness, G and the optimizer step, keyed as listed
+    at the top of this module. ``settings`` override ``SETTINGS``; returns the path written."""
     s = {**SETTINGS, **settings}
     path = Path(path)
     D, L, P, T, steps = s["hidden_dim"], s["n_layers"], s["pop"], s["T"], s["steps"]

@@ -117,6 +117,7 @@ def _restored(where):
 
 
 def cmd_sample(args, stdout) -> int:
+    """``npegg sample``: the prompt and ``--length`` bytes sampled at ``--temperature`` from a checkpoint."""
     if not (np.isfinite(args.temperature) and args.temperature >= 0):
         raise UsageError(f"--temperature must be a finite number >= 0; got {args.temperature}")
     if args.length < 0:
@@ -135,6 +136,7 @@ def cmd_sample(args, stdout) -> int:
 
 
 def cmd_eval(args, stdout) -> int:
+    """``npegg eval``: bpb = −(1/N) Σ log₂ p(xₜ | x₍<t₎) of a checkpoint on its validation split or other data."""
     run, cfg = _restored(args.checkpoint)
     data = args.data if args.data is not None else cfg.data
     max_docs = args.max_docs if args.max_docs is not None else (None if args.data else cfg.max_docs)

@@ -56,11 +56,6 @@ class Corpus:
     description: str           # one human line: source, sizes, split, Python version for stdlib
     source: str                # the path read, or "stdlib:<folder>"
 
-    @property
-    def n_train_docs(self) -> int:
-        return self.n_docs - self.n_valid_docs
-
-
 def encode_documents(docs) -> np.ndarray:
     """Join documents into a stream ``[0] + doc₀ + [0] + doc₁ …`` with NUL bytes removed. → (N,) uint8."""
     return np.frombuffer(b"".join(b"\0" + bytes(d).replace(b"\0", b"") for d in docs), dtype=np.uint8).copy()
@@ -183,7 +178,10 @@ def split_documents(stream: np.ndarray, valid_fraction: float = 0.1,
 
 def load_corpus(path=None, max_docs: int | None = None, valid_fraction: float = 0.1,
                 valid_docs: int | None = None, stdlib_max_bytes: int = DEFAULT_MAX_BYTES) -> Corpus:
-    """Load a corpus (see the module docstring), keep its first ``max_docs`` documents, split it.
+    """Load a corpus as one stream [0] doc₀ [0] doc₁ … (N,) uint8, keep its first ``max_docs``
+    documents and split it by document: the last n_valid = max(1, ⌊n_docs · valid_fraction + ½⌋)
+    documents (or ``valid_docs``) are the validation bytes. path: None (the stdlib's .py files),
+    a .npy stream, a folder (one file = one document) or a file (one document).
 
     Raises ``DataError`` naming the path when the data is missing, unreadable, empty, or too small
     to give non-empty train and validation bytes.

@@ -49,6 +49,7 @@ class Lanes:
     warmup: int
 
     def describe(self) -> str:
+        """One line: how many bytes in how many lanes, and whether the layout is exact."""
         k, t = self.inputs.shape
         how = ("exact" if self.n_cut == 0 else
                f"{self.n_cut} long-document cuts warmed up on {self.warmup} bytes each")
@@ -56,10 +57,13 @@ class Lanes:
 
 
 def plan_lanes(stream: np.ndarray, n_lanes: int = 128, warmup: int = 256, context: int | None = None) -> Lanes:
-    """Lay out ``stream`` (N,) uint8 for scoring (module docstring).
+    """Lay out ``stream`` (N,) uint8 for scoring as K = ``n_lanes`` lanes of T ≈ ⌈N/K⌉ (+ warm-up) steps.
 
-    context: the byte before ``stream[0]`` (e.g. the last training byte), or None to score
-    bytes 1..N−1 only. n_lanes ≥ 1; warmup ≥ 0 bytes of context before a cut.
+    Pieces: every document (starting at a byte 0) is a piece, cut into pieces of ≤ ⌈N/K⌉ bytes;
+    a piece cut inside a document first runs ``warmup`` unscored bytes before the cut. Pieces go
+    longest first into the least-loaded lane (LPT). Scored: every byte xₜ predicted from x₍<t₎ —
+    N bytes with ``context`` (the byte before ``stream[0]``, e.g. the last training byte), N − 1
+    (bytes 1..N−1) with None. Returns ``Lanes`` of (K, T) arrays; n_lanes ≥ 1, warmup ≥ 0.
     """
     stream = np.asarray(stream, dtype=np.uint8)
     seq = stream if context is None else np.concatenate([np.array([context], np.uint8), stream])

@@ -119,6 +119,7 @@ def _save(run, history, cfg, corpus, out: Path) -> None:
 
 
 def cmd_train(args, stdout) -> int:
+    """``npegg train``: a new or resumed run to ``--epochs``, then its report; returns the exit status."""
     cfg, ckpt, out = _train_config(args)
     if cfg.method == "backprop" and args.workers not in (None, 1):
         raise UsageError(f"--workers: --method backprop runs in one process; got {args.workers}")

@@ -21,7 +21,8 @@ from .float_run import FloatRun
 
 
 class BackpropRun(FloatRun):
-    """ByteLM trained by backprop (module docstring); train bpb is the batch's loss before the step."""
+    """ByteLM trained by backprop through time on the S = P/g windows ES would read: θ ← opt(∇θ ℓ),
+    ℓ = −mean log p in nats; train bpb = ℓ / ln 2 of the batch before the step."""
 
     def __init__(self, cfg, corpus=None):
         """FloatRun's model, optimizer and reader; one hidden state per stream instead of per member."""

@@ -46,7 +46,9 @@ def shared_noise_table(seed: int = 0) -> NoiseTable:
 
 
 class FloatRun(Run):
-    """A float ByteLM trained by EggRoll (the epoch is in the module docstring; interface: ``Run``)."""
+    """A float ByteLM trained by EggRoll: each epoch R_p = Σₜ log p(x_{t+1} | x_{≤t}) for the P
+    perturbed members, z-scored within groups, then an EggRoll step with SGD / Adam / AdamW
+    (interface: ``Run``)."""
 
     def __init__(self, cfg, corpus: Optional[Corpus] = None):
         """Build the model, noiser and optimizer; with a corpus also the reader and validation lanes."""
@@ -74,7 +76,7 @@ class FloatRun(Run):
                                  n_layers=c.n_layers, vocab=256, mode="float")
 
     def epoch_step(self) -> float:
-        """One generation (module docstring); returns the population's train bpb."""
+        """One generation on the next (P, T+1) windows; returns train bpb = −mean_p R_p / (T ln 2)."""
         windows, data_state = self.reader.next(self.data_state)                     # (P, T+1) uint8
         ll, hidden = self.es.forward(self.state, windows[:, :-1], self.hidden, targets=windows[:, 1:])
         raw = ll.sum(axis=1, dtype=np.float64)                                      # (P,) nats

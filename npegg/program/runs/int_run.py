@@ -36,6 +36,7 @@ NATS_PER_UNIT = LN2 / 16          # one unit of the integer log-likelihood is 1/
 
 
 class EpochOut(NamedTuple):
+    """What ``int_epoch`` returns."""
     params: dict            # updated int8 params
     noiser_params: dict     # unchanged by QEggRoll, returned for the functional interface
     states: np.ndarray      # (P, L, H) int8, value × 127, the members' states after this generation
@@ -45,7 +46,8 @@ class EpochOut(NamedTuple):
 
 def int_epoch(params, frozen_noiser_params, noiser_params, es_tree_key, es_map, tokens, states, epoch: int,
               members=None, noiser=QEggRoll) -> EpochOut:
-    """One int-mode generation: population forward, pair fitness, thresholded ±1 update (module docstring).
+    """One int-mode generation: raw_p = Σₜ ll_p,t (int32, 1/16 bit), fᵢ = sign(raw₂ᵢ − raw₂ᵢ₊₁),
+    θ ← θ ± 1 where the vote over the even members is significant (``QEggRoll.do_updates``).
 
     tokens: (P, T+1) uint8 windows (inputs ``[:, :-1]``, targets ``[:, 1:]``; antithetic
     partners 2i, 2i+1 should read the same bytes). states: (P, L, H) int8, value × 127.
