@@ -118,22 +118,28 @@ class EggRoll(Noiser):
     @classmethod
     def do_mm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
         """x Wᵀ + (x B) Âᵀ per member; W (O, I), x (P, …, I) → (P, …, O)."""
-        base = _shared_matmul(x, param.T)
-        if iterinfo is None:
-            return base
-        a, b, scale = unit_lora(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
-        base += _lowrank_term(x, b, a, scale)  # in place: base is a fresh array, and at least as wide
-        return base
+        return cls._matmul(frozen_noiser_params, noiser_params, param, base_key, iterinfo, x, transposed=False)
 
     @classmethod
     def do_Tmm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
         """x W + (x Â) Bᵀ per member; W (I, O), x (P, …, I) → (P, …, O)."""
-        base = _shared_matmul(x, param)
+        return cls._matmul(frozen_noiser_params, noiser_params, param, base_key, iterinfo, x, transposed=True)
+
+    @classmethod
+    def _matmul(cls, frozen, noiser_params, param, key, iterinfo, x, transposed):
+        """One shared x Wᵀ (x W if transposed) for every member, plus each member's ``_matmul_noise``."""
+        base = _shared_matmul(x, param if transposed else param.T)
         if iterinfo is None:
             return base
-        a, b, scale = unit_lora(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
-        base += _lowrank_term(x, a, b, scale)
-        return base
+        base += cls._matmul_noise(frozen, noiser_params["sigma"], iterinfo, param.shape, key, x, transposed)
+        return base                                      # added in place: base is fresh, and at least as wide
+
+    @classmethod
+    def _matmul_noise(cls, frozen, sigma, iterinfo, shape, key, x, transposed):
+        """The hook for a perturbation's share of a matmul, (P, …, O): here s·σ/√r · (x B) Aᵀ
+        ((x A) Bᵀ when transposed), never forming A Bᵀ."""
+        a, b, scale = unit_lora(frozen, sigma, iterinfo, shape, key)
+        return _lowrank_term(x, a, b, scale) if transposed else _lowrank_term(x, b, a, scale)
 
     @classmethod
     def do_emb(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, tokens):
@@ -142,11 +148,18 @@ class EggRoll(Noiser):
         base = param[tokens]
         if iterinfo is None:
             return base
-        a, b, scale = unit_lora(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
         p = tokens.shape[0]
-        tok = tokens.reshape(p, -1)                              # (P, N)
-        rows = a[np.arange(p)[:, None], tok] * scale[:, None, None]  # (P, N, R)
-        return base + np.matmul(rows, b.transpose(0, 2, 1)).reshape(base.shape)
+        rows = cls._embedding_noise(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key,
+                                    tokens.reshape(p, -1))                    # (P, N, D)
+        return base + rows.reshape(base.shape)
+
+    @classmethod
+    def _embedding_noise(cls, frozen, sigma, iterinfo, shape, key, tok):
+        """The hook for a perturbation's rows of an embedding: tok (P, N) → (P, N, D); here Â[t] Bᵀ."""
+        a, b, scale = unit_lora(frozen, sigma, iterinfo, shape, key)
+        p = tok.shape[0]
+        rows = a[np.arange(p)[:, None], tok] * scale[:, None, None]           # (P, N, R)
+        return np.matmul(rows, b.transpose(0, 2, 1))
 
     @classmethod
     def get_noisy_standard(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo):

@@ -7,7 +7,8 @@ of one shared matmul. The update has the same scale convention as EggRoll::
     G = −√N · (1/N) Σₙ fₙ sₙ σ Eₙ
 
 (PARAM leaves as in EggRoll). Everything else (fitness shaping, optimizer, noise indexing) is
-inherited from ``EggRoll``; only how an MM/EMB leaf is perturbed changes.
+inherited from ``EggRoll``; only how an MM/EMB leaf is perturbed changes: the hooks
+``_matmul_noise``, ``_embedding_noise`` and ``_matrix_grad``.
 
 Mirrors: hyperscalees/noiser/open_es.py (OpenES).
 """
@@ -15,44 +16,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from .eggroll import EggRoll, _shared_matmul, get_nonlora_update_params
+from .eggroll import EggRoll, get_nonlora_update_params
 
 
 class OpenES(EggRoll):
-    """Full-rank perturbations of matrices; materialises (P, O, I)."""
+    """Full-rank perturbations of matrices; materialises (P, O, I). Overrides EggRoll's three hooks."""
 
     @classmethod
-    def do_mm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
-        """x (W + s σ E)ᵀ per member; W (O, I), x (P, …, I) → (P, …, O)."""
-        base = _shared_matmul(x, param.T)
-        if iterinfo is None:
-            return base
-        e = get_nonlora_update_params(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
+    def _matmul_noise(cls, frozen, sigma, iterinfo, shape, key, x, transposed):
+        """x (s σ Eₙ)ᵀ per member (x (s σ Eₙ) when transposed): P small matmuls on (P, O, I) noise."""
+        e = get_nonlora_update_params(frozen, sigma, iterinfo, shape, key)   # (P, a, b)
         p = x.shape[0]
         x3 = x.reshape(p, -1, x.shape[-1])                                  # (P, N, I)
-        return base + np.matmul(x3, e.transpose(0, 2, 1)).reshape(base.shape)  # (P, N, I) @ (P, I, O)
+        out = np.matmul(x3, e if transposed else e.transpose(0, 2, 1))      # (P, N, O)
+        return out.reshape(x.shape[:-1] + (out.shape[-1],))
 
     @classmethod
-    def do_Tmm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
-        """x (W + s σ E) per member; W (I, O), x (P, …, I) → (P, …, O)."""
-        base = _shared_matmul(x, param)
-        if iterinfo is None:
-            return base
-        e = get_nonlora_update_params(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
-        p = x.shape[0]
-        return base + np.matmul(x.reshape(p, -1, x.shape[-1]), e).reshape(base.shape)
-
-    @classmethod
-    def do_emb(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, tokens):
-        """(E + s σ Eₙ)[t] per member; tokens (P, …) → (P, …, D)."""
-        tokens = np.asarray(tokens)
-        base = param[tokens]
-        if iterinfo is None:
-            return base
-        e = get_nonlora_update_params(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
-        p = tokens.shape[0]
-        rows = e[np.arange(p)[:, None], tokens.reshape(p, -1)]              # (P, N, D)
-        return base + rows.reshape(base.shape)
+    def _embedding_noise(cls, frozen, sigma, iterinfo, shape, key, tok):
+        """Rows s σ Eₙ[t] of every member's full-rank embedding noise: tok (P, N) → (P, N, D)."""
+        e = get_nonlora_update_params(frozen, sigma, iterinfo, shape, key)   # (P, V, D)
+        return e[np.arange(tok.shape[0])[:, None], tok]
 
     @classmethod
     def _noise_floats(cls, frozen, kind, shape):

@@ -120,10 +120,7 @@ class QEggRoll(Noiser):
     @classmethod
     def do_mm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
         """Scaled int8 matmul; W (O, I) int8, x (P, …, I) int8 value × 16 → (P, …, O) int8."""
-        if iterinfo is None:
-            return intmm.do_mm(param, x)
-        a, b = get_lora_update_params(frozen_noiser_params, iterinfo, param.shape, base_key)
-        return intmm.do_mm(param, x, a, b, noiser_params["sigma_shift"])
+        return cls._lowrank(intmm.do_mm, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x)
 
     @classmethod
     def do_Tmm(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
@@ -133,10 +130,16 @@ class QEggRoll(Noiser):
     @classmethod
     def do_emb(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, tokens):
         """Embedding rows; E (V, H) int8, tokens (P, …) → (P, …, H) int8 value × 16."""
+        return cls._lowrank(intmm.do_emb, frozen_noiser_params, noiser_params, param, base_key, iterinfo, tokens)
+
+    @classmethod
+    def _lowrank(cls, op, frozen_noiser_params, noiser_params, param, base_key, iterinfo, x):
+        """op(param, x) for the plain model, else op(param, x, sA, B, sigma_shift) with every member's
+        signed int8 factors (``intmm.do_mm`` / ``intmm.do_emb``)."""
         if iterinfo is None:
-            return intmm.do_emb(param, tokens)
+            return op(param, x)
         a, b = get_lora_update_params(frozen_noiser_params, iterinfo, param.shape, base_key)
-        return intmm.do_emb(param, tokens, a, b, noiser_params["sigma_shift"])
+        return op(param, x, a, b, noiser_params["sigma_shift"])
 
     @classmethod
     def get_noisy_standard(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo):

@@ -40,22 +40,26 @@ def _loaded_openblas() -> list[str]:
     return sorted(paths)
 
 
-def set_blas_threads(n: int) -> bool:
-    """Ask every OpenBLAS loaded in this process to use ``n`` threads; True if one accepted."""
+def _openblas_functions(names):
+    """For every OpenBLAS loaded in this process, the first of ``names`` it exports (a ctypes function)."""
     import numpy  # noqa: F401  (make sure the BLAS is loaded before looking for it)
-    done = False
     for path in _loaded_openblas():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in _SETTERS:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes, fn.restype = [ctypes.c_int], None
-                fn(int(n))
-                done = True
-                break
+        fn = next((getattr(lib, name) for name in names if getattr(lib, name, None) is not None), None)
+        if fn is not None:
+            yield fn
+
+
+def set_blas_threads(n: int) -> bool:
+    """Ask every OpenBLAS loaded in this process to use ``n`` threads; True if one accepted."""
+    done = False
+    for fn in _openblas_functions(_SETTERS):
+        fn.argtypes, fn.restype = [ctypes.c_int], None
+        fn(int(n))
+        done = True
     return done
 
 
@@ -71,17 +75,9 @@ def default_blas_threads() -> bool:
 
 def _openblas_call(names, restype):
     """The first of ``names`` found in a loaded OpenBLAS, called with no argument; None if none is."""
-    import numpy  # noqa: F401
-    for path in _loaded_openblas():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in names:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes, fn.restype = [], restype
-                return fn()
+    for fn in _openblas_functions(names):
+        fn.argtypes, fn.restype = [], restype
+        return fn()
     return None
 
 
