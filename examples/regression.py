@@ -65,7 +65,12 @@ if __name__ == "__main__":
     ap.add_argument("--workers", type=int, default=1, help="worker processes (or Ray actors with --engine ray)")
     ap.add_argument("--engine", choices=("local", "ray"), default="local")
     a = ap.parse_args()
+    if a.epochs < 1:
+        ap.error(f"--epochs must be >= 1, got {a.epochs}")
     t = time.perf_counter()
-    losses, per_epoch, _, _ = run(a.epochs, a.pop_size, a.group_size, a.seed, workers=a.workers, engine=a.engine)
+    try:        # the library checks its arguments before any work; show its message as a usage error
+        losses, per_epoch, _, _ = run(a.epochs, a.pop_size, a.group_size, a.seed, workers=a.workers, engine=a.engine)
+    except ValueError as e:
+        ap.error(str(e))
     print(f"final validation MSE {losses[-1]:.3f}; {1000 * per_epoch:.1f} ms per epoch; "
           f"wall {time.perf_counter() - t:.1f} s")

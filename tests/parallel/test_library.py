@@ -62,3 +62,18 @@ def test_a_worker_that_raises_shows_its_error():
     x = np.linspace(-1, 1, 16, dtype=np.float32)
     with pytest.raises(WorkerError, match="(?s)worker 1 .*raised.*ArithmeticError: member 40 cannot be scored"):
         es.train(state, Failing(x, x, 8), 3, workers=2)
+
+
+@pytest.mark.parametrize("argv, words", [(["--workers", "0"], "workers"), (["--workers", "1000"], "workers"),
+                                         (["--group-size", "3"], "group_size"), (["--epochs", "0"], "--epochs")])
+def test_the_example_refuses_bad_flags_with_one_usage_line(argv, words):
+    """examples/regression.py: a bad flag exits 2 with argparse's usage and the library's message
+    naming the argument, never a traceback (the library checks before any work)."""
+    import os
+    import subprocess
+    script = Path(__file__).resolve().parents[2] / "examples" / "regression.py"
+    p = subprocess.run([sys.executable, str(script), "--pop-size", "64", "--group-size", "8", *argv],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert "error:" in p.stderr and words in p.stderr, p.stderr
