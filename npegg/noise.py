@@ -19,8 +19,10 @@ The algorithm, precisely enough to re-implement (all integer arithmetic is unsig
        C     = float32(1/√43690) = 0x3B9CC4BF (bits)        43690 = 8·(256² − 1)/12 = Var(S)
 
    So t is an Irwin–Hall(8) variable scaled to mean 0 and variance 1: symmetric, bounded by ±4.88,
-   kurtosis 2.85 (a Gaussian has 3). ES needs zero mean and identity covariance, which this has
-   exactly; the low-rank products A Bᵀ/√r are not Gaussian anyway. In exchange the table is the
+   kurtosis 2.85 (a Gaussian has 3). Mean and covariance are exactly those of a standard normal;
+   the score-function derivation of ES assumes the Gaussian density, so with this noise the
+   gradient estimate gains a term of order σ² from the excess kurtosis (tutorial chapter 4
+   measures it). The low-rank products A Bᵀ/√r are not Gaussian anyway. In exchange the table is the
    same bits on every IEEE machine: no log, cos or erfinv whose last bit varies between libms.
    The int8 table (``Int8NoiseTable``) is ``trunc(16 · t[i])`` in [−78, 78], the fixed-point
    analogue of nano-egg's ``trunc(16 · z)``.
@@ -35,10 +37,12 @@ The algorithm, precisely enough to re-implement (all integer arithmetic is unsig
        start = (K0 ⊕ h) mod N
 
    With N = 2³⁰ this is bit-identical to the reference's start index (checked in the tests).
+   Slices of different pairs may overlap (their starts are hashed, not spaced apart), so two
+   members' noise is not exactly independent; tutorial chapter 4 counts the overlaps.
 
 3. **Slice.** ``size`` consecutive entries from ``start``. Where the slice would run past the end,
-   ``overflow="wrap"`` (the default for float noise) continues at entry 0, so no two members ever
-   share a slice; ``overflow="clamp"`` starts it at ``N − size`` instead, as the reference's
+   ``overflow="wrap"`` (the default for float noise) continues at entry 0, so every slice has its
+   full length; ``overflow="clamp"`` starts it at ``N − size`` instead, as the reference's
    ``dynamic_slice`` does (the default for the int8 table, to mirror nano-egg).
 
 4. **Factors** for a leaf of shape (a, b) at rank r (``lowrank``): ``M = slice(size=(a+b)·r)``

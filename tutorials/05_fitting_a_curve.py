@@ -261,7 +261,8 @@ for name, value in (("linear (notebook)", 2.53), ("cosine", 2.96), ("constant σ
     book.check(f"final test MSE, {name}", finals[name], value, 0.01, full_only=True)
 if not book.SMALL:
     decayed = max(finals["linear (notebook)"], finals["cosine"])
-    assert all(finals[n] > 4 * decayed for n in finals if n.startswith("constant"))
+    # "about four times": the closest pair is 11.76 / 2.96 = 3.97, so the claim is checked at 3.5×
+    assert all(finals[n] > 3.5 * decayed for n in finals if n.startswith("constant"))
 
 # %%
 if plt:

@@ -46,17 +46,8 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write
+from .checkpoint_read import _META, _SCALARS, FORMAT, VERSION, CheckpointError, read_members
 from .fingerprint import fingerprint_mismatch, model_fingerprint, tree_differences  # noqa: F401 (re-exported)
-
-FORMAT = "npegg-checkpoint"
-VERSION = 2
-#: bytes a metadata member (JSON text) may declare; real ones are a few kB
-MAX_META_BYTES = 64 << 20
-_META, _SCALARS = "__npegg__", "__scalars__"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: unreadable, not npegg's, or of another model."""
 
 
 class RunDirError(FileExistsError):
@@ -154,136 +145,6 @@ def save_checkpoint(path, trees: dict[str, Any], *, config: dict | None = None,
     return atomic_write(path, write)
 
 
-# -- loading --------------------------------------------------------------------------------------
-def _npy_array(path: Path, key: str, raw: bytes) -> np.ndarray:
-    """Parse one member's ``.npy`` bytes: header, then exactly shape·itemsize data bytes.
-
-    Object (pickled) arrays are refused from the header, before their data is looked at.
-    """
-    f = io.BytesIO(raw)
-    major, _ = np.lib.format.read_magic(f)
-    if major not in (1, 2, 3):
-        raise CheckpointError(f"{path}: member {key!r} has an unknown .npy version {major}")
-    header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = header(f)
-    if dtype.hasobject:
-        raise CheckpointError(f"{path}: member {key!r} holds Python objects (a pickle); npegg never loads them")
-    count = int(np.prod(shape, dtype=np.int64))
-    data = memoryview(raw)[f.tell():]
-    if len(data) != count * dtype.itemsize:
-        raise CheckpointError(f"{path}: member {key!r} has {len(data)} data bytes, its header says "
-                              f"{count * dtype.itemsize}; damaged checkpoint")
-    arr = np.frombuffer(data, dtype=dtype, count=count).copy()
-    return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
-
-
-def _read_members(path: Path) -> tuple[dict[str, np.ndarray], int]:
-    """Every member as an array, after checks 1–3 of the module docstring; and the format version."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        with open(path, "rb") as f:
-            if f.read(6) == b"\x93NUMPY":
-                raise CheckpointError(f"{path}: not an npegg checkpoint (a single .npy array, not an .npz)")
-        with zipfile.ZipFile(path) as zf:
-            infos = {}
-            for info in zf.infolist():
-                name = info.filename
-                if not name.endswith(".npy") or info.is_dir():
-                    raise CheckpointError(f"{path}: member {name!r} is not a .npy array; an npegg "
-                                          f"checkpoint holds nothing else")
-                if name[:-4] in infos:
-                    raise CheckpointError(f"{path}: member {name!r} appears twice; damaged checkpoint")
-                if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-                    raise CheckpointError(f"{path}: member {name!r} is compressed ({info.compress_size:,} bytes "
-                                          f"declared to expand to {info.file_size:,}); npegg writes members "
-                                          f"uncompressed and refuses compressed ones")
-                infos[name[:-4]] = info
-
-            def meta(name):
-                info = infos.get(f"{_META}/{name}")
-                if info is None:
-                    return None
-                if info.file_size > MAX_META_BYTES:
-                    raise CheckpointError(f"{path}: metadata member {name!r} declares {info.file_size:,} bytes, "
-                                          f"more than the {MAX_META_BYTES:,} allowed")
-                return _npy_array(path, f"{_META}/{name}", zf.read(info))
-
-            tag = meta("format")
-            if tag is None or tag.shape != () or tag.dtype.kind != "U" or str(tag) != FORMAT:
-                shown = ", ".join(sorted(infos)[:5]) or "none"
-                raise CheckpointError(f"{path}: not an npegg checkpoint (no '{_META}/format' tag; arrays: {shown})")
-            version = meta("version")
-            if version is None or version.shape != () or version.dtype.kind not in "iu":
-                raise CheckpointError(f"{path}: damaged checkpoint metadata (the format version is missing "
-                                      f"or not an integer)")
-            version = int(version)
-            if version < 1:
-                raise CheckpointError(f"{path}: checkpoint format version {version} does not exist "
-                                      f"(versions are 1 to {VERSION})")
-            if version > VERSION:
-                raise CheckpointError(f"{path}: checkpoint format {version} is newer than this npegg ({VERSION})")
-            manifest = None
-            if version >= 2:
-                manifest = _manifest(path, meta("manifest"))
-                listed = set(manifest) | {f"{_META}/manifest"}
-                unknown, missing = sorted(set(infos) - listed), sorted(listed - set(infos))
-                if unknown:
-                    raise CheckpointError(f"{path}: members not in its manifest: {', '.join(unknown[:5])}; "
-                                          f"damaged or altered checkpoint")
-                if missing:
-                    raise CheckpointError(f"{path}: members listed in its manifest are missing: "
-                                          f"{', '.join(missing[:5])}; damaged or truncated checkpoint")
-                for key, entry in manifest.items():
-                    if infos[key].file_size != entry["bytes"]:
-                        raise CheckpointError(f"{path}: member {key!r} declares {infos[key].file_size:,} bytes, "
-                                              f"its manifest {entry['bytes']:,}; damaged or altered checkpoint")
-            members = {}
-            for key, info in infos.items():
-                if key == f"{_META}/manifest":
-                    continue
-                raw = zf.read(info)                       # zipfile checks the CRC-32 as it reads
-                if manifest is not None:
-                    entry = manifest[key]
-                    if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
-                        raise CheckpointError(f"{path}: member {key!r} does not match its checksum; "
-                                              f"damaged checkpoint")
-                arr = _npy_array(path, key, raw)
-                if manifest is not None and (arr.dtype.str != entry["dtype"] or list(arr.shape) != entry["shape"]):
-                    raise CheckpointError(f"{path}: member {key!r} is {arr.dtype} {arr.shape}, its manifest says "
-                                          f"{entry['dtype']} {tuple(entry['shape'])}")
-                members[key] = arr
-            return members, version
-    except CheckpointError:
-        raise
-    except Exception as e:   # noqa: BLE001 — zipfile/numpy raise many types for damaged files
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint, cannot be read "
-                              f"({type(e).__name__}: {e})") from e
-
-
-def _manifest(path: Path, arr) -> dict:
-    """The manifest member, checked to be {key: {"dtype": str, "shape": [int ≥ 0], "bytes": int, "sha256": str}}."""
-    def bad(why):
-        return CheckpointError(f"{path}: damaged checkpoint manifest ({why})")
-    if arr is None:
-        raise bad(f"'{_META}/manifest' is missing")
-    if arr.shape != () or arr.dtype.kind != "U":
-        raise bad("not a JSON string")
-    try:
-        manifest = json.loads(str(arr))
-    except ValueError as e:
-        raise bad(f"not JSON: {e}") from e
-    if not isinstance(manifest, dict):
-        raise bad("not a JSON object")
-    for key, e in manifest.items():
-        ok = (isinstance(e, dict) and isinstance(e.get("dtype"), str) and isinstance(e.get("sha256"), str)
-              and isinstance(e.get("bytes"), int) and isinstance(e.get("shape"), list)
-              and all(isinstance(n, int) and n >= 0 for n in e["shape"]))
-        if not ok:
-            raise bad(f"entry {key!r} is not {{dtype, shape, bytes, sha256}}")
-    return manifest
-
-
 def _json_meta(path: Path, members: dict, name: str) -> dict:
     arr = members.get(f"{_META}/{name}")
     if arr is None or arr.shape != () or arr.dtype.kind != "U":
@@ -299,9 +160,14 @@ def _json_meta(path: Path, members: dict, name: str) -> dict:
 
 
 def load_checkpoint(path, expect: dict | None = None) -> Checkpoint:
-    """Read and verify a checkpoint (module docstring); with ``expect`` (a fingerprint), refuse one of another model."""
+    """Read and verify the checkpoint at ``path``: checks 1–5 of this module's list, then the trees.
+
+    Returns a ``Checkpoint`` (trees as nested dicts of arrays, config, scalars, fingerprint). With
+    ``expect`` (a ``model_fingerprint``), a checkpoint of another model is refused. Every failure
+    is a ``CheckpointError`` naming the file and what is wrong.
+    """
     path = Path(path)
-    members, _ = _read_members(path)
+    members, _ = read_members(path)
     config, fingerprint, layout = (_json_meta(path, members, k) for k in ("config", "fingerprint", "layout"))
     names, empty = layout.get("trees"), layout.get("empty")
     if not (isinstance(names, list) and isinstance(empty, list)

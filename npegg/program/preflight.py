@@ -61,7 +61,12 @@ def param_count(mode: str, cell: str, hidden_dim: int, n_layers: int) -> int:
 
 
 def memory_parts(cfg) -> dict[str, int]:
-    """Estimated bytes by what drives them (module docstring): {"model": …, "population": …, "fixed": …}."""
+    """Estimated bytes of a run, by what drives them: {"model": …, "population": …, "fixed": …}.
+
+    Float mode: model = n·4 B·6 (params, μ, ν, G, update, new params), population =
+    P·L·D·4 B·3 + P·T·D·4 B·8, fixed = 96 MiB (noise table and slice cache). Int mode: model =
+    n·3 B, population = P·L·D·3 B + P·D·8 B·12. n is ``param_count`` of the run's model.
+    """
     D, L, P, T = cfg.hidden_dim, cfg.n_layers, cfg.pop_size, cfg.tokens_per_update
     n = param_count(cfg.mode, cfg.cell, D, L)
     if cfg.mode == "int":
