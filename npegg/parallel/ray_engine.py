@@ -54,7 +54,12 @@ def _size(x) -> int:
 
 
 class RayEngine(Engine):
-    """W Ray actors, one CPU each (module docstring)."""
+    """W Ray actors, one CPU each, each holding one replica and a fixed share of member chunks.
+
+    ``RAY_ADDRESS`` names the cluster; without it a local instance is started (and shut down by
+    ``close``). Per epoch an actor receives the P raw scores of the last epoch (for its update) and
+    returns its share's raw scores, a digest of its replica and its CPU time.
+    """
     name = "ray"
 
     def __init__(self, workers: int, setup=None, ready_timeout: float = 120.0):

@@ -101,10 +101,18 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.0f} MB"
 
 
-def check_memory(cfg, available: int | None = None) -> None:
-    """PreflightError naming the flags when the estimate exceeds the memory available."""
+def check_memory(cfg, available: int | None = None, workers: int = 1) -> None:
+    """PreflightError naming the flags when the estimate exceeds the memory available.
+
+    With W > 1 workers every worker holds its own replica of the model, the optimizer and the
+    noise table beside the coordinator's, while the population is shared out among them::
+
+        need = (W + 1) · (model + fixed) + population          (W = 1: model + fixed + population)
+    """
     available = available_memory() if available is None else available
     parts = memory_parts(cfg)
+    if workers > 1:
+        parts = {**parts, "model": parts["model"] * (workers + 1), "fixed": parts["fixed"] * (workers + 1)}
     need = sum(parts.values())
     if available is None or need <= available:
         return
@@ -116,8 +124,10 @@ def check_memory(cfg, available: int | None = None) -> None:
     population = f"the population's states and activations {_gb(parts['population'])}"
     flags, why = ((model_flags, f"{model}; {population}") if parts["model"] >= parts["population"]
                   else (pop_flags, f"{population}; {model}"))
-    raise PreflightError(f"{flags}: this run needs about {_gb(need)} of memory ({why}), and this machine has "
-                         f"{_gb(available)} available; choose smaller values")
+    over = f" over {workers} workers" if workers > 1 else ""
+    raise PreflightError(f"{flags}: this run needs about {_gb(need)} of memory{over} ({why}), and this machine "
+                         f"has {_gb(available)} available; choose smaller values"
+                         + (" or fewer --workers" if workers > 1 else ""))
 
 
 def check_out(out: Path, need: int) -> None:

@@ -125,7 +125,8 @@ def cmd_train(args, stdout) -> int:
         raise UsageError(f"--workers: --method backprop runs in one process; got {args.workers}")
     try:
         workers = check_workers(cfg, args.workers)
-    except ValueError as e:
+        check_memory(cfg, workers=workers)                     # each worker holds a replica of the run
+    except (ValueError, PreflightError) as e:
         raise UsageError(str(e)) from e
     if args.engine == "ray" and importlib.util.find_spec("ray") is None:
         raise UsageError("--engine ray: Ray is not installed (pip install 'npegg[ray]')")

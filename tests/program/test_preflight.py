@@ -54,3 +54,16 @@ def test_out_is_probed_without_leaving_anything(tmp_path):
         ro.chmod(0o500)
         with pytest.raises(PreflightError, match="cannot write there"):
             check_out(ro / "run", need=1)
+
+
+def test_memory_counts_a_replica_per_worker():
+    """Each worker holds the model, optimizer and noise table again: a run that fits in one
+    process can be refused over many workers, and the message says so."""
+    cfg = TrainConfig().resolved()
+    parts = memory_parts(cfg)
+    one = sum(parts.values())
+    three = one + 3 * (parts["model"] + parts["fixed"])                # (W + 1)·(model + fixed) + population, W = 3
+    check_memory(cfg, available=one, workers=1)
+    check_memory(cfg, available=three, workers=3)
+    with pytest.raises(PreflightError, match=r"over 3 workers .* or fewer --workers"):
+        check_memory(cfg, available=three - 1, workers=3)
