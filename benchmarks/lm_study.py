@@ -6,8 +6,8 @@
     python -m benchmarks.lm_study --small               # the test suite's tiny setting
 
 **Equal compute.** Every ES row gets the same budget of *member-bytes* (bytes through the
-perturbed model: P·T per epoch), ``--scale`` × 240 · 1024 · 100 (the budget of the defaults
-before this study), so a row with twice the population runs half the epochs. Width, depth and
+perturbed model: P·T per epoch), ``--scale`` × 240 · 1024 · 100 (the budget of the 240-epoch
+defaults the study started from), so a row with twice the population runs half the epochs. Width, depth and
 cell change the cost of a member-byte, so the table gives each row's CPU seconds too. Backprop
 rows read the same bytes as the reference ES row (``equal data``: the same epochs, S = P/g streams
 per step) or run for the reference row's CPU time (``equal CPU``).
