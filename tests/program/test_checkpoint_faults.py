@@ -23,16 +23,14 @@ import pytest
 
 from npegg.program.checkpoint import CheckpointError, load_checkpoint
 from npegg.tree import flatten
+from npegg_process import ENV, npegg_process, write_word_corpus
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 TINY = ["--hidden-dim", "8", "--n-layers", "1", "--pop-size", "8", "--group-size", "2",
         "--tokens-per-update", "16", "--sample-bytes", "0"]
 
 
 def npegg(*argv, check=True):
-    p = subprocess.run([sys.executable, "-m", "npegg", *map(str, argv)], capture_output=True, text=True,
-                       env=ENV, timeout=120)
+    p = npegg_process(*argv)
     if check:
         assert p.returncode == 0, p.stderr
     return p
@@ -40,12 +38,7 @@ def npegg(*argv, check=True):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(1)
-    words = "the quick brown fox jumps over a lazy dog and every jovial wizard".split()
-    for i in range(12):
-        (root / f"doc{i:02d}.txt").write_text(" ".join(rng.choice(words, 25)) + ".\n")
-    return root
+    return write_word_corpus(tmp_path_factory.mktemp("corpus"), seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,13 @@ from npegg.program import cli
 from npegg.program.blas import blas_config
 from npegg.program.checkpoint import load_checkpoint, save_checkpoint
 from npegg.tree import tree_map
+from npegg_process import ENV, npegg_process, write_word_corpus
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 TINY = ["--hidden-dim", "8", "--n-layers", "1", "--pop-size", "16", "--group-size", "2",
         "--tokens-per-update", "16", "--sample-bytes", "0"]
 
 
-def npegg(*argv, cwd=None, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "npegg", *map(str, argv)], capture_output=True, text=True,
-                          env={**ENV, **(env or {})}, cwd=cwd, timeout=timeout)
+npegg = npegg_process
 
 
 def refused(p, code: int, *words) -> str:
@@ -45,12 +42,7 @@ def refused(p, code: int, *words) -> str:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(3)
-    words = "the quick brown fox jumps over a lazy dog and every jovial wizard".split()
-    for i in range(12):
-        (root / f"doc{i:02d}.txt").write_text(" ".join(rng.choice(words, 25)) + ".\n")
-    return root
+    return write_word_corpus(tmp_path_factory.mktemp("corpus"), seed=3)
 
 
 @pytest.fixture(scope="module")
