@@ -5,7 +5,7 @@ save and sample the same thing)::
 
     x₀ = emb[token]                                                (B, T, D)
     per layer l:  x ← x + cell(LN₁(x), s_l)                        (``npegg.backprop.cells``)
-                  x ← x + W₁ gelu(W₀ LN₂(x) + b₀) + b₁
+                  x ← x + W₁ gelu(W₀ LN₂(x) + b₀) + b₁            (no MLP branch when mlp_ratio = 0)
     logits = head · LN_out(x)                                      (B, T, V)
     ℓ = −(1/(B·T)) Σ log softmax(logits)[target]                   nats per byte
 
@@ -51,8 +51,11 @@ def forward_cache(frozen_params: dict, params: dict, tokens, state, reset=None):
         y, c_cell = cell_fwd(lp["att"], a, state[:, l], keep)
         new_state[:, l] = y[:, -1]
         x = x + y
+        if "mlp" not in lp:                                                   # mlp_ratio 0: the cell alone
+            layers.append((c_ln1, c_cell, None, None, None, None))
+            continue
         m, c_ln2 = layer_norm_fwd(x, lp["ln2"]["weight"], lp["ln2"]["bias"])
-        u, _ = linear_fwd(m, lp["mlp"]["0"]["weight"], lp["mlp"]["0"]["bias"])  # (B, T, 4D)
+        u, _ = linear_fwd(m, lp["mlp"]["0"]["weight"], lp["mlp"]["0"]["bias"])  # (B, T, mD)
         g, c_gelu = gelu_fwd(u)
         x = x + linear_fwd(g, lp["mlp"]["1"]["weight"], lp["mlp"]["1"]["bias"])[0]
         layers.append((c_ln1, c_cell, c_ln2, m, c_gelu, g))
@@ -89,16 +92,18 @@ def loss_and_grad(frozen_params: dict, params: dict, tokens, targets, state, res
     for l in range(len(layers) - 1, -1, -1):
         lp = _layer(params, l)
         c_ln1, c_cell, c_ln2, m, c_gelu, g = layers[l]
-        dg, dW1, db1 = linear_bwd(dx, g, lp["mlp"]["1"]["weight"])          # MLP branch
-        dm, dW0, db0 = linear_bwd(gelu_bwd(dg, c_gelu), m, lp["mlp"]["0"]["weight"])
-        dx_branch, dw2, db2 = layer_norm_bwd(dm, c_ln2)
-        dx = dx + dx_branch                                                  # residual
+        per_layer[l] = {}
+        if c_ln2 is not None:
+            dg, dW1, db1 = linear_bwd(dx, g, lp["mlp"]["1"]["weight"])      # MLP branch
+            dm, dW0, db0 = linear_bwd(gelu_bwd(dg, c_gelu), m, lp["mlp"]["0"]["weight"])
+            dx_branch, dw2, db2 = layer_norm_bwd(dm, c_ln2)
+            dx = dx + dx_branch                                              # residual
+            per_layer[l] = {"ln2": {"weight": dw2, "bias": db2},
+                            "mlp": {"0": {"weight": dW0, "bias": db0}, "1": {"weight": dW1, "bias": db1}}}
         da, d_att = cell_bwd(lp["att"], dx, c_cell)                          # cell branch
         dx_branch, dw1, db1_ln = layer_norm_bwd(da, c_ln1)
         dx = dx + dx_branch
-        per_layer[l] = {"ln1": {"weight": dw1, "bias": db1_ln}, "att": d_att,
-                        "ln2": {"weight": dw2, "bias": db2},
-                        "mlp": {"0": {"weight": dW0, "bias": db0}, "1": {"weight": dW1, "bias": db1}}}
+        per_layer[l].update({"ln1": {"weight": dw1, "bias": db1_ln}, "att": d_att})
     grads["blocks"] = _stack(per_layer)
     d_emb = np.zeros_like(params["emb"])
     np.add.at(d_emb, tokens.reshape(-1), dx.reshape(-1, dx.shape[-1]))

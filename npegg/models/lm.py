@@ -6,7 +6,7 @@
     for each layer l (params stacked on axis 0 under blocks/…, one noise key per layer):
         y, s'_l = cell(LN₁(x), s_l)                            the recurrent cell, state (P, D)
         x = x + y
-        x = x + W₁ gelu(W₀ LN₂(x) + b₀) + b₁                   MLP D → 4D → D
+        x = x + W₁ gelu(W₀ LN₂(x) + b₀) + b₁                   MLP D → mD → D (m = mlp_ratio; none if 0)
     logits = head · LN_out(x)                                  head (V, D), no bias
 
 LN is a LayerNorm with weight and bias. The cell is one of ``CELLS``:
@@ -118,9 +118,13 @@ class ByteLM(Model):
     ``log_likelihood`` → (log p (P, T) in nats, state)."""
 
     @classmethod
-    def rand_init(cls, key, hidden_dim, n_layers, cell="egg", vocab=VOCAB, head_scale=1.0,
+    def rand_init(cls, key, hidden_dim, n_layers, cell="egg", vocab=VOCAB, head_scale=1.0, mlp_ratio=4,
                   dtype="float32", *args, **kwargs) -> CommonInit:
         """Params N(0, 1/fan_in) (the embedding N(0, 1)), norms 1/0, biases 0; head × ``head_scale``.
+
+        ``mlp_ratio`` m: each layer's MLP branch is D → mD → D; with m = 0 the layer is the cell
+        alone (no ln2, no mlp leaves). The keys are drawn the same way for every m, so the other
+        leaves of a model do not depend on it.
 
         Keys: split(key, 3) → embedding, blocks, head; the blocks key split per layer, each layer's
         into (cell, mlp) as nano-egg's (att, mlp). Layer leaves are stacked on axis 0 (scan_map (0,));
@@ -130,21 +134,26 @@ class ByteLM(Model):
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
         if hidden_dim < 1 or n_layers < 1:
             raise ValueError(f"hidden_dim and n_layers must be >= 1, got {hidden_dim}, {n_layers}")
+        if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, np.integer)) or mlp_ratio < 0:
+            raise ValueError(f"mlp_ratio must be an integer >= 0, got {mlp_ratio!r}")
         k_emb, k_blocks, k_head = K.split(key, 3)
         layers = []
         for k in K.split(k_blocks, n_layers):
             k_att, k_mlp = K.split(k, 2)
-            layers.append(merge_inits(
-                ln1=LayerNorm.rand_init(k, hidden_dim, dtype=dtype),
-                att=CELLS[cell].rand_init(k_att, hidden_dim, dtype=dtype),
-                ln2=LayerNorm.rand_init(k, hidden_dim, dtype=dtype),
-                mlp=MLP.rand_init(k_mlp, hidden_dim, hidden_dim, [4 * hidden_dim], activation="gelu", dtype=dtype)))
+            parts = dict(ln1=LayerNorm.rand_init(k, hidden_dim, dtype=dtype),
+                         att=CELLS[cell].rand_init(k_att, hidden_dim, dtype=dtype))
+            if mlp_ratio:
+                parts.update(ln2=LayerNorm.rand_init(k, hidden_dim, dtype=dtype),
+                             mlp=MLP.rand_init(k_mlp, hidden_dim, hidden_dim, [mlp_ratio * hidden_dim],
+                                               activation="gelu", dtype=dtype))
+            layers.append(merge_inits(**parts))
         blocks = stack_layers(layers)                                         # (L, …) leaves
         head = MM.rand_init(k_head, hidden_dim, vocab, dtype)
         head = head._replace(params=(head.params * head_scale).astype(dtype))
         init = merge_inits(emb=Embedding.rand_init(k_emb, vocab, hidden_dim, dtype), blocks=blocks,
                            ln_out=LayerNorm.rand_init(k_head, hidden_dim, dtype=dtype), head=head)
-        return merge_frozen(init, cell=cell, hidden_dim=int(hidden_dim), n_layers=int(n_layers), vocab=int(vocab))
+        return merge_frozen(init, cell=cell, hidden_dim=int(hidden_dim), n_layers=int(n_layers), vocab=int(vocab),
+                            mlp_ratio=int(mlp_ratio))
 
     @classmethod
     def init_state(cls, frozen_params, batch: int, dtype="float32") -> np.ndarray:
@@ -172,7 +181,10 @@ class ByteLM(Model):
             y, new_state[:, l] = call_submodule(cell, "att", lp, call_submodule(LayerNorm, "ln1", lp, x),
                                                 state[:, l], keep)
             x = x + y                                                         # (P, T, D), a fresh array
-            mlp_bytes = x.shape[1] * 4 * x.shape[2] * x.itemsize             # bytes of MLP hidden per member
+            ratio = fp.get("mlp_ratio", 4)
+            if not ratio:
+                continue
+            mlp_bytes = x.shape[1] * ratio * x.shape[2] * x.itemsize         # bytes of MLP hidden per member
             for sl, sub in _member_chunks(lp, x.shape[0], mlp_bytes):
                 x[sl] += call_submodule(MLP, "mlp", sub, call_submodule(LayerNorm, "ln2", sub, x[sl]))
         return call_submodule(LayerNorm, "ln_out", cp, x), new_state

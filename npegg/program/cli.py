@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--cell", choices=("egg", "mingru"), help=f"recurrent cell [{d.cell}; egg in int mode]")
     g.add_argument("--hidden-dim", type=int, metavar="D", help=f"width [{d.hidden_dim}]")
     g.add_argument("--n-layers", type=int, metavar="L", help=f"layers [{d.n_layers}]")
+    g.add_argument("--mlp-ratio", type=int, metavar="M",
+                   help=f"float mode: each layer's MLP is D → M·D → D, 0 = none [{d.mlp_ratio}]")
     g = t.add_argument_group("evolution strategies")
     g.add_argument("--epochs", type=int, help=f"updates [{d.epochs}]")
     g.add_argument("--pop-size", type=int, metavar="P", help=f"population, even [{d.pop_size}]")

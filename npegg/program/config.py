@@ -19,6 +19,11 @@ METHODS = ("es", "backprop")
 MAX_SIGMA_SHIFT = 27               # 4 + 27 = 31: the widest shift of an int32 perturbation
 
 
+#: settings added after checkpoints were already being written, with the value those older runs
+#: used: a saved config without the key ran with this value, whatever today's default is
+LEGACY = {"mlp_ratio": 4}
+
+
 class ConfigError(ValueError):
     """A setting that cannot work; the message names the flag and what is allowed."""
 
@@ -51,6 +56,7 @@ class TrainConfig:
     cell: str = "mingru"           # int mode: always "egg" (nano-egg's int8 model)
     hidden_dim: int = 64
     n_layers: int = 2
+    mlp_ratio: int = 4             # float mode: each layer's MLP is D → mD → D; 0 = no MLP branch
     epochs: int = 600
     pop_size: int = 1024
     group_size: int = 8
@@ -101,6 +107,8 @@ class TrainConfig:
             bad("cell", f"must be one of {', '.join(sorted(CELLS))}; got {self.cell!r}")
         if self.mode == "int" and self.cell != "egg":
             bad("cell", "--mode int has only the egg cell (nano-egg's int8 model)")
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, int) or self.mlp_ratio < 0:
+            bad("mlp-ratio", f"must be an integer >= 0 (0: no MLP branch); got {self.mlp_ratio}")
         for name in ("epochs", "hidden_dim", "n_layers", "pop_size", "tokens_per_update", "rank", "eval_lanes"):
             if int(getattr(self, name)) < 1:
                 bad(name.replace("_", "-"), f"must be an integer >= 1; got {getattr(self, name)}")
@@ -159,7 +167,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"the saved training config has {k} = {v!r}, which is not "
                                   f"{'None or ' if optional else ''}{'an' if want is int else 'a'} {want.__name__}")
-        return cls(**{k: v for k, v in d.items() if k in kinds})
+        return cls(**{**LEGACY, **{k: v for k, v in d.items() if k in kinds}})
 
 
 def schedule(kind: str, value: float, epochs: int):

@@ -56,8 +56,8 @@ def test_linear_scan_reset_forgets_the_past():
 
 
 # -- the LM ---------------------------------------------------------------------------------------
-def _lm(cell, D=8, L=2, P=6, dtype="float64", sigma=0.2, rank=2):
-    frozen, params, scan_map, es_map = ByteLM.rand_init(K.key(3), D, L, cell=cell, dtype=dtype)
+def _lm(cell, D=8, L=2, P=6, dtype="float64", sigma=0.2, rank=2, mlp_ratio=4):
+    frozen, params, scan_map, es_map = ByteLM.rand_init(K.key(3), D, L, cell=cell, mlp_ratio=mlp_ratio, dtype=dtype)
     keys = simple_es_tree_key(params, K.key(4), scan_map)
     fnp, nnp = EggRoll.init_noiser(params, sigma, 0.1, rank=rank, noise=NOISE)
     return frozen, params, es_map, keys, fnp, nnp
@@ -90,10 +90,11 @@ def _materialise(params, es_map, keys, fnp, sigma, epoch, member):
     return unflatten(out)
 
 
+@pytest.mark.parametrize("mlp_ratio", [4, 1, 0])
 @pytest.mark.parametrize("cell", ["egg", "mingru"])
-def test_population_forward_equals_materialised_members(cell):
+def test_population_forward_equals_materialised_members(cell, mlp_ratio):
     """Row m of the perturbed population = the plain model with member m's weights written out."""
-    frozen, params, es_map, keys, fnp, nnp = _lm(cell)
+    frozen, params, es_map, keys, fnp, nnp = _lm(cell, mlp_ratio=mlp_ratio)
     rng = np.random.default_rng(5)
     P, T, epoch = 6, 7, 3
     tok = _tokens(rng, P, T)
@@ -108,6 +109,21 @@ def test_population_forward_equals_materialised_members(cell):
         # float32 (σ·A[t]·Bᵀ): ~1e-7 relative there; a wrong perturbation would differ by O(σ) = 0.2
         np.testing.assert_allclose(logits[p], lo[0], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(new_state[p], st[0], rtol=1e-6, atol=1e-6)
+
+
+def test_mlp_ratio_changes_only_the_mlp_leaves():
+    """mlp_ratio m: each layer's MLP is D → mD → D, none (no ln2, no mlp leaves) for m = 0; every
+    other leaf is the same array for every m, and a bad ratio is refused by name."""
+    inits = {m: ByteLM.rand_init(K.key(3), 8, 2, cell="mingru", mlp_ratio=m) for m in (0, 1, 4)}
+    leaves = {m: flatten(i.params) for m, i in inits.items()}
+    assert leaves[1]["blocks/mlp/0/weight"].shape == (2, 8, 8)
+    assert leaves[4]["blocks/mlp/0/weight"].shape == (2, 32, 8)
+    assert not any(p.startswith(("blocks/mlp", "blocks/ln2")) for p in leaves[0])
+    for path, leaf in leaves[0].items():
+        np.testing.assert_array_equal(leaf, leaves[4][path])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="mlp_ratio"):
+            ByteLM.rand_init(K.key(3), 8, 2, mlp_ratio=bad)
 
 
 @pytest.mark.parametrize("cell", ["egg", "mingru"])

@@ -54,7 +54,8 @@ class FloatRun(Run):
         """Build the model, noiser and optimizer; with a corpus also the reader and validation lanes."""
         super().__init__(cfg, corpus)
         self.es, self.state = ES.create(
-            ByteLM, dict(hidden_dim=cfg.hidden_dim, n_layers=cfg.n_layers, cell=cfg.cell, head_scale=cfg.head_scale),
+            ByteLM, dict(hidden_dim=cfg.hidden_dim, n_layers=cfg.n_layers, cell=cfg.cell, head_scale=cfg.head_scale,
+                        mlp_ratio=cfg.mlp_ratio),
             pop_size=cfg.pop_size, seed=cfg.seed, noiser=EggRoll,
             sigma=schedule(cfg.sigma_schedule, cfg.sigma, cfg.epochs),
             lr=schedule(cfg.lr_schedule, cfg.lr, cfg.epochs),
