@@ -6,7 +6,7 @@ for the flags). Modules, in reading order:
 - ``timing``: the interleaved median-of-repeats timer (``compare``);
 - ``settings``: the inputs of every row and why they were chosen;
 - ``rows_float``: perturbed ÷ plain population forward (Linear, MLP), update ÷ forward, OpenES ÷ EggRoll;
-- ``rows_lm``: the language-model step, the parallel-scan minGRU ÷ its step loop, peak memory of ``npegg train``;
+- ``rows_lm``: the language-model step, the minGRU's forward ÷ its step loop, peak memory of ``npegg train``;
 - ``rows_int8``: exact int8 matmul through float BLAS ÷ int64 matmul, int8 ÷ float LM forward;
 - ``report``: rows, the printed table and the JSON file;
 - ``run``: the command line;

@@ -1,4 +1,4 @@
-"""Language-model rows: one LM step perturbed ÷ plain, parallel-scan minGRU ÷ its step loop, and
+"""Language-model rows: one LM step perturbed ÷ plain, the minGRU's forward ÷ its step loop, and
 the peak memory of the default ``npegg train``.
 
 The LM rows give every perturbed call a *new epoch* instead of switching the noise cache off:
@@ -81,7 +81,8 @@ def lm_rows(s):
 
 
 def scan_rows(s):
-    """The minGRU cell over T steps: one parallel scan ÷ T calls of its one-step form."""
+    """The minGRU over T steps: the Hillis–Steele scan ÷ the loop it runs instead, and the cell's forward
+    (batched projections + that loop) ÷ T calls of its one-step form."""
     try:
         from npegg.models.mingru import MinGRUCell, linear_scan, linear_scan_loop
     except ImportError:
@@ -107,7 +108,7 @@ def scan_rows(s):
     for mode, iterinfo in (("plain", None), ("perturbed", (0, np.arange(P)))):
         cp = CommonParams(EggRoll, frozen_n, noiser_p, init.frozen_params, init.params, es_keys, iterinfo)
 
-        def scan():
+        def forward():
             return MinGRUCell._forward(cp, x, h0)[0]
 
         def loop():
@@ -115,9 +116,9 @@ def scan_rows(s):
             for t in range(T):
                 h = MinGRUCell.step(cp, x[:, t], h)
             return h
-        np.testing.assert_allclose(scan()[:, -1], loop(), rtol=1e-4, atol=1e-5)
-        c = compare(scan, loop, repeats=s.lm_repeats, min_sample=s.min_sample, budget=s.row_budget)
-        yield Row(f"scan/mingru/{mode}/T{T}", "minGRU scan", "parallel scan over T", "T one-step calls",
+        np.testing.assert_allclose(forward()[:, -1], loop(), rtol=1e-4, atol=1e-5)
+        c = compare(forward, loop, repeats=s.lm_repeats, min_sample=s.min_sample, budget=s.row_budget)
+        yield Row(f"scan/mingru/{mode}/T{T}", "minGRU scan", "batched projections + loop over T", "T one-step calls",
                   c.ratio, None,
                   {"dtype": "float32", "P": P, "T": T, "D": D, "mode": mode},
                   c.as_dict(), note="perturbed: noise cache on, as in training (built once, reused)")

@@ -29,8 +29,9 @@ reset. Passing the returned state to the next chunk continues the stream exactly
 
 **Speed.** Layers are run one after the other over the whole chunk: layer l at step t needs only
 layer l−1 up to step t, so every input projection, norm, MLP and the head is one batched matmul
-over all P·T rows (the shared base matmul; EggRoll adds each member's rank-r term). Only the egg
-cell's U_f s and U_h (f ⊙ s) remain in a loop over t; the minGRU has no loop over time at all.
+over all P·T rows (the shared base matmul; EggRoll adds each member's rank-r term). In the loop
+over t the egg cell keeps two matmuls, U_f s and U_h (f ⊙ s); the minGRU only an elementwise
+multiply-add.
 With ``targets`` the head and log-softmax are fused, so the (P, T, 256) logits never exist at
 once. Row-wise work runs on cache-sized member chunks (``_member_chunks``; a chunk of members gets
 their own iterinfo, so nothing about the noise changes): the MLP and head always, and for the
@@ -215,8 +216,8 @@ class ByteLM(Model):
     def _log_likelihood(cls, cp, tokens, targets, state, reset=None):
         """log softmax(logits)[target] (P, T) in nats and the new state (P, L, D).
 
-        With the minGRU (no loop over time) the whole model runs on cache-sized member chunks; the
-        egg cell keeps all members together so its time loop runs once.
+        With the minGRU (no matmul in its loop over time) the whole model runs on cache-sized
+        member chunks; the egg cell keeps all members together so its time loop runs once.
         """
         tokens, targets = np.asarray(tokens), np.asarray(targets)
         if CELLS[cp.frozen_params["cell"]] is MinGRUCell:

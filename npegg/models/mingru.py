@@ -1,4 +1,4 @@
-"""The minGRU of Feng et al. ("Were RNNs All We Needed?", 2024), run as a parallel linear scan.
+"""The minGRU of Feng et al. ("Were RNNs All We Needed?", 2024): gates from the input only.
 
 The cell's gates look only at the input, never at the previous state::
 
@@ -6,31 +6,31 @@ The cell's gates look only at the input, never at the previous state::
     h̃_t = W_h x_t + b_h                      candidate          (P, T, D)
     h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t    new state = output
 
-so over a chunk of T steps the recurrence is the *linear* scan ``h_t = a_t ⊙ h_{t−1} + b_t`` with
-a_t = 1 − z_t and b_t = z_t ⊙ h̃_t known in advance for every t. The input projections for all T
-steps are two matmuls; the scan is ``linear_scan``, no Python loop over time.
+so over a chunk of T steps the recurrence is the *linear* recurrence ``h_t = a_t ⊙ h_{t−1} + b_t``
+with a_t = 1 − z_t and b_t = z_t ⊙ h̃_t known in advance for every t. The input projections for
+all T steps are two matmuls; what is left is T elementwise multiply-adds (``linear_scan_loop``).
 
 The paper's candidate is linear (its "minGRU", §3.1); its log-space variant wraps h̃ in
-g(x) = x + ½ (x ≥ 0), σ(x) (x < 0) so that h̃ > 0 and logs exist. npegg's scan works in linear
-space (below), so it needs no positivity and keeps the linear candidate.
+g(x) = x + ½ (x ≥ 0), σ(x) (x < 0) so that h̃ > 0 and logs exist. npegg works in linear space,
+so it needs no positivity and keeps the linear candidate.
 
-**The scan.** Pairs (a, b) compose associatively: applying (a₁, b₁) then (a₂, b₂) is
-(a₁a₂, a₂b₁ + b₂). Hillis–Steele doubling applies this for d = 1, 2, 4, … < T::
+**Loop or scan.** Pairs (a, b) compose associatively: applying (a₁, b₁) then (a₂, b₂) is
+(a₁a₂, a₂b₁ + b₂). Hillis–Steele doubling (``linear_scan``) applies this for d = 1, 2, 4, … < T::
 
     b_t ← b_t + a_t ⊙ b_{t−d},   a_t ← a_t ⊙ a_{t−d}        for every t ≥ d, all at once
 
-⌈log₂ T⌉ vectorized passes over (P, T, D) arrays. It only multiplies numbers in [0, 1] and adds
-them, never divides, so nothing can overflow or blow up; a product that underflows to 0 is
-the right limit. After the passes b_t = h_t for a zero start state; a carried state h₀ enters
-as b₁ ← b₁ + a₁ h₀ first. Each h_t is a sum of the products (∏ a) z h̃ whose weights add up to at
-most 1, so every intermediate is bounded by max(|h₀|, max |h̃|): the rounding error is
-O(log₂ T · ε · that bound), against O(T · ε · bound) for the step-by-step loop in the worst case.
+⌈log₂ T⌉ vectorized passes over (P, T, D) arrays: depth log₂ T instead of T, the form a GPU wants,
+but O(T log T) work and memory traffic. On a CPU the T cheap steps of the loop do O(T) work and
+win (chapter 6 of the tutorials times both; ``benchmarks`` group ``scan``), so the cell's forward
+runs the loop and the scan stays as its parallel twin, checked against it in the tests. Both only
+multiply numbers in [0, 1] and add, so nothing can overflow; every h_t is a weighted sum of h₀ and
+the h̃ with weights adding up to at most 1, so its rounding error stays a few ulps of
+max(|h₀|, max |h̃|) (each step's error is damped by the next a_t ≤ 1).
 
 **Document starts.** A reset before step t (its input byte is 0) is a_t = 0: then h_t = z_t h̃_t,
 exactly the step from a zero state, and nothing before t leaks past it.
 
-Every fast path has its slow twin here: ``linear_scan_loop`` (one step at a time) and the cell's
-``step``, which the tests run against the parallel forms.
+The cell's ``step`` is the slow twin of its whole-chunk forward; the tests run each against the other.
 """
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def linear_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None) -> n
 
 
 def linear_scan_loop(a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
-    """The slow twin of ``linear_scan``: one step at a time. Same arguments and result."""
+    """h_t = a_t ⊙ h_{t−1} + b_t one step at a time: ``linear_scan``'s arguments and result, and
+    on a CPU the faster of the two (module docstring)."""
     h = np.zeros_like(b[:, 0]) if h0 is None else np.asarray(h0, dtype=b.dtype)  # (P, D)
     out = np.empty_like(b)
     for t in range(b.shape[1]):
@@ -104,7 +105,7 @@ class MinGRUCell(Model):
         a, b = cls._gates(cp, x)                                     # (P, T, D) each
         if keep is not None:
             a *= keep[..., None]                                     # a_t = 0 at document starts
-        h = linear_scan(a, b, s)                                     # (P, T, D)
+        h = linear_scan_loop(a, b, s)                                # (P, T, D)
         return h, h[:, -1]
 
     @classmethod

@@ -49,7 +49,7 @@ class TrainConfig:
       rate is better;
     - σ = 0.03 beats 0.1 and 0.01; g = 8 is as good as g = 2 or better;
     - the cell type (egg or mingru) does not matter for the bpb at this size; the minGRU is the
-      default because an epoch is faster (no loop over time).
+      default because an epoch is faster (no matmul in its loop over time).
     """
     mode: str = "float"
     method: str = "es"             # float mode: "es" (EggRoll) or "backprop" (runs.backprop_run)
