@@ -9,7 +9,7 @@ a constant, as in ES, which also only carries the state forward).
 b = z ⊙ h̃ the linear recurrence h_t = a_t ⊙ h_{t−1} + b_t. Its adjoint is the same recurrence
 run backwards: with g_t = dℓ/dh_t in total (from the output and from step t + 1)::
 
-    g_t = dy_t + a_{t+1} ⊙ g_{t+1}             a reversed linear scan (``linear_scan``)
+    g_t = dy_t + a_{t+1} ⊙ g_{t+1}             a reversed linear recurrence (``linear_scan_loop``)
     da_t = g_t ⊙ h_{t−1},   db_t = g_t
     dz = −da ⊙ keep + db ⊙ h̃,   dh̃ = db ⊙ z,   du_z = dz ⊙ z(1 − z)
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models.mingru import linear_scan
+from ..models.mingru import linear_scan_loop
 from .layers import linear_bwd, linear_fwd, sigmoid
 
 
@@ -40,7 +40,7 @@ def mingru_fwd(p, x, s0, keep=None):
     a = 1.0 - z
     if keep is not None:
         a *= keep[..., None]
-    h = linear_scan(a, z * h_tilde, s0)                                    # (B, T, D)
+    h = linear_scan_loop(a, z * h_tilde, s0)                                  # (B, T, D)
     return h, (x, s0, keep, z, h_tilde, a, h)
 
 
@@ -49,7 +49,7 @@ def mingru_bwd(p, dh, cache):
     x, s0, keep, z, h_tilde, a, h = cache
     a_next = np.zeros_like(a)                                              # a_{t+1}, 0 past the end
     a_next[:, :-1] = a[:, 1:]
-    g = linear_scan(a_next[:, ::-1], dh[:, ::-1])[:, ::-1]                 # (B, T, D) total dℓ/dh_t
+    g = linear_scan_loop(a_next[:, ::-1], dh[:, ::-1])[:, ::-1]               # (B, T, D) total dℓ/dh_t
     h_prev = np.concatenate([s0[:, None], h[:, :-1]], axis=1)              # (B, T, D)
     da = g * h_prev
     if keep is not None:
