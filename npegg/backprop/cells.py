@@ -40,7 +40,7 @@ def mingru_fwd(p, x, s0, keep=None):
     a = 1.0 - z
     if keep is not None:
         a *= keep[..., None]
-    h = linear_scan_loop(a, z * h_tilde, s0)                                  # (B, T, D)
+    h = linear_scan_loop(a, z * h_tilde, s0)                               # (B, T, D)
     return h, (x, s0, keep, z, h_tilde, a, h)
 
 
@@ -49,7 +49,7 @@ def mingru_bwd(p, dh, cache):
     x, s0, keep, z, h_tilde, a, h = cache
     a_next = np.zeros_like(a)                                              # a_{t+1}, 0 past the end
     a_next[:, :-1] = a[:, 1:]
-    g = linear_scan_loop(a_next[:, ::-1], dh[:, ::-1])[:, ::-1]               # (B, T, D) total dℓ/dh_t
+    g = linear_scan_loop(a_next[:, ::-1], dh[:, ::-1])[:, ::-1]            # (B, T, D) total dℓ/dh_t
     h_prev = np.concatenate([s0[:, None], h[:, :-1]], axis=1)              # (B, T, D)
     da = g * h_prev
     if keep is not None:
