@@ -6,7 +6,7 @@ save and sample the same thing)::
     x₀ = emb[token]                                                (B, T, D)
     per layer l:  x ← x + cell(LN₁(x), s_l)                        (``npegg.backprop.cells``)
                   x ← x + W₁ gelu(W₀ LN₂(x) + b₀) + b₁            (no MLP branch when mlp_ratio = 0)
-    logits = head · LN_out(x)                                      (B, T, V)
+    logits = head · LN_out(x) [+ direct[token]]                    (B, T, V)
     ℓ = −(1/(B·T)) Σ log softmax(logits)[target]                   nats per byte
 
 ``loss_and_grad`` runs the forward keeping what the backward needs, then the backward in reverse
@@ -67,8 +67,16 @@ def loss(frozen_params: dict, params: dict, tokens, targets, state, reset=None) 
     """ℓ = −(1/(B·T)) Σ log softmax(logits)[target] in nats per byte, without the backward.
     tokens, targets (B, T) bytes; state (B, L, D); reset (B, T) bool or None (tokens == 0)."""
     h, _, _ = forward_cache(frozen_params, params, tokens, state, reset)
-    return float(nll_fwd(linear_fwd(h, params["head"])[0].reshape(-1, params["head"].shape[0]),
+    return float(nll_fwd(_logits(params, h, tokens).reshape(-1, params["head"].shape[0]),
                          np.asarray(targets).reshape(-1))[0])
+
+
+def _logits(params: dict, h, tokens):
+    """head · h, plus the direct path's row for each input byte when the model has one: (B, T, V)."""
+    logits, _ = linear_fwd(h, params["head"])
+    if "direct" in params:
+        logits += params["direct"][np.asarray(tokens)]
+    return logits
 
 
 def loss_and_grad(frozen_params: dict, params: dict, tokens, targets, state, reset=None):
@@ -80,12 +88,15 @@ def loss_and_grad(frozen_params: dict, params: dict, tokens, targets, state, res
     """
     h, new_state, (tokens, layers, c_out) = forward_cache(frozen_params, params, tokens, state, reset)
     V = params["head"].shape[0]
-    logits, _ = linear_fwd(h, params["head"])                                 # (B, T, V)
+    logits = _logits(params, h, tokens)                                       # (B, T, V)
     value, c_nll = nll_fwd(logits.reshape(-1, V), np.asarray(targets).reshape(-1))
     dlogits = nll_bwd(c_nll).reshape(logits.shape)
     dh, d_head, _ = linear_bwd(dlogits, h, params["head"])
     dx, dw, db = layer_norm_bwd(dh, c_out)
     grads = {"head": d_head, "ln_out": {"weight": dw, "bias": db}}
+    if "direct" in params:                                                  # rows gather dlogits, as emb below
+        grads["direct"] = np.zeros_like(params["direct"])
+        np.add.at(grads["direct"], tokens.reshape(-1), dlogits.reshape(-1, V))
 
     _, cell_bwd = CELL_PASSES[frozen_params["cell"]]
     per_layer = [None] * len(layers)

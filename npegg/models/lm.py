@@ -7,7 +7,7 @@
         y, s'_l = cell(LN₁(x), s_l)                            the recurrent cell, state (P, D)
         x = x + y
         x = x + W₁ gelu(W₀ LN₂(x) + b₀) + b₁                   MLP D → mD → D (m = mlp_ratio; none if 0)
-    logits = head · LN_out(x)                                  head (V, D), no bias
+    logits = head · LN_out(x) [+ direct[token]]                head (V, D), no bias; direct (V, V)
 
 LN is a LayerNorm with weight and bias. The cell is one of ``CELLS``:
 
@@ -120,12 +120,17 @@ class ByteLM(Model):
 
     @classmethod
     def rand_init(cls, key, hidden_dim, n_layers, cell="egg", vocab=VOCAB, head_scale=1.0, mlp_ratio=4,
-                  dtype="float32", *args, **kwargs) -> CommonInit:
+                  direct_path=False, dtype="float32", *args, **kwargs) -> CommonInit:
         """Params N(0, 1/fan_in) (the embedding N(0, 1)), norms 1/0, biases 0; head × ``head_scale``.
 
         ``mlp_ratio`` m: each layer's MLP branch is D → mD → D; with m = 0 the layer is the cell
         alone (no ln2, no mlp leaves). The keys are drawn the same way for every m, so the other
         leaves of a model do not depend on it.
+
+        ``direct_path``: a leaf ``direct`` (V, V), EMB_PARAM, initialised to 0, whose row for the
+        input byte is added to the logits: a learned table from each byte straight to the next
+        byte's logits, beside the path through the layers (which passes the byte's information
+        through D numbers). It starts at 0, so the model's first predictions are those without it.
 
         Keys: split(key, 3) → embedding, blocks, head; the blocks key split per layer, each layer's
         into (cell, mlp) as nano-egg's (att, mlp). Layer leaves are stacked on axis 0 (scan_map (0,));
@@ -151,10 +156,14 @@ class ByteLM(Model):
         blocks = stack_layers(layers)                                         # (L, …) leaves
         head = MM.rand_init(k_head, hidden_dim, vocab, dtype)
         head = head._replace(params=(head.params * head_scale).astype(dtype))
-        init = merge_inits(emb=Embedding.rand_init(k_emb, vocab, hidden_dim, dtype), blocks=blocks,
-                           ln_out=LayerNorm.rand_init(k_head, hidden_dim, dtype=dtype), head=head)
+        parts = dict(emb=Embedding.rand_init(k_emb, vocab, hidden_dim, dtype), blocks=blocks,
+                     ln_out=LayerNorm.rand_init(k_head, hidden_dim, dtype=dtype), head=head)
+        if direct_path:
+            parts["direct"] = Embedding.rand_init(k_head, vocab, vocab, dtype)._replace(
+                params=np.zeros((vocab, vocab), dtype))
+        init = merge_inits(**parts)
         return merge_frozen(init, cell=cell, hidden_dim=int(hidden_dim), n_layers=int(n_layers), vocab=int(vocab),
-                            mlp_ratio=int(mlp_ratio))
+                            mlp_ratio=int(mlp_ratio), direct_path=bool(direct_path))
 
     @classmethod
     def init_state(cls, frozen_params, batch: int, dtype="float32") -> np.ndarray:
@@ -208,9 +217,18 @@ class ByteLM(Model):
 
     @classmethod
     def _logits(cls, cp, tokens, state, reset=None):
-        """logits (P, T, V) = head · LN_out(x) and the new state (P, L, D)."""
-        h, new_state = cls._features(cp, np.asarray(tokens), state, reset)
-        return call_submodule(MM, "head", cp, h), new_state
+        """logits (P, T, V) = head · LN_out(x) (+ direct[token]) and the new state (P, L, D)."""
+        tokens = np.asarray(tokens)
+        h, new_state = cls._features(cp, tokens, state, reset)
+        return cls._head(cp, h, tokens), new_state
+
+    @classmethod
+    def _head(cls, cp, h, tokens):
+        """head · h (+ direct[token]): h (P, T, D), tokens (P, T) → logits (P, T, V), a fresh array."""
+        logits = call_submodule(MM, "head", cp, h)
+        if "direct" in cp.params:
+            logits += call_submodule(Embedding, "direct", cp, tokens)
+        return logits
 
     @classmethod
     def _log_likelihood(cls, cp, tokens, targets, state, reset=None):
@@ -227,18 +245,18 @@ class ByteLM(Model):
             for sl, sub in _member_chunks(cp, tokens.shape[0], T * 4 * D * state.itemsize // 2):  # ~4× larger:
                 # each chunk looks up every leaf's noise once, which costs more than cache misses save
                 h, new_state[sl] = cls._features(sub, tokens[sl], state[sl], reset[sl])
-                out[sl] = cls._head_log_likelihood(sub, h, targets[sl])
+                out[sl] = cls._head_log_likelihood(sub, h, tokens[sl], targets[sl])
             return out, new_state
         h, new_state = cls._features(cp, tokens, state, reset)
-        return cls._head_log_likelihood(cp, h, targets), new_state
+        return cls._head_log_likelihood(cp, h, tokens, targets), new_state
 
     @classmethod
-    def _head_log_likelihood(cls, cp, h, targets):
-        """log softmax(head · h)[target] in member chunks: h (P, T, D), targets (P, T) → (P, T)."""
+    def _head_log_likelihood(cls, cp, h, tokens, targets):
+        """log softmax(``_head``)[target] in member chunks: h (P, T, D), tokens, targets (P, T) → (P, T)."""
         P, T, _ = h.shape
         out = np.empty((P, T), dtype=h.dtype)
         for sl, sub in _member_chunks(cp, P, T * cp.params["head"].shape[0] * h.itemsize):
-            out[sl] = log_softmax_at(call_submodule(MM, "head", sub, h[sl]), targets[sl])
+            out[sl] = log_softmax_at(cls._head(sub, h[sl], tokens[sl]), targets[sl])
         return out
 
 

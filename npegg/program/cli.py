@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--n-layers", type=int, metavar="L", help=f"layers [{d.n_layers}]")
     g.add_argument("--mlp-ratio", type=int, metavar="M",
                    help=f"float mode: each layer's MLP is D → M·D → D, 0 = none [{d.mlp_ratio}]")
+    g.add_argument("--direct-path", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"float mode: a learned table from each byte straight to the next byte's logits "
+                        f"[{'on' if d.direct_path else 'off'}]")
     g = t.add_argument_group("evolution strategies")
     g.add_argument("--epochs", type=int, help=f"updates [{d.epochs}]")
     g.add_argument("--pop-size", type=int, metavar="P", help=f"population, even [{d.pop_size}]")

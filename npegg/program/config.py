@@ -21,7 +21,7 @@ MAX_SIGMA_SHIFT = 27               # 4 + 27 = 31: the widest shift of an int32 p
 
 #: settings added after checkpoints were already being written, with the value those older runs
 #: used: a saved config without the key ran with this value, whatever today's default is
-LEGACY = {"mlp_ratio": 4}
+LEGACY = {"mlp_ratio": 4, "direct_path": False}
 
 
 class ConfigError(ValueError):
@@ -57,6 +57,7 @@ class TrainConfig:
     hidden_dim: int = 64
     n_layers: int = 2
     mlp_ratio: int = 4             # float mode: each layer's MLP is D → mD → D; 0 = no MLP branch
+    direct_path: bool = False      # float mode: a learned (256, 256) table from each byte to the next's logits
     epochs: int = 600
     pop_size: int = 1024
     group_size: int = 8
@@ -107,6 +108,8 @@ class TrainConfig:
             bad("cell", f"must be one of {', '.join(sorted(CELLS))}; got {self.cell!r}")
         if self.mode == "int" and self.cell != "egg":
             bad("cell", "--mode int has only the egg cell (nano-egg's int8 model)")
+        if not isinstance(self.direct_path, bool):
+            bad("direct-path", f"must be True or False; got {self.direct_path!r}")
         if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, int) or self.mlp_ratio < 0:
             bad("mlp-ratio", f"must be an integer >= 0 (0: no MLP branch); got {self.mlp_ratio}")
         for name in ("epochs", "hidden_dim", "n_layers", "pop_size", "tokens_per_update", "rank", "eval_lanes"):
@@ -162,8 +165,11 @@ class TrainConfig:
                 continue
             if optional and getattr(default, k) is None:
                 want = int if "int" in str(kinds[k]) else str
-            ok = (isinstance(v, want) and not isinstance(v, bool)) or (want is float and isinstance(v, int)
-                                                                       and not isinstance(v, bool))
+            if want is bool:
+                ok = isinstance(v, bool)
+            else:
+                ok = (isinstance(v, want) and not isinstance(v, bool)) or (want is float and isinstance(v, int)
+                                                                           and not isinstance(v, bool))
             if not ok:
                 raise ConfigError(f"the saved training config has {k} = {v!r}, which is not "
                                   f"{'None or ' if optional else ''}{'an' if want is int else 'a'} {want.__name__}")

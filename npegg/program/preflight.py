@@ -34,7 +34,7 @@ class PreflightError(ValueError):
 
 
 @lru_cache(maxsize=None)
-def _counts(mode: str, cell: str, n_layers: int, mlp_ratio: int = 4) -> tuple[int, int, int]:
+def _counts(mode: str, cell: str, n_layers: int, mlp_ratio: int = 4, direct: bool = False) -> tuple[int, int, int]:
     """Parameter counts of tiny models (D = 1, 2, 3) with ``n_layers`` layers."""
     from .. import keys as K
     from ..tree import flatten
@@ -44,15 +44,18 @@ def _counts(mode: str, cell: str, n_layers: int, mlp_ratio: int = 4) -> tuple[in
         make = lambda d: EGG.rand_init(K.key(0), d, n_layers, 256).params        # noqa: E731
     else:
         from ..models.lm import ByteLM
-        make = lambda d: ByteLM.rand_init(K.key(0), d, n_layers, cell=cell, mlp_ratio=mlp_ratio).params  # noqa: E731
+        make = lambda d: ByteLM.rand_init(K.key(0), d, n_layers, cell=cell, mlp_ratio=mlp_ratio,  # noqa: E731
+                                          direct_path=direct).params
     return tuple(sum(int(np.size(v)) for v in flatten(make(d)).values()) for d in (1, 2, 3))
 
 
-def param_count(mode: str, cell: str, hidden_dim: int, n_layers: int, mlp_ratio: int = 4) -> int:
+def param_count(mode: str, cell: str, hidden_dim: int, n_layers: int, mlp_ratio: int = 4,
+                direct_path: bool = False) -> int:
     """Exact parameter count: quadratic in D (fitted on D = 1, 2, 3), linear in L (L = 1, 2).
-    ``mlp_ratio`` is the float model's (the int8 EGG's MLP is always 4D)."""
+    ``mlp_ratio`` and ``direct_path`` are the float model's (the int8 EGG has neither knob)."""
     def at(layers):
-        f1, f2, f3 = _counts(mode, cell, layers, mlp_ratio if mode == "float" else 4)
+        f1, f2, f3 = _counts(mode, cell, layers, mlp_ratio if mode == "float" else 4,
+                             bool(direct_path) and mode == "float")
         a2 = f3 - 2 * f2 + f1                            # 2a
         b = f2 - f1 - 3 * a2 // 2
         c = f1 - a2 // 2 - b
@@ -69,7 +72,7 @@ def memory_parts(cfg) -> dict[str, int]:
     n·3 B, population = P·L·D·3 B + P·D·8 B·12. n is ``param_count`` of the run's model.
     """
     D, L, P, T = cfg.hidden_dim, cfg.n_layers, cfg.pop_size, cfg.tokens_per_update
-    n = param_count(cfg.mode, cfg.cell, D, L, cfg.mlp_ratio)
+    n = param_count(cfg.mode, cfg.cell, D, L, cfg.mlp_ratio, cfg.direct_path)
     if cfg.mode == "int":
         return {"model": n * 3, "population": P * L * D * 3 + P * D * 8 * 12, "fixed": _FIXED}
     return {"model": n * 4 * 6, "population": P * L * D * 4 * 3 + P * T * D * 4 * 8, "fixed": _FIXED}
@@ -77,7 +80,7 @@ def memory_parts(cfg) -> dict[str, int]:
 
 def checkpoint_bytes(cfg) -> int:
     """Estimated size of one checkpoint: parameters (+ μ, ν in float mode) and hidden states."""
-    n = param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers, cfg.mlp_ratio)
+    n = param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers, cfg.mlp_ratio, cfg.direct_path)
     width = 1 if cfg.mode == "int" else 4
     copies = 1 if cfg.mode == "int" else 3
     return n * width * copies + cfg.pop_size * cfg.n_layers * cfg.hidden_dim * width + (1 << 20)
@@ -120,7 +123,7 @@ def check_memory(cfg, available: int | None = None, workers: int = 1) -> None:
     model_flags = f"--hidden-dim {cfg.hidden_dim} / --n-layers {cfg.n_layers}"
     pop_flags = f"--pop-size {cfg.pop_size}" + ("" if cfg.mode == "int" else f" / --tokens-per-update {cfg.tokens_per_update}")
     pop_flags += f" / --hidden-dim {cfg.hidden_dim}"
-    n = param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers, cfg.mlp_ratio)
+    n = param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers, cfg.mlp_ratio, cfg.direct_path)
     model = f"{n:,} parameters with the optimizer's copies {_gb(parts['model'])}"
     population = f"the population's states and activations {_gb(parts['population'])}"
     flags, why = ((model_flags, f"{model}; {population}") if parts["model"] >= parts["population"]

@@ -15,10 +15,10 @@ from npegg.tree import tree_items, tree_map
 CELLS = sorted(CELL_PASSES)
 
 
-def small_problem(cell, D=5, L=2, B=3, T=7, seed=0, mlp_ratio=4):
+def small_problem(cell, D=5, L=2, B=3, T=7, seed=0, mlp_ratio=4, direct=False):
     """float64 params (init + a perturbation so no gate or norm sits at a special point), bytes with
     document starts (byte 0) mid-window and at t = 0, and a non-zero carried state."""
-    init = ByteLM.rand_init(K.key(seed), D, L, cell=cell, mlp_ratio=mlp_ratio, dtype="float64")
+    init = ByteLM.rand_init(K.key(seed), D, L, cell=cell, mlp_ratio=mlp_ratio, direct_path=direct, dtype="float64")
     rng = np.random.default_rng(seed)
     params = tree_map(lambda p: p + 0.3 * rng.standard_normal(p.shape), init.params)
     w = rng.integers(1, 256, (B, T + 1))
@@ -28,11 +28,11 @@ def small_problem(cell, D=5, L=2, B=3, T=7, seed=0, mlp_ratio=4):
     return init, params, w[:, :-1], w[:, 1:], state
 
 
-@pytest.mark.parametrize("mlp_ratio", [4, 0])
+@pytest.mark.parametrize("mlp_ratio, direct", [(4, False), (0, True)])
 @pytest.mark.parametrize("cell", CELLS)
-def test_forward_is_bytelm_forward(cell, mlp_ratio):
+def test_forward_is_bytelm_forward(cell, mlp_ratio, direct):
     """ℓ and the new state equal ByteLM's own plain forward (the model ES perturbs) to float64 rounding."""
-    init, params, tok, tgt, state = small_problem(cell, mlp_ratio=mlp_ratio)
+    init, params, tok, tgt, state = small_problem(cell, mlp_ratio=mlp_ratio, direct=direct)
     frozen_noiser, noiser_params = EggRoll.init_noiser(params, 0.1, 0.1)
     keys = simple_es_tree_key(params, K.key(1), init.scan_map)
     ll, ref_state = ByteLM.forward(EggRoll, frozen_noiser, noiser_params, init.frozen_params, params, keys, None,
@@ -42,14 +42,14 @@ def test_forward_is_bytelm_forward(cell, mlp_ratio):
     assert np.allclose(new_state, ref_state, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("mlp_ratio", [4, 0])
+@pytest.mark.parametrize("mlp_ratio, direct", [(4, False), (0, True)])
 @pytest.mark.parametrize("cell", CELLS)
-def test_gradient_matches_central_differences_on_every_leaf(cell, mlp_ratio):
+def test_gradient_matches_central_differences_on_every_leaf(cell, mlp_ratio, direct):
     """For every parameter leaf: the directional derivative along a random unit direction of the whole
     leaf, and 3 single entries, match (ℓ(θ + εv) − ℓ(θ − εv)) / 2ε. In float64 with ε = 1e-5 the
     difference's truncation error is O(ε²) ≈ 1e-10 and its rounding ≈ 1e-16/ε = 1e-11, so a tolerance
     of 1e-7 (relative, floor 1) fails only for a wrong gradient."""
-    init, params, tok, tgt, state = small_problem(cell, mlp_ratio=mlp_ratio)
+    init, params, tok, tgt, state = small_problem(cell, mlp_ratio=mlp_ratio, direct=direct)
     fp = init.frozen_params
     _, grads, _ = loss_and_grad(fp, params, tok, tgt, state)
     g = dict(tree_items(grads))

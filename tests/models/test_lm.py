@@ -56,8 +56,11 @@ def test_linear_scan_reset_forgets_the_past():
 
 
 # -- the LM ---------------------------------------------------------------------------------------
-def _lm(cell, D=8, L=2, P=6, dtype="float64", sigma=0.2, rank=2, mlp_ratio=4):
-    frozen, params, scan_map, es_map = ByteLM.rand_init(K.key(3), D, L, cell=cell, mlp_ratio=mlp_ratio, dtype=dtype)
+def _lm(cell, D=8, L=2, P=6, dtype="float64", sigma=0.2, rank=2, mlp_ratio=4, direct=False):
+    frozen, params, scan_map, es_map = ByteLM.rand_init(K.key(3), D, L, cell=cell, mlp_ratio=mlp_ratio,
+                                                        direct_path=direct, dtype=dtype)
+    if direct:                                      # away from its zero start, so the test sees it
+        params["direct"] = np.random.default_rng(9).standard_normal(params["direct"].shape)
     keys = simple_es_tree_key(params, K.key(4), scan_map)
     fnp, nnp = EggRoll.init_noiser(params, sigma, 0.1, rank=rank, noise=NOISE)
     return frozen, params, es_map, keys, fnp, nnp
@@ -90,11 +93,11 @@ def _materialise(params, es_map, keys, fnp, sigma, epoch, member):
     return unflatten(out)
 
 
-@pytest.mark.parametrize("mlp_ratio", [4, 1, 0])
+@pytest.mark.parametrize("mlp_ratio, direct", [(4, False), (1, True), (0, True)])
 @pytest.mark.parametrize("cell", ["egg", "mingru"])
-def test_population_forward_equals_materialised_members(cell, mlp_ratio):
+def test_population_forward_equals_materialised_members(cell, mlp_ratio, direct):
     """Row m of the perturbed population = the plain model with member m's weights written out."""
-    frozen, params, es_map, keys, fnp, nnp = _lm(cell, mlp_ratio=mlp_ratio)
+    frozen, params, es_map, keys, fnp, nnp = _lm(cell, mlp_ratio=mlp_ratio, direct=direct)
     rng = np.random.default_rng(5)
     P, T, epoch = 6, 7, 3
     tok = _tokens(rng, P, T)
@@ -124,6 +127,25 @@ def test_mlp_ratio_changes_only_the_mlp_leaves():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="mlp_ratio"):
             ByteLM.rand_init(K.key(3), 8, 2, mlp_ratio=bad)
+
+
+def test_direct_path_starts_at_zero_and_adds_its_row_to_the_logits():
+    """direct_path: a (V, V) EMB_PARAM leaf ``direct``, all zeros at init (the model then predicts
+    exactly as without it); a row set to r adds r to the logits after every input of that byte."""
+    init = ByteLM.rand_init(K.key(3), 8, 2, cell="mingru", direct_path=True)
+    assert init.params["direct"].shape == (256, 256) and not init.params["direct"].any()
+    assert init.es_map["direct"] == EMB_PARAM and init.frozen_params["direct_path"] is True
+    rng = np.random.default_rng(4)
+    tok, state = _tokens(rng, 3, 6), np.zeros((3, 2, 8), np.float32)
+    keys = simple_es_tree_key(init.params, K.key(4), init.scan_map)
+    fnp, nnp = EggRoll.init_noiser(init.params, 0.1, 0.1, noise=NOISE)
+    base, _ = ByteLM.forward(EggRoll, fnp, nnp, init.frozen_params, init.params, keys, None, tok, state)
+    params = {**init.params, "direct": init.params["direct"].copy()}
+    params["direct"][tok[1, 2]] = np.arange(256)
+    moved, _ = ByteLM.forward(EggRoll, fnp, nnp, init.frozen_params, params, keys, None, tok, state)
+    hit = tok == tok[1, 2]
+    np.testing.assert_allclose(moved[hit] - base[hit], np.broadcast_to(np.arange(256.0), (hit.sum(), 256)), atol=1e-4)
+    np.testing.assert_array_equal(moved[~hit], base[~hit])
 
 
 @pytest.mark.parametrize("cell", ["egg", "mingru"])
@@ -184,8 +206,9 @@ def test_float32_stays_float32():
     assert ll.dtype == np.float32 and s.dtype == np.float32 and ll.shape == (6, 4)
 
 
-def test_fused_log_likelihood_equals_log_softmax_of_logits():
-    frozen, params, es_map, keys, fnp, nnp = _lm("mingru", P=6)
+@pytest.mark.parametrize("direct", [False, True])
+def test_fused_log_likelihood_equals_log_softmax_of_logits(direct):
+    frozen, params, es_map, keys, fnp, nnp = _lm("mingru", P=6, direct=direct)
     rng = np.random.default_rng(10)
     tok, tgt = _tokens(rng, 6, 5), rng.integers(0, 256, (6, 5)).astype(np.uint8)
     info, state = (2, np.arange(6)), np.zeros((6, 2, 8))
@@ -195,11 +218,12 @@ def test_fused_log_likelihood_equals_log_softmax_of_logits():
     np.testing.assert_allclose(ll, np.take_along_axis(naive, tgt[..., None].astype(int), -1)[..., 0], rtol=1e-10)
 
 
-def test_member_chunks_change_nothing(monkeypatch):
+@pytest.mark.parametrize("direct", [False, True])
+def test_member_chunks_change_nothing(monkeypatch, direct):
     """Running the model on chunks of members (each with its own iterinfo) = all members at once."""
     import npegg.models.lm as lm
     for cell in ("egg", "mingru"):
-        frozen, params, es_map, keys, fnp, nnp = _lm(cell)
+        frozen, params, es_map, keys, fnp, nnp = _lm(cell, direct=direct)
         rng = np.random.default_rng(13)
         tok, tgt = _tokens(rng, 6, 5), rng.integers(0, 256, (6, 5)).astype(np.uint8)
         args = (EggRoll, fnp, nnp, frozen, params, keys, (4, np.arange(6) + 7), tok, rng.normal(0, 1, (6, 2, 8)))

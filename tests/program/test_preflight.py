@@ -14,13 +14,13 @@ from npegg.program.preflight import PreflightError, check_memory, check_out, mem
 from npegg.tree import flatten
 
 
-@pytest.mark.parametrize("mode, cell, d, layers, ratio", [("float", "mingru", 24, 3, 4), ("float", "egg", 17, 2, 4),
-                                                          ("float", "mingru", 24, 3, 0), ("float", "egg", 9, 2, 3),
-                                                          ("int", "egg", 16, 3, 4)])
-def test_param_count_is_exact(mode, cell, d, layers, ratio):
+@pytest.mark.parametrize("mode, cell, d, layers, ratio, direct", [
+    ("float", "mingru", 24, 3, 4, False), ("float", "egg", 17, 2, 4, False), ("float", "mingru", 24, 3, 0, True),
+    ("float", "egg", 9, 2, 3, True), ("int", "egg", 16, 3, 4, False)])
+def test_param_count_is_exact(mode, cell, d, layers, ratio, direct):
     params = (EGG.rand_init(K.key(0), d, layers, 256).params if mode == "int"
-              else ByteLM.rand_init(K.key(0), d, layers, cell=cell, mlp_ratio=ratio).params)
-    assert param_count(mode, cell, d, layers, ratio) == sum(int(np.size(v)) for v in flatten(params).values())
+              else ByteLM.rand_init(K.key(0), d, layers, cell=cell, mlp_ratio=ratio, direct_path=direct).params)
+    assert param_count(mode, cell, d, layers, ratio, direct) == sum(int(np.size(v)) for v in flatten(params).values())
 
 
 def test_memory_refusal_names_the_flag_that_drives_it():

@@ -55,7 +55,7 @@ class FloatRun(Run):
         super().__init__(cfg, corpus)
         self.es, self.state = ES.create(
             ByteLM, dict(hidden_dim=cfg.hidden_dim, n_layers=cfg.n_layers, cell=cfg.cell, head_scale=cfg.head_scale,
-                        mlp_ratio=cfg.mlp_ratio),
+                        mlp_ratio=cfg.mlp_ratio, direct_path=cfg.direct_path),
             pop_size=cfg.pop_size, seed=cfg.seed, noiser=EggRoll,
             sigma=schedule(cfg.sigma_schedule, cfg.sigma, cfg.epochs),
             lr=schedule(cfg.lr_schedule, cfg.lr, cfg.epochs),
