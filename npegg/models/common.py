@@ -101,10 +101,18 @@ class Linear(Model):
 
 
 def layer_norm(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """(x − mean) / √(var + eps) over the last axis, no affine part."""
-    mu = x.mean(axis=-1, keepdims=True)
-    var = x.var(axis=-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps)
+    """(x − mean) / √(var + eps) over the last axis, no affine part.
+
+    The two means are matrix-vector products with a (D,) vector of 1/D, which BLAS runs about twice
+    as fast as NumPy's reductions over a short last axis; var = mean((x − mean)²), as ``np.var``.
+    """
+    x = np.asarray(x)
+    avg = np.full(x.shape[-1], 1.0 / x.shape[-1], dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+    xc = x - (x @ avg)[..., None]
+    var = (xc * xc) @ avg
+    var += eps
+    xc /= np.sqrt(var)[..., None]
+    return xc
 
 
 def gelu(x):
