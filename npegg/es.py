@@ -175,16 +175,27 @@ class ES:
         """The noiser's shaped fitnesses (P,) of raw scores (P,) (z-scores by default)."""
         return self.noiser.convert_fitnesses(self.frozen_noiser_params, state.noiser_params, raw_scores)
 
-    def step(self, state: ESState, raw_scores) -> ESState:
-        """Fitness shaping, update, and the next epoch's sigma; returns the new state."""
+    def step(self, state: ESState, raw_scores, rows_seen=None) -> ESState:
+        """Fitness shaping, update, and the next epoch's sigma; returns the new state.
+
+        ``rows_seen`` {EMB leaf path: (P, V) bool}: which embedding rows each member's forward read,
+        so the update can leave out the noise of rows a member never read (``EggRoll.estimate_grads``;
+        the model says which rows, e.g. ``ByteLM.rows_seen``). None: the reference's estimate.
+        """
         raw = np.asarray(raw_scores)
         if raw.shape != (self.pop_size,):
             raise ValueError(f"raw_scores must have shape ({self.pop_size},), got {raw.shape}")
         self.check_params(state.params)
+        extra = {}
+        if rows_seen is not None:
+            if not hasattr(self.noiser, "estimate_grads"):
+                raise ValueError(f"rows_seen: the {self.noiser.__name__} noiser has no per-row estimate; "
+                                 f"use EggRoll or OpenES, or pass rows_seen=None")
+            extra["rows_seen"] = rows_seen
         fit = self.fitness(state, raw)
         iterinfos = (np.full(self.pop_size, state.epoch), self.members)
         noiser_params, params = self.noiser.do_updates(self.frozen_noiser_params, state.noiser_params, state.params,
-                                                       self.es_tree_key, fit, iterinfos, self.es_map)
+                                                       self.es_tree_key, fit, iterinfos, self.es_map, **extra)
         epoch = state.epoch + 1
         if self.sigma_schedule is not None:
             sigma = float(self.sigma_schedule(epoch))

@@ -166,6 +166,17 @@ class ByteLM(Model):
                             mlp_ratio=int(mlp_ratio), direct_path=bool(direct_path))
 
     @classmethod
+    def rows_seen(cls, params: dict, tokens) -> dict:
+        """{EMB leaf: (P, V) bool} for ``ES.step``: the rows of ``emb`` (and ``direct``) that member
+        p's input bytes read, tokens (P, T). The forward reads those rows only, so the rest of each
+        member's embedding noise cannot have changed its fitness."""
+        tokens = np.asarray(tokens)
+        P = tokens.shape[0]
+        seen = np.zeros((P, params["emb"].shape[0]), bool)
+        seen[np.arange(P)[:, None], tokens.reshape(P, -1)] = True
+        return {name: seen for name in ("emb", "direct") if name in params}
+
+    @classmethod
     def init_state(cls, frozen_params, batch: int, dtype="float32") -> np.ndarray:
         """The zero state stack: (P, L, D)."""
         return np.zeros((batch, frozen_params["n_layers"], frozen_params["hidden_dim"]), dtype=dtype)

@@ -183,10 +183,18 @@ class EggRoll(Noiser):
                                frozen_noiser_params["nan_policy"])
 
     @classmethod
-    def estimate_grads(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map):
+    def estimate_grads(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map,
+                       rows_seen=None):
         """G = −√N · (1/N) Σₙ fₙ Âₙ Bₙᵀ (MM/EMB), −√N · (1/N) Σₙ fₙ sₙ σ eₙ (PARAM), 0 (EXCLUDED), per
         leaf (per layer of a stacked leaf), before the optimizer. fitnesses (N,), iterinfos
-        (epochs (N,) or a scalar, members (N,)); returns a tree like params, their dtypes."""
+        (epochs (N,) or a scalar, members (N,)); returns a tree like params, their dtypes.
+
+        ``rows_seen`` (npegg's addition, default None = the reference's estimate): {path of an EMB
+        leaf (V, D): (N, V) bool}, which rows member n's forward read. For such a leaf the sum
+        becomes Σₙ fₙ (mₙ ⊙ Âₙ) Bₙᵀ: a row member n never read cannot have changed its fitness, so
+        its term fₙ Âₙ[v] Bₙᵀ has mean 0 (Âₙ[v] is independent of everything else); leaving it
+        out keeps the estimate's expectation and removes that noise.
+        """
         epochs, members = iterinfos
         epoch, members = parse_iterinfo(epochs, members)
         f = np.asarray(fitnesses, dtype=np.float64)
@@ -197,28 +205,34 @@ class EggRoll(Noiser):
         F.check_population(members.size, antithetic=False)  # the estimate needs no pairs and no groups
         keys = dict(tree_items(base_keys))
         kinds = dict(tree_items(es_map))
+        rows_seen = _check_rows_seen(rows_seen, params, kinds, members.size)
 
         def grad(path, p):
             p = np.asarray(p)
             kind = int(kinds[path])
             k = np.asarray(keys[path])
+            rows = rows_seen.get(path)
             if k.ndim == 2:  # a per-layer stack: one key per layer
-                return np.stack([cls._leaf_grad(frozen_noiser_params, noiser_params, p[l], k[l], f, epoch, members, kind)
-                                 for l in range(k.shape[0])])
-            return cls._leaf_grad(frozen_noiser_params, noiser_params, p, k, f, epoch, members, kind)
+                return np.stack([cls._leaf_grad(frozen_noiser_params, noiser_params, p[l], k[l], f, epoch, members, kind,
+                                                rows) for l in range(k.shape[0])])
+            return cls._leaf_grad(frozen_noiser_params, noiser_params, p, k, f, epoch, members, kind, rows)
         return tree_map_with_path(grad, params)
 
     @classmethod
-    def do_updates(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map):
-        """Estimate G per leaf, let the optimizer turn it into updates, apply them."""
-        g = cls.estimate_grads(frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map)
+    def do_updates(cls, frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map,
+                   rows_seen=None):
+        """Estimate G per leaf (``rows_seen``: ``estimate_grads``), let the optimizer turn it into
+        updates, apply them."""
+        g = cls.estimate_grads(frozen_noiser_params, noiser_params, params, base_keys, fitnesses, iterinfos, es_map,
+                               rows_seen)
         solver = frozen_noiser_params["solver"]
         updates, opt_state = solver.update(g, noiser_params["opt_state"], params)
         return {**noiser_params, "opt_state": opt_state}, optim.apply_updates(params, updates)
 
     @classmethod
-    def _leaf_grad(cls, frozen, noiser_params, p, key, f, epoch, members, kind):
-        """G for one (unstacked) leaf, accumulated over member chunks so memory stays bounded."""
+    def _leaf_grad(cls, frozen, noiser_params, p, key, f, epoch, members, kind, rows=None):
+        """G for one (unstacked) leaf, accumulated over member chunks so memory stays bounded;
+        ``rows`` (N, V) bool or None: the EMB rows each member read (``estimate_grads``)."""
         sigma = noiser_params["sigma"]
         dt = np.result_type(p.dtype, np.float32)
         n = members.size
@@ -237,7 +251,7 @@ class EggRoll(Noiser):
                 e = get_nonlora_update_params(frozen, sigma, info, p.shape, key)  # (c, *shape)
                 acc += np.tensordot(w, e.astype(dt), axes=(0, 0))
             else:
-                acc += cls._matrix_grad(frozen, sigma, info, p.shape, key, w)
+                acc += cls._matrix_grad(frozen, sigma, info, p.shape, key, w, None if rows is None else rows[sl])
         # divided in float64 on every NumPy: NumPy < 2 would divide a float32 acc by the float64
         # scalar in float32 (value-based promotion), and every trajectory would differ in its last bits
         return (-acc.astype(np.float64) / np.sqrt(n)).astype(p.dtype)
@@ -250,16 +264,40 @@ class EggRoll(Noiser):
         return (shape[0] + shape[1]) * frozen["rank"]
 
     @classmethod
-    def _matrix_grad(cls, frozen, sigma, info, shape, key, w):
+    def _matrix_grad(cls, frozen, sigma, info, shape, key, w, rows=None):
         """The hook a noiser overrides for MM/EMB leaves: Σₙ wₙ · (member n's scaled perturbation)
-        over a chunk of members, (a, b). Here Σₙ wₙ Âₙ Bₙᵀ, as one (a × cR) @ (cR × b) matmul."""
+        over a chunk of members, (a, b), its rows masked by ``rows`` (c, a) bool when given. Here
+        Σₙ wₙ (mₙ ⊙ Âₙ) Bₙᵀ, as one (a × cR) @ (cR × b) matmul."""
         a, b, scale = unit_lora(frozen, sigma, info, shape, key)  # (c, a, R), (c, b, R), (c,)
+        if rows is not None:
+            a = a * rows[:, :, None]                                      # unread rows' noise left out
         c, rows, r = a.shape
         w = (w * scale).astype(w.dtype)                                   # (c,) in the update's precision
         aw = (a * w[:, None, None]).transpose(1, 0, 2).reshape(rows, c * r)
         # astype copies B into a contiguous block; keep it: on a strided view BLAS sums in another
         # order, and the last bits of G (and every run's trajectory after it) would change.
         return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1]).astype(aw.dtype)
+
+
+def _check_rows_seen(rows_seen, params, kinds: dict, n: int) -> dict:
+    """{} for None; else check every entry names an EMB leaf (V, …) and is an (n, V) bool array."""
+    if rows_seen is None:
+        return {}
+    if not isinstance(rows_seen, dict):
+        raise TypeError(f"rows_seen must be a dict {{EMB leaf path: (members, rows) bool}}, got {type(rows_seen).__name__}")
+    leaves = dict(tree_items(params))
+    out = {}
+    for path, m in rows_seen.items():
+        if path not in leaves or kinds.get(path) != EMB_PARAM:
+            emb = sorted(p for p, k in kinds.items() if k == EMB_PARAM)
+            raise ValueError(f"rows_seen: {path!r} is not an EMB_PARAM leaf; those are {emb}")
+        m = np.asarray(m)
+        rows = np.shape(leaves[path])[-2]
+        if m.dtype != bool or m.shape != (n, rows):
+            raise ValueError(f"rows_seen[{path!r}] must be a bool array of shape ({n}, {rows}), "
+                             f"got {m.dtype} {m.shape}")
+        out[path] = m
+    return out
 
 
 def _check_sigma(sigma):

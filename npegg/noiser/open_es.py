@@ -43,7 +43,9 @@ class OpenES(EggRoll):
         return int(np.prod(shape))
 
     @classmethod
-    def _matrix_grad(cls, frozen, sigma, info, shape, key, w):
-        """Σₙ wₙ sₙ σ Eₙ for a chunk of members: the full-rank form of EggRoll's hook, (a, b)."""
+    def _matrix_grad(cls, frozen, sigma, info, shape, key, w, rows=None):
+        """Σₙ wₙ sₙ σ (mₙ ⊙ Eₙ) for a chunk of members: the full-rank form of EggRoll's hook, (a, b)."""
         e = get_nonlora_update_params(frozen, sigma, info, shape, key)     # (c, a, b)
+        if rows is not None:
+            e = e * rows[:, :, None]
         return np.tensordot(w, e.astype(w.dtype), axes=(0, 0))

@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help=f"[{d.optimizer}]")
     g.add_argument("--lr-schedule", choices=SCHEDULES, help=f"decay to 0 over the run [{d.lr_schedule}]")
     g.add_argument("--sigma-schedule", choices=SCHEDULES, help=f"decay to 0 over the run [{d.sigma_schedule}]")
+    g.add_argument("--embedding-update", choices=("seen", "all"),
+                   help=f"float mode: seen = each member's update term covers only the embedding rows its bytes "
+                        f"read (the same expectation, less noise); all = every row, as the reference "
+                        f"[{d.embedding_update}]")
     g.add_argument("--sigma-shift", type=int, help=f"int mode: noise shifted right by 4 + this [{d.sigma_shift}]")
     g.add_argument("--alpha", type=float, help=f"int mode: Q-EGGROLL significance schedule [{d.alpha}]")
     g.add_argument("--seed", type=int, help=f"[{d.seed}]")

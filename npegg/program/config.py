@@ -16,12 +16,13 @@ from ..models.lm import CELLS
 
 SCHEDULES = ("constant", "linear", "cosine")
 METHODS = ("es", "backprop")
+EMBEDDING_UPDATES = ("seen", "all")
 MAX_SIGMA_SHIFT = 27               # 4 + 27 = 31: the widest shift of an int32 perturbation
 
 
 #: settings added after checkpoints were already being written, with the value those older runs
 #: used: a saved config without the key ran with this value, whatever today's default is
-LEGACY = {"mlp_ratio": 4, "direct_path": False}
+LEGACY = {"mlp_ratio": 4, "direct_path": False, "embedding_update": "all"}
 
 
 class ConfigError(ValueError):
@@ -58,6 +59,7 @@ class TrainConfig:
     n_layers: int = 2
     mlp_ratio: int = 4             # float mode: each layer's MLP is D → mD → D; 0 = no MLP branch
     direct_path: bool = False      # float mode: a learned (256, 256) table from each byte to the next's logits
+    embedding_update: str = "seen"  # float ES: "seen" leaves each member's unread embedding rows out of the update
     epochs: int = 600
     pop_size: int = 1024
     group_size: int = 8
@@ -108,6 +110,8 @@ class TrainConfig:
             bad("cell", f"must be one of {', '.join(sorted(CELLS))}; got {self.cell!r}")
         if self.mode == "int" and self.cell != "egg":
             bad("cell", "--mode int has only the egg cell (nano-egg's int8 model)")
+        if self.embedding_update not in EMBEDDING_UPDATES:
+            bad("embedding-update", f"must be one of {', '.join(EMBEDDING_UPDATES)}; got {self.embedding_update!r}")
         if not isinstance(self.direct_path, bool):
             bad("direct-path", f"must be True or False; got {self.direct_path!r}")
         if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, int) or self.mlp_ratio < 0:

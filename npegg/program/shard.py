@@ -78,7 +78,8 @@ class FloatReplica(_RunReplica):
         return ll.sum(axis=1, dtype=np.float64)                                      # (n,) nats
 
     def update(self, raw) -> None:
-        self.run.state = self.run.es.step(self.run.state, np.asarray(raw, np.float64))
+        windows = self.pending[0] if self.pending else self.run.reader.next(self.run.data_state)[0]
+        self.run.state = self.run.es.step(self.run.state, np.asarray(raw, np.float64), self.run.rows_seen(windows))
         self._commit()
 
     def digest(self) -> str:

@@ -37,7 +37,8 @@ from ..parallel import WorkerError
 #: flags that may differ when resuming: they change how long the run goes and what it reports, not its maths
 RESUMABLE = ("epochs", "eval_every", "save_every", "sample_bytes")
 INT_ONLY, FLOAT_ONLY = ("sigma_shift", "alpha"), ("lr", "sigma", "optimizer", "lr_schedule", "sigma_schedule",
-                                                   "head_scale", "mlp_ratio", "direct_path")
+                                                   "head_scale", "mlp_ratio", "direct_path",
+                                                   "embedding_update")
 
 
 def _train_config(args):

@@ -70,3 +70,15 @@ def test_step_refuses_params_of_another_shape():
     wrong = {**st.params, "0": {**st.params["0"], "weight": leaf[:, :-1]}}
     with pytest.raises(ValueError, match=re.escape(f"0/weight has shape {leaf[:, :-1].shape}, the model's is {leaf.shape}")):
         es.step(type(st)(wrong, st.noiser_params), raw)
+
+
+def test_rows_seen_needs_a_noiser_with_a_per_row_estimate():
+    """ES.step(rows_seen=…) with a noiser that has no such estimate (the plain Noiser, Q-EGGROLL)
+    is refused by name, before the update; with EggRoll a wrong leaf is named."""
+    from npegg.noiser import Noiser
+    es, st = ES.create(MLP, MLP_KW, **ES_KW, noiser=Noiser)
+    with pytest.raises(ValueError, match="rows_seen: the Noiser noiser has no per-row estimate"):
+        es.step(st, np.arange(8.0), rows_seen={"0/weight": np.ones((8, 4), bool)})
+    es, st = ES.create(MLP, MLP_KW, **ES_KW)
+    with pytest.raises(ValueError, match="rows_seen: '0/weight' is not an EMB_PARAM leaf"):
+        es.step(st, np.arange(8.0), rows_seen={"0/weight": np.ones((8, 4), bool)})

@@ -281,3 +281,31 @@ def test_sample_is_a_function_of_the_seed():
     a = sample_bytes(logits_fn, b"ab", 20, 1.0, seed=1)
     assert len(a) == 20 and a == sample_bytes(logits_fn, b"ab", 20, 1.0, seed=1)
     assert sample_bytes(logits_fn, b"ab", 20, 0.0) == sample_bytes(logits_fn, b"ab", 20, 0.0, seed=9)
+
+
+@pytest.mark.parametrize("cell", ["egg", "mingru"])
+def test_rows_seen_are_the_only_embedding_rows_a_member_reads(cell):
+    """ByteLM.rows_seen marks the input bytes of each member, for emb and direct; changing any other
+    row of either leaf leaves every member's log-likelihoods and state exactly as they were (which
+    is why the update may leave those rows' noise out)."""
+    frozen, params, es_map, keys, fnp, nnp = _lm(cell, direct=True, dtype="float32")
+    rng = np.random.default_rng(21)
+    tok, tgt = _tokens(rng, 6, 9), rng.integers(0, 256, (6, 9)).astype(np.uint8)
+    seen = ByteLM.rows_seen(params, tok)
+    assert set(seen) == {"emb", "direct"} and seen["emb"].shape == (6, 256)
+    for p in range(6):
+        np.testing.assert_array_equal(np.flatnonzero(seen["emb"][p]), np.unique(tok[p]))
+    state = rng.normal(0, 1, (6, 2, 8)).astype(np.float32)
+    for p in range(6):                  # member p alone (its own noise), before and after the change
+        one = ((3, np.array([p])), tok[p:p + 1], state[p:p + 1])
+        base = ByteLM.forward(EggRoll, fnp, nnp, frozen, params, keys, *one, targets=tgt[p:p + 1])
+        unread = np.flatnonzero(~seen["emb"][p])
+        changed = {**params, "emb": params["emb"].copy(), "direct": params["direct"].copy()}
+        changed["emb"][unread] += np.arange(8.0)                       # not a uniform shift: LN would remove that
+        changed["direct"][unread] -= np.arange(256.0)
+        out = ByteLM.forward(EggRoll, fnp, nnp, frozen, changed, keys, *one, targets=tgt[p:p + 1])
+        np.testing.assert_array_equal(out[0], base[0])
+        np.testing.assert_array_equal(out[1], base[1])
+        changed["emb"][tok[p, 4]] += np.arange(8.0)                       # a row it reads: a real difference
+        moved = ByteLM.forward(EggRoll, fnp, nnp, frozen, changed, keys, *one, targets=tgt[p:p + 1])[0]
+        assert np.abs(moved - base[0]).max() > 1e-3

@@ -129,3 +129,40 @@ def test_stacked_leaf_uses_one_key_per_layer():
                                      {"w": MM_PARAM})["w"]
         np.testing.assert_array_equal(g[layer], one)
     assert not np.allclose(g[0], g[1])
+
+
+@pytest.mark.parametrize("noiser", NOISERS, ids=lambda n: n.__name__)
+def test_rows_seen_leaves_out_exactly_the_unread_rows(noiser, monkeypatch):
+    """With rows_seen, member n's term is fₙ (mₙ ⊙ perturbationₙ): summed one member at a time with
+    its unread rows zeroed; an all-True mask is the reference's estimate, bit for bit."""
+    rng = np.random.default_rng(3)
+    frozen, nparams = _frozen(noiser, 2, 0.2)
+    pop, shape = 9, (6, 4)
+    members = np.arange(pop)
+    params, keys, kinds = {"e": rng.standard_normal(shape)}, {"e": K.key(7)}, {"e": EMB_PARAM}
+    f = rng.standard_normal(pop)
+    seen = rng.random((pop, shape[0])) < 0.5
+    monkeypatch.setattr(eggroll_mod, "_CHUNK_BYTES", 64)  # many small chunks: the mask must follow them
+    info = (np.full(pop, 2), members)
+    g = noiser.estimate_grads(frozen, nparams, params, keys, f, info, kinds, rows_seen={"e": seen})["e"]
+    expect = np.zeros(shape)
+    for n in range(pop):
+        expect += f[n] * _dense(noiser, frozen, 0.2, shape, keys["e"], 2, members[n:n + 1])[0] * seen[n][:, None]
+    np.testing.assert_allclose(g, -expect / np.sqrt(pop), rtol=1e-5, atol=1e-6)
+    full = noiser.estimate_grads(frozen, nparams, params, keys, f, info, kinds)["e"]
+    all_rows = noiser.estimate_grads(frozen, nparams, params, keys, f, info, kinds,
+                                     rows_seen={"e": np.ones((pop, shape[0]), bool)})["e"]
+    np.testing.assert_array_equal(all_rows, full)
+
+
+@pytest.mark.parametrize("bad, match", [({"w": np.ones((4, 5), bool)}, "not an EMB_PARAM leaf"),
+                                        ({"e": np.ones((4, 5), bool)}, r"shape \(4, 6\)"),
+                                        ({"e": np.ones((4, 6))}, "bool array"),
+                                        ([np.ones((4, 6), bool)], "must be a dict")])
+def test_rows_seen_is_checked(bad, match):
+    frozen, nparams = _frozen(EggRoll, 1, 0.1)
+    params = {"e": np.zeros((6, 3)), "w": np.zeros((4, 5))}
+    keys, kinds = {"e": K.key(1), "w": K.key(2)}, {"e": EMB_PARAM, "w": MM_PARAM}
+    with pytest.raises((ValueError, TypeError), match=match):
+        EggRoll.estimate_grads(frozen, nparams, params, keys, np.ones(4), (np.zeros(4, int), np.arange(4)), kinds,
+                               rows_seen=bad)

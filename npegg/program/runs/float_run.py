@@ -7,7 +7,9 @@ One epoch (``FloatRun.epoch_step``)::
                                                       hidden state carried over from the last epoch
                                                       (reset before every byte 0)
     R_p      = Σₜ log p(x_{t+1} | x_{≤t})              fitness: the log-likelihood of the bytes
-    θ        ← EggRoll update with SGD / Adam / AdamW  z-scores within each group of g members
+    θ        ← EggRoll update with SGD / Adam / AdamW  z-scores within each group of g members; the
+                                                      embedding rows a member never read left out
+                                                      of its term (``--embedding-update seen``)
     train bpb = −mean_p R_p / (T ln 2)                 of the perturbed population, as nano-egg logs
 
 Antithetic partners 2k, 2k+1 are in the same group (g even), so the group mean removes how hard
@@ -84,9 +86,16 @@ class FloatRun(Run):
         bad = int((~np.isfinite(raw)).sum())
         if bad:
             raise Diverged(f"epoch {self.epoch + 1}: {bad} of {raw.size} members' log-likelihoods are not finite")
-        state = self.es.step(self.state, raw)
+        state = self.es.step(self.state, raw, self.rows_seen(windows))
         self.state, self.hidden, self.data_state = state, hidden, data_state        # commit together
         return float(-raw.mean() / (self.cfg.tokens_per_update * LN2))
+
+    def rows_seen(self, windows):
+        """``ES.step``'s rows_seen for this epoch's windows (P, T+1): the embedding rows each member's
+        input bytes read (``--embedding-update seen``), or None (``all``: the reference's update)."""
+        if self.cfg.embedding_update == "all":
+            return None
+        return ByteLM.rows_seen(self.state.params, windows[:, :-1])
 
     def _plain(self, tokens, state, reset=None, targets=None):
         return self.es.evaluate(self.state, tokens, state, reset, targets)
