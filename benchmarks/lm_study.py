@@ -78,6 +78,14 @@ BASE = dict(mode="float", method="es", cell="mingru", hidden_dim=64, n_layers=2,
 #: rows at the new defaults (``npegg train`` with no flags, its own epochs; --scale does not apply)
 AT_DEFAULTS = [
     ("at the defaults", "es-full", "ES, the defaults (npegg train with no flags)", {"defaults": True}),
+    ("full length", "full-lr03", "lr 0.03", {"defaults": True, "lr": 0.03}),
+    ("full length", "full-nodirect", "no direct path", {"defaults": True, "direct_path": False}),
+    ("full length", "full-allrows", "every embedding row in every member's term (--embedding-update all)",
+     {"defaults": True, "embedding_update": "all"}),
+    ("full length", "full-mlp4", "an MLP D → 4D → D in each layer", {"defaults": True, "mlp_ratio": 4}),
+    ("full length", "full-old", "the model and lr before this study: D=64, MLP 4D, no direct path, all rows, lr 0.03",
+     {"defaults": True, "hidden_dim": 64, "mlp_ratio": 4, "direct_path": False, "embedding_update": "all",
+      "lr": 0.03}),
     ("at the defaults", "bp-full-data", "backprop, equal data: the defaults' bytes, lr 0.01",
      {"defaults": True, "method": "backprop", "lr": 0.01}),
     ("at the defaults", "bp-full-cpu", "backprop, the CPU time of es-full, lr 0.01",
@@ -162,24 +170,37 @@ def load_results(path: Path) -> list[dict]:
 
 
 VS_GROUPS = ("backprop", "int8", "at the defaults")
+FULL_GROUP = "full length"
 
 
-def tables(results: list[dict], scale: float, small: bool) -> tuple[str, str]:
-    """(ablation table, ES-vs-backprop-vs-int8 table) in markdown, rows in ``ROWS`` order.
+def tables(results: list[dict], scale: float, small: bool) -> tuple[str, str, str]:
+    """(ablation table, ES-vs-backprop-vs-int8 table, full-length table) in markdown, rows in
+    ``ROWS`` order.
 
-    The ablations give Δ against ``ref``; the second table puts ES (``ref``, ``T25``), backprop and
-    the int8 model side by side with their bytes of data, CPU and wall time and peak RSS.
+    The ablations give Δ against ``ref``; the second table puts ES (``ref``, ``T25``, ``es-full``),
+    backprop and the int8 model side by side with their bytes of data, CPU and wall time and peak
+    RSS; the third gives the defaults (``es-full``) and each full-length row with one thing changed
+    back, Δ against ``es-full``.
     """
     mine = {r["name"]: r for r in results if r["scale"] in (scale, "defaults") and r["small"] == small}
     ref = mine.get("ref", {}).get("valid_bpb")
+    full_ref = mine.get("es-full", {}).get("valid_bpb")
     ab = ["| group | row | setting | epochs | member-bytes | CPU s | valid bpb | Δ vs ref |",
           "|---|---|---|---:|---:|---:|---:|---:|"]
     vs = ["| row | setting | data bytes | member-bytes | epochs | CPU s | wall s | peak RSS MB | valid bpb |",
           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    full = ["| row | setting | epochs | member-bytes | CPU s | peak RSS MB | valid bpb | Δ vs es-full |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for group, name, what, _ in ROWS:
         r = mine.get(name)
         if r is None:
             continue
+        if group == FULL_GROUP or name == "es-full":
+            delta = "" if full_ref is None or name == "es-full" else f"{r['valid_bpb'] - full_ref:+.3f}"
+            full.append(f"| {name} | {what} | {r['epochs']} | {r['member_bytes'] / 1e6:.1f} M | {r['cpu_s']:.0f} | "
+                        f"{r['peak_rss_mb']:.0f} | {r['valid_bpb']:.3f} | {delta} |")
+            if group == FULL_GROUP:
+                continue
         if group not in VS_GROUPS:
             delta = "" if ref is None or name == "ref" else f"{r['valid_bpb'] - ref:+.3f}"
             ab.append(f"| {group} | {name} | {what} | {r['epochs']} | {r['member_bytes'] / 1e6:.1f} M | "
@@ -188,18 +209,20 @@ def tables(results: list[dict], scale: float, small: bool) -> tuple[str, str]:
             vs.append(f"| {name} | {what} | {r['data_bytes'] / 1e6:.2f} M | {r['member_bytes'] / 1e6:.1f} M | "
                       f"{r['epochs']} | {r['cpu_s']:.0f} | {r['wall_s']:.0f} | {r['peak_rss_mb']:.0f} | "
                       f"{r['valid_bpb']:.3f} |")
-    return "\n".join(ab) + "\n", "\n".join(vs) + "\n"
+    return "\n".join(ab) + "\n", "\n".join(vs) + "\n", "\n".join(full) + "\n"
 
 
 def write_table(results: list[dict], path: Path, scale: float, small: bool, readme: Path | None = None) -> str:
-    """Write both tables to ``path`` (and between the README's ``<!-- lm-study table -->`` and
-    ``<!-- lm-vs table -->`` markers when ``readme`` is given); returns the text."""
-    ab, vs = tables(results, scale, small)
-    text = f"## Ablations at equal compute\n\n{ab}\n## ES, backprop and int8\n\n{vs}"
+    """Write the tables to ``path`` (and between the README's ``<!-- lm-study table -->``,
+    ``<!-- lm-vs table -->`` and ``<!-- lm-full table -->`` markers when ``readme`` is given);
+    returns the text."""
+    ab, vs, full = tables(results, scale, small)
+    text = (f"## Ablations at equal compute\n\n{ab}\n## Full length: the defaults, one change at a time\n\n{full}"
+            f"\n## ES, backprop and int8\n\n{vs}")
     path.write_text(text)
     if readme is not None:
         doc = readme.read_text()
-        for tag, body in (("lm-study table", ab), ("lm-vs table", vs)):
+        for tag, body in (("lm-study table", ab), ("lm-vs table", vs), ("lm-full table", full)):
             a, b = f"<!-- {tag} -->\n", f"<!-- /{tag} -->"
             if a in doc and b in doc:
                 doc = doc[:doc.index(a) + len(a)] + body + doc[doc.index(b):]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ROWS = ["ref", "T25", "bp-data", "bp-cpu"]
+ROWS = ["ref", "T25", "bp-data", "bp-cpu", "es-full", "full-nodirect"]
 
 
 def study(tmp_path, *extra):
@@ -32,6 +32,11 @@ def test_small_study_writes_rows_and_resumes(tmp_path):
     assert abs(recs["T25"]["member_bytes"] - recs["ref"]["member_bytes"]) <= 64 * 25
     table = (tmp_path / "t.md").read_text()
     assert all(f"| {n} |" in table for n in ROWS)
+    # the full-length rows are the defaults with one thing changed back, Δ against es-full
+    assert recs["full-nodirect"]["config"]["direct_path"] is False and recs["es-full"]["config"]["direct_path"]
+    full = table.split("## Full length")[1].split("##")[0]
+    delta = recs["full-nodirect"]["valid_bpb"] - recs["es-full"]["valid_bpb"]
+    assert f"| full-nodirect |" in full and f"{delta:+.3f} |" in full
     out = study(tmp_path, "--only", ",".join(ROWS))                             # resume: nothing to do
     assert (tmp_path / "r.jsonl").read_text().splitlines() == lines and "valid" not in out.split("| group")[0]
 
