@@ -145,13 +145,16 @@ class EggRoll(Noiser):
     def do_emb(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, tokens):
         """E[t] + Â[t] Bᵀ per member; E (V, D), tokens (P, …) → (P, …, D)."""
         tokens = np.asarray(tokens)
-        base = param[tokens]
         if iterinfo is None:
-            return base
+            return param[tokens]
         p = tokens.shape[0]
         rows = cls._embedding_noise(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key,
-                                    tokens.reshape(p, -1))                    # (P, N, D)
-        return base + rows.reshape(base.shape)
+                                    tokens.reshape(p, -1))                    # (P, N, D), a fresh array
+        rows = rows.reshape(tokens.shape + param.shape[1:])
+        if rows.dtype != np.result_type(rows.dtype, param.dtype):              # e.g. a float64 model
+            return param[tokens] + rows
+        rows += np.take(param, tokens, axis=0)                                # E[t] added in place
+        return rows
 
     @classmethod
     def _embedding_noise(cls, frozen, sigma, iterinfo, shape, key, tok):
@@ -159,6 +162,8 @@ class EggRoll(Noiser):
         a, b, scale = unit_lora(frozen, sigma, iterinfo, shape, key)
         p = tok.shape[0]
         rows = a[np.arange(p)[:, None], tok] * scale[:, None, None]           # (P, N, R)
+        if a.shape[-1] == 1:                                                  # rank 1: outer products
+            return rows * b[:, None, :, 0]
         return np.matmul(rows, b.transpose(0, 2, 1))
 
     @classmethod

@@ -68,7 +68,7 @@ class TrainConfig:
     mlp_ratio: int = 0             # float mode: each layer's MLP is D → mD → D; 0 = no MLP branch
     direct_path: bool = True       # float mode: a learned (256, 256) table from each byte to the next's logits
     embedding_update: str = "seen"  # float ES: "seen" leaves each member's unread embedding rows out of the update
-    epochs: int = 1600
+    epochs: int = 2000
     pop_size: int = 1024
     group_size: int = 8
     tokens_per_update: int = 100
