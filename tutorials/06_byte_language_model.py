@@ -365,7 +365,8 @@ print("baselines on its validation bytes:", {k: round(v, 3) for k, v in train_ba
 
 settings = dict(hidden_dim=book.setting(16, 32), n_layers=1, pop_size=book.setting(64, 256),
                 tokens_per_update=book.setting(32, 64), epochs=book.setting(30, 300), lr=0.02, sigma=0.03,
-                optimizer="adam", group_size=2, sample_bytes=0)
+                optimizer="adam", group_size=2, sample_bytes=0,
+                mlp_ratio=4, direct_path=False, embedding_update="all")   # the model of section 1
 histories, runs, seconds = {}, {}, {}
 for cell in ("egg", "mingru"):
     cfg = TrainConfig(cell=cell, eval_every=max(1, settings["epochs"] // 10), **settings).resolved()

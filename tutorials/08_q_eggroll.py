@@ -417,11 +417,14 @@ from npegg.program.runs import make_run                                         
 
 same_bytes = _replace(corpus, train=train, valid=valid)
 fvi_epochs = book.setting(30, 200)
+# the float model shaped like the EGG (an MLP 4H per layer, no direct path) with the update and lr
+# npegg train used for it; today's float defaults are a smaller model (README)
+FLOAT_TWIN = dict(mlp_ratio=4, direct_path=False, embedding_update="all", lr=0.03)
 fvi = {}
 for mode in ("float", "int"):
     cfg = TrainConfig(mode=mode, cell="egg", hidden_dim=H, n_layers=1, pop_size=POP, tokens_per_update=T,
                       epochs=fvi_epochs, eval_every=book.setting(fvi_epochs, 40), group_size=2, sample_bytes=0,
-                      ).resolved()
+                      **({} if mode == "int" else FLOAT_TWIN)).resolved()
     cfg.validate()
     run_m = make_run(cfg, same_bytes)
     t0 = time.perf_counter()

@@ -64,11 +64,13 @@ plt = book.pyplot()
 # any process that knows the seed rebuilds any member's noise exactly. What crosses is the $P$
 # scores — a few kilobytes per generation, independent of the model's size.
 #
-# For `npegg train`'s default model and population, and for a model of a billion parameters:
+# For `npegg train`'s population with the ByteLM of its earlier defaults (width 64, two layers,
+# an MLP 4D in each; today's default is a smaller model with a direct path, 86 k parameters, which
+# only makes the point sharper), and for a model of a billion parameters:
 
 # %%
-default_cfg = TrainConfig().resolved()
-default_run = FloatRun(default_cfg)                       # the default ByteLM (no data needed)
+default_cfg = replace(TrainConfig(), hidden_dim=64, mlp_ratio=4, direct_path=False).resolved()
+default_run = FloatRun(default_cfg)                       # that ByteLM (no data needed)
 d_default = sum(v.size for v in flatten(default_run.state.params).values())
 
 
@@ -82,9 +84,9 @@ def es_bytes(P, W):
     return 8 * P / W + 8 * P
 
 
-print(f"npegg train's default ByteLM: d = {d_default:,} parameters, population P = {default_cfg.pop_size}")
+print(f"the D=64 ByteLM: d = {d_default:,} parameters, population P = {default_cfg.pop_size}")
 print(f"{'model':28s} {'W':>5s} {'backprop bytes/step/worker':>27s} {'ES bytes/epoch/worker':>22s} {'ratio':>8s}")
-for name, d, P in (("npegg default (D=64, L=2)", d_default, default_cfg.pop_size), ("1e9 parameters, P = 2^20", 10**9, 2**20)):
+for name, d, P in (("ByteLM D=64, L=2, MLP 4D", d_default, default_cfg.pop_size), ("1e9 parameters, P = 2^20", 10**9, 2**20)):
     for W in (8, 1024):
         bp, es_b = allreduce_bytes(d, W), es_bytes(P, W)
         print(f"{name:28s} {W:5d} {bp:27,.0f} {es_b:22,.0f} {bp / es_b:8.1f}")
@@ -108,7 +110,7 @@ if plt:
     book.save(fig, "10_bytes_per_step.png")
 
 # %% [markdown]
-# Even for the small default model backprop's all-reduce is 88 times ES's message (at $W = 8$);
+# Even for this small model backprop's all-reduce is 88 times ES's message (at $W = 8$);
 # for a billion-parameter model backprop moves 8 GB per worker per step where ES moves 8.4 MB —
 # and ES's bytes do not grow with the model at all. (The comparison is per *step*; chapter 11 is
 # about how many more steps, and forward passes, ES needs.)
@@ -146,7 +148,7 @@ assert same
 # same way: every worker holds a full *replica* — parameters, optimizer state, epoch — evaluates
 # its own members, receives all $P$ scores, and applies **the same update** itself. The update is
 # the same computation on the same inputs, so the replicas stay equal bit for bit, and the
-# parameters never travel after the start. Per worker, for the default model:
+# parameters never travel after the start. Per worker, for the D=64 model:
 
 # %%
 P_def, W_ex = default_cfg.pop_size, 8
@@ -454,7 +456,7 @@ else:
 #
 # $$ t(P, W) = \Big\lceil \frac{P}{W} \Big\rceil t_{\text{member}} \;+\; t_{\text{update}}(P) \;+\; t_{\text{comm}}(P, W), $$
 #
-# * $t_{\text{member}}$: one member's forward over its $T$ bytes, measured below on the default model;
+# * $t_{\text{member}}$: one member's forward over its $T$ bytes, measured below on the D=64 model;
 # * $t_{\text{update}}(P) = u_0 + u_1 P$: the update, which **every replica does in full** (it rebuilds
 #   all $P$ members' noise); measured at two populations and fitted;
 # * $t_{\text{comm}}$: with a coordinator, as npegg and the toy do, its link carries the $P$ scores
@@ -586,7 +588,7 @@ if plt:
 #    its partial sum $\sum_{m \in \text{shard}} z_m\varepsilon_m$ and the coordinator add them.
 #    Show that the result equals the one-process sum to rounding but not bit for bit, and count
 #    the bytes this sends per epoch against the scores.
-# 3. **The crossover population.** For the default model ($d$ = 116,224) and $W = 8$, find the
+# 3. **The crossover population.** For the D=64 model ($d$ = 116,224) and $W = 8$, find the
 #    population $P$ at which ES's bytes per worker per epoch equal backprop's all-reduce bytes
 #    per step, and check it with `es_bytes` and `allreduce_bytes`.
 # 4. **A tree instead of a star.** Rewrite `epoch_time` with a binary-tree broadcast

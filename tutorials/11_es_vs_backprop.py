@@ -252,7 +252,8 @@ if plt:
 small_cfg = dict(hidden_dim=16, n_layers=1, pop_size=128, group_size=8, tokens_per_update=32, epochs=40)
 full_cfg = dict(hidden_dim=32, n_layers=1, pop_size=256, group_size=8, tokens_per_update=64, epochs=200)
 base = replace(TrainConfig(), **book.setting(small_cfg, full_cfg), max_docs=book.setting(30, 200),
-               eval_lanes=book.setting(16, 64), eval_warmup=book.setting(16, 64), sample_bytes=0)
+               eval_lanes=book.setting(16, 64), eval_warmup=book.setting(16, 64), sample_bytes=0,
+               mlp_ratio=4, direct_path=False, embedding_update="all", lr=0.03)   # the ByteLM with its MLP
 
 
 def train_run(cfg):
@@ -359,7 +360,7 @@ true_g = -np.concatenate([flat_g[k].ravel() for k in leaves])                 # 
 d = theta0.size
 d_default = sum(v.size for v in flatten(make_run(TrainConfig().resolved(), None).state.params).values())
 print(f"tiny model d = {d:,}; npegg train's default model d = {d_default:,}")
-book.check("default model parameters (units of 1e5)", d_default / 1e5, 1.2, 0.05)
+book.check("default model parameters (units of 1e5)", d_default / 1e5, 0.86, 0.05)
 
 
 def F_of(theta):
@@ -403,7 +404,7 @@ if plt:
 # $\approx 8.5\,d$ forward passes, for **one** gradient that backprop gets for the few measured above.
 # Gradient descent makes progress in proportion to $\cos^2$ (the part of the step along the
 # gradient), so the forward passes per unit of progress are $2N/\cos^2 = 2(N + d + 1)$: at least
-# $2(d+1)$, whatever $N$. For the default `npegg train` model ($d$ ≈ 1.2·10⁵, printed above) that
+# $2(d+1)$, whatever $N$. For the default `npegg train` model ($d$ ≈ 0.9·10⁵, printed above) that
 # is a factor of order $10^5$ in the worst case.
 #
 # Reality is kinder than this isotropic arithmetic, which is why ES trains at all (chapter 1
@@ -541,8 +542,8 @@ print(f"ByteLM D={base.hidden_dim}, L={base.n_layers}: {d_model:,} parameters �
 #    $\sigma_\varepsilon = 0.05$ is not, and that stepping along the ES estimate raises the accuracy.
 # 4. **Memory crossover.** With the slope of section 4, at what sequence length $T$ does one
 #    backprop step on $S = P/g$ streams keep more activation memory than ES's carried states for all
-#    $P$ members ($P\cdot L\cdot D\cdot 4$ bytes), for `npegg train`'s defaults ($P = 1024$, $g = 8$,
-#    $D = 64$, $L = 2$)? Measure the slope at $D = 64$ to answer.
+#    $P$ members ($P\cdot L\cdot D\cdot 4$ bytes), for `npegg train`'s earlier defaults ($P = 1024$,
+#    $g = 8$, $D = 64$, $L = 2$)? Measure the slope at $D = 64$ to answer.
 #
 # **Back to** the [table of contents](README.md).
 
