@@ -31,7 +31,8 @@ def test_memory_refusal_names_the_flag_that_drives_it():
         check_memory(replace(cfg, hidden_dim=65536, pop_size=2, group_size=2), available=1 << 30)
     with pytest.raises(PreflightError, match=r"--pop-size 1024 / --tokens-per-update 100 / --hidden-dim 4096: "):
         check_memory(replace(cfg, hidden_dim=4096), available=1 << 30)      # a wide model's activations
-    with pytest.raises(PreflightError, match=r"--pop-size 65536 / --tokens-per-update 100 / --hidden-dim 64: .* population"):
+    with pytest.raises(PreflightError, match=rf"--pop-size 65536 / --tokens-per-update 100 / --hidden-dim {cfg.hidden_dim}: "
+                                             r".* population"):
         check_memory(replace(cfg, pop_size=65536), available=1 << 30)
     big = replace(cfg, pop_size=65536)
     assert sum(memory_parts(big).values()) > 1 << 30 and memory_parts(big)["population"] > memory_parts(big)["model"]
