@@ -12,6 +12,11 @@ cell change the cost of a member-byte, so the table gives each row's CPU seconds
 rows read the same bytes as the reference ES row (``equal data``: the same epochs, S = P/g streams
 per step) or run for the reference row's CPU time (``equal CPU``).
 
+**Full length.** The rows of the groups "at the defaults" and "full length" run today's defaults
+(``npegg train`` with no flags) for their own epochs, ``--scale`` aside: ``es-full`` as they are,
+each ``full-*`` row with one of their choices undone (its Δ is against ``es-full``), and backprop
+and the int8 model at the same budget.
+
 Each row runs in its own process (its peak RSS is its own) and is appended to the results file
 (JSON lines) the moment it finishes; a rerun skips rows already there, so an interrupted study
 resumes. The markdown table (``--table``) is rewritten from the results file after every row.
