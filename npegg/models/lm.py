@@ -202,7 +202,7 @@ class ByteLM(Model):
             y, new_state[:, l] = call_submodule(cell, "att", lp, call_submodule(LayerNorm, "ln1", lp, x),
                                                 state[:, l], keep)
             x = x + y                                                         # (P, T, D), a fresh array
-            ratio = fp.get("mlp_ratio", 4)
+            ratio = fp["mlp_ratio"]
             if not ratio:
                 continue
             mlp_bytes = x.shape[1] * ratio * x.shape[2] * x.itemsize         # bytes of MLP hidden per member

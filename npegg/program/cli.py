@@ -19,7 +19,7 @@ import sys
 from .. import __version__
 from .blas import default_blas_threads
 from .commands import InputError, UsageError, cmd_eval, cmd_export_vectors, cmd_sample
-from .config import SCHEDULES, TrainConfig
+from .config import EMBEDDING_UPDATES, SCHEDULES, TrainConfig
 from .train_command import cmd_train
 
 
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help=f"[{d.optimizer}]")
     g.add_argument("--lr-schedule", choices=SCHEDULES, help=f"decay to 0 over the run [{d.lr_schedule}]")
     g.add_argument("--sigma-schedule", choices=SCHEDULES, help=f"decay to 0 over the run [{d.sigma_schedule}]")
-    g.add_argument("--embedding-update", choices=("seen", "all"),
+    g.add_argument("--embedding-update", choices=EMBEDDING_UPDATES,
                    help=f"float mode: seen = each member's update term covers only the embedding rows its bytes "
                         f"read (the same expectation, less noise); all = every row, as the reference "
                         f"[{d.embedding_update}]")
