@@ -16,6 +16,10 @@ every chunk, in the same chunks, so any worker count gives the same bits.
 """
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 
 from .plan import deal, member_chunks
@@ -97,6 +101,24 @@ class SerialEngine(Engine):
         return [None]
 
 
+@contextmanager
+def _sigint_held():
+    """Hold a SIGINT (Ctrl-C) that arrives inside the block and deliver it when the block ends, to
+    the handler that was there before. Only the main thread can set signal handlers; elsewhere the
+    block runs unprotected."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held and callable(previous):
+        previous(signal.SIGINT, held[0])
+
+
 class Population:
     """A master replica and an engine: ``scores()`` then ``update(raw)``, epoch after epoch."""
 
@@ -118,9 +140,11 @@ class Population:
         return np.concatenate([r for r, _ in replies])
 
     def update(self, raw) -> None:
-        """Every replica applies the update from the same raw scores (workers first, so they overlap)."""
-        self.engine.update(raw)
-        self.master.update(raw)
+        """Every replica applies the update from the same raw scores (workers first, so they overlap).
+        A Ctrl-C meanwhile waits until every replica has it, so none is left an epoch behind."""
+        with _sigint_held():
+            self.engine.update(raw)
+            self.master.update(raw)
 
     def sync_carried(self) -> None:
         """Copy the workers' carried per-member state into the master (before a checkpoint)."""
