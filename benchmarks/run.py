@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-GROUPS = ("forward", "update", "openes", "lm", "scan", "int8", "workers", "train")
+GROUPS = ("roofline", "forward", "update", "openes", "lm", "scan", "int8", "workers", "train")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
@@ -62,7 +62,7 @@ def set_threads(n):
 def main(argv=None) -> int:
     args = parse_args(argv)
     blas_threads = set_threads(args.threads)
-    from . import report, rows_float, rows_int8, rows_lm, rows_parallel, settings, timing
+    from . import report, rows_float, rows_int8, rows_lm, rows_parallel, rows_roofline, settings, timing
     timing.CLOCK = "cpu" if blas_threads == 1 else "wall"   # CPU time is wall time only on one thread
 
     s = settings.QUICK if args.quick else settings.FULL
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         rest = [a for i, a in enumerate(s.train_args)
                 if a != "--epochs" and (i == 0 or s.train_args[i - 1] != "--epochs")]
         s = replace(s, train_args=tuple(rest) + (("--epochs", str(args.train_epochs)) if args.train_epochs else ()))
-    sources = {"forward": rows_float.forward_rows, "update": rows_float.update_rows,
+    sources = {"roofline": rows_roofline.rows, "forward": rows_float.forward_rows, "update": rows_float.update_rows,
                "openes": rows_float.openes_rows, "lm": rows_lm.lm_rows, "scan": rows_lm.scan_rows,
                "int8": rows_int8.rows, "workers": rows_parallel.rows, "train": rows_lm.train_rows}
     env = report.environment()

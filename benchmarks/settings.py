@@ -65,6 +65,9 @@ class Settings:
     workers_repeats: int = 5
     workers_data_bytes: int = 3_000_000
     workers_skip_ray: bool = False
+    # roofline rows: `npegg train`'s defaults (± these TrainConfig fields) against an (n, n) SGEMM
+    roofline_train: tuple = ()
+    roofline_sgemm: int = 1024
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,4 +82,6 @@ QUICK = Settings(pop=64, widths=(64,), ranks=(1, 4), batches=(1, 4), update_widt
                  train_args=("--epochs", "1", "--hidden-dim", "16", "--pop-size", "16", "--max-docs", "20"),
                  train_timeout=300.0, workers_train=(("pop_size", 64), ("hidden_dim", 16), ("n_layers", 1),
                                                      ("tokens_per_update", 16)),
-                 workers_epochs=1, workers_repeats=3, workers_data_bytes=100_000, workers_skip_ray=True)
+                 workers_epochs=1, workers_repeats=3, workers_data_bytes=100_000, workers_skip_ray=True,
+                 roofline_train=(("pop_size", 64), ("hidden_dim", 16), ("n_layers", 1), ("tokens_per_update", 16)),
+                 roofline_sgemm=128)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-GROUPS = ("population forward", "ES update", "OpenES vs EggRoll", "language model", "minGRU scan", "int8",
+GROUPS = ("roofline", "population forward", "ES update", "OpenES vs EggRoll", "language model", "minGRU scan", "int8",
           "workers", "npegg train")
 
 
@@ -43,7 +43,7 @@ def test_measured_rows_have_positive_finite_ratios_and_inputs(quick_run):
 def test_float_core_rows_are_never_skipped(quick_run):
     """The float-core groups need nothing but npegg's core, so they always run."""
     doc, _ = quick_run
-    core = [r for r in doc["rows"] if r["group"] in GROUPS[:3]]
+    core = [r for r in doc["rows"] if r["group"] in GROUPS[:4]]
     assert core and not any(r["skipped"] for r in core)
 
 
@@ -56,3 +56,15 @@ def test_bad_group_is_an_error():
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "unknown group" in proc.stderr
+
+
+@pytest.mark.parametrize("D,L,m,direct", [(32, 2, 0, True), (16, 1, 4, False), (8, 3, 1, True)])
+def test_roofline_flops_per_byte_is_the_formula(D, L, m, direct):
+    """The roofline's F counts each weight matrix once: L·(2·2·D² + 2·2·m·D²) + 2·D·V; embedding
+    tables, norms and biases add nothing (benchmarks/rows_roofline.py)."""
+    from benchmarks.rows_roofline import VOCAB, matmul_flops_per_byte
+    from npegg.es import ES
+    from npegg.models.lm import ByteLM
+    es, state = ES.create(ByteLM, dict(hidden_dim=D, n_layers=L, cell="mingru", mlp_ratio=m, direct_path=direct),
+                          pop_size=2, sigma=0.1, lr=0.1, seed=0)
+    assert matmul_flops_per_byte(state.params, es.es_map) == L * (4 * D * D + 4 * m * D * D) + 2 * D * VOCAB
