@@ -65,9 +65,11 @@ rng = np.random.default_rng(6)
 # ES *fitness* of a member is the same quantity with the opposite sign: the log-likelihood of the
 # bytes it read.)
 #
-# Our text is the embedded corpus: the Python standard library's own `.py` files, read with
-# `npegg.program.data.load_corpus(None)` (no download), split by document into training and validation
-# bytes. Byte 0 marks the start of each document.
+# Our text is the corpus shipped inside npegg: the 173 `.py` files of CPython 3.11.7's standard
+# library (2,986,837 bytes, PSF licence; `npegg/program/corpus/README.md` lists them), the same
+# bytes on every Python and platform and checked against their sha256 when read. We read it with
+# `npegg.program.data.load_corpus(None)` (no download), split by document into training and
+# validation bytes. Byte 0 marks the start of each document.
 
 # %%
 corpus = load_corpus(None, max_docs=book.setting(12, None))

@@ -276,8 +276,8 @@ for thr in (0, 20):
 # (`npegg.program.data.BatchReader`, group size 2 so both members of a pair read the same bytes), and
 # their recurrent states persist from one generation to the next.
 #
-# Data: a slice of the embedded corpus, the Python standard library's own source files
-# (`load_corpus(None)`; no download). We measure bits per byte on held-out validation bytes
+# Data: a slice of the shipped corpus, CPython 3.11.7's standard-library source files
+# (`load_corpus(None)`; no download; chapter 6). We measure bits per byte on held-out validation bytes
 # with `int_bpb` (the unperturbed model on 128 rows of the validation bytes, each read from a zero
 # state; the only floating point is the final division),
 # and compare with the honest baselines of chapter 6, computed on the same bytes.

@@ -1,6 +1,6 @@
 """The ``npegg`` command: ``train`` a byte-level language model by ES, ``sample`` from it, ``eval`` it.
 
-    npegg train                       # the default corpus (Python's standard library), no download
+    npegg train                       # the shipped corpus (CPython 3.11.7's standard library), no download
     npegg train --mode float --epochs 50 --hidden-dim 32 --n-layers 1 --pop-size 512 \\
                 --max-docs 1000 --lr 0.02 --sigma 0.03 --data minipile_valid_1000.npy
     npegg sample runs/<run> --prompt "def " --temperature 0.8
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, help=f"[{d.seed}]")
     g = t.add_argument_group("data and output")
     g.add_argument("--data", metavar="PATH", help="text file, folder of text files, or .npy byte stream "
-                                                  "[the Python standard library's source]")
+                                                  "[the shipped corpus: CPython 3.11.7's standard-library .py files]")
     g.add_argument("--max-docs", type=int, metavar="N", help="keep the first N documents [all]")
     g.add_argument("--out", metavar="DIR", help="run folder [runs/<corpus>-<mode>-<cell>-<time>]")
     g.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")

@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Every setting of a run. Field names are the CLI flags with '-' for '_'.
 
-    The defaults are tuned so that ``npegg train`` with no flags (the stdlib corpus) gets as low
+    The defaults are tuned so that ``npegg train`` with no flags (the shipped corpus, CPython 3.11.7's stdlib source) gets as low
     as it can within the 10-minute promise on two cores. What the study showed
     (``benchmarks/lm_study.py``, results in ``benchmarks/lm_study.md``; the runs behind these
     choices in ``benchmarks/lm_tuning_record.md``):

@@ -10,12 +10,13 @@ in the stream always means "a document starts here" and a model may reset its st
 
 Sources (``load_corpus``):
 
-- ``None``: the embedded default, the Python standard library's own ``.py`` files (no download,
-  present wherever Python is). Paths under ``sysconfig.get_paths()["stdlib"]`` are sorted; folders
-  named ``site-packages``, ``dist-packages``, ``test``, ``tests``, ``idle_test`` and
-  ``__pycache__`` are skipped, as are unreadable and non-UTF-8 files; the longest sorted prefix of
-  files that fits in ``max_bytes`` (3 MB, separators included) is kept. The result depends on the
-  Python version, so the corpus records which interpreter and folder built it.
+- ``None``: the default corpus shipped inside npegg, the same bytes on every Python and platform:
+  CPython 3.11.7's standard-library ``.py`` files (PSF License 2.0), 173 documents, 2,986,837
+  bytes, stored as ``corpus/cpython-3.11.7-lib.xz`` (xz, 563 kB) beside this module with its
+  ``README.md``, ``FILES.txt`` and ``LICENSE.txt``. Reading it checks the decoded stream's sha256
+  against ``DEFAULT_CORPUS_SHA256``; a damaged or altered file is an error naming it and both
+  digests. ``stdlib_documents`` is how its documents were chosen from that interpreter (sorted
+  paths, test folders skipped, the longest prefix within 3 MB); ``corpus/build.py`` rebuilds it.
 - a ``.npy`` file: a 1-D uint8 stream as above (a stream that does not start with 0 gets one).
 - a folder: every non-hidden file under it, recursively, in sorted relative-path order, that
   decodes as UTF-8 (others are skipped and counted); one file = one document.
@@ -29,8 +30,9 @@ n_valid = ⌊n_docs · valid_fraction + ½⌋ (at least 1), or ``valid_docs`` wh
 """
 from __future__ import annotations
 
+import hashlib
+import lzma
 import os
-import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,9 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MAX_BYTES = 3_000_000
+DEFAULT_CORPUS_VERSION = "3.11.7"                  # the CPython whose Lib/*.py the shipped corpus holds
+DEFAULT_CORPUS = Path(__file__).parent / "corpus" / f"cpython-{DEFAULT_CORPUS_VERSION}-lib.xz"
+DEFAULT_CORPUS_SHA256 = "e927b026d7068f92af3abc130abad49d04941590fec2324a1fe153c92f52fd56"   # decoded stream
 SKIP_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"})
 
 
@@ -53,8 +58,8 @@ class Corpus:
     name: str
     n_docs: int                # documents in train + valid (after max_docs)
     n_valid_docs: int          # 0 when a single document was split by bytes
-    description: str           # one human line: source, sizes, split, Python version for stdlib
-    source: str                # the path read, or "stdlib:<folder>"
+    description: str           # one human line: source, sizes, split
+    source: str                # the path read, or "npegg:cpython-3.11.7-lib" for the default
 
 def encode_documents(docs) -> np.ndarray:
     """Join documents into a stream ``[0] + doc₀ + [0] + doc₁ …`` with NUL bytes removed. → (N,) uint8."""
@@ -66,15 +71,17 @@ def doc_starts(stream: np.ndarray) -> np.ndarray:
     return np.flatnonzero(stream == 0)
 
 
-def stdlib_documents(max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[bytes], Path, int]:
-    """The default corpus's documents: stdlib ``.py`` files, sorted, within ``max_bytes`` in all.
+def stdlib_documents(max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[tuple[str, bytes]], Path, int]:
+    """How the shipped corpus was chosen: this interpreter's stdlib ``.py`` files, sorted by relative
+    path (test and package folders skipped), NULs removed, the longest prefix within ``max_bytes``
+    (separators included). Run by ``corpus/build.py`` and by the test that proves the shipped bytes
+    equal CPython 3.11.7's; ``npegg train`` never calls it.
 
-    Returns (docs, stdlib folder, number of files skipped as unreadable or not UTF-8).
+    Returns ([(relative path, bytes), …], stdlib folder, number of files skipped as unreadable or not UTF-8).
     """
     root = Path(sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
-        raise DataError(f"the Python standard library folder {root} does not exist (an embedded or "
-                        f"zipped Python?), so the default corpus cannot be built; pass --data PATH")
+        raise DataError(f"the Python standard library folder {root} does not exist (an embedded or zipped Python?)")
     rels = []
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = [d for d in subdirs if d not in SKIP_DIRS]     # prune, never descend into tests
@@ -92,9 +99,34 @@ def stdlib_documents(max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[bytes], P
         raw = raw.replace(b"\0", b"")
         if total + 1 + len(raw) > max_bytes:
             break                                   # longest sorted prefix that fits
-        docs.append(raw)
+        docs.append((rel, raw))
         total += 1 + len(raw)
     return docs, root, skipped
+
+
+def default_stream(max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """The shipped default corpus's stream, checked against ``DEFAULT_CORPUS_SHA256``, cut to the
+    longest prefix of whole documents within ``max_bytes``. → (N,) uint8.
+
+    Raises ``DataError`` naming the file when it is missing, not xz, or decodes to other bytes.
+    """
+    path = DEFAULT_CORPUS
+    try:
+        raw = lzma.decompress(path.read_bytes(), format=lzma.FORMAT_XZ)
+    except OSError as e:
+        raise DataError(f"{path}: the shipped default corpus cannot be read ({e.strerror or e}); "
+                        f"reinstall npegg or pass --data PATH") from e
+    except lzma.LZMAError as e:
+        raise DataError(f"{path}: the shipped default corpus is damaged (not valid xz: {e}); expected its "
+                        f"decoded bytes to have sha256 {DEFAULT_CORPUS_SHA256}; reinstall npegg") from e
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != DEFAULT_CORPUS_SHA256:
+        raise DataError(f"{path}: the shipped default corpus was altered: its decoded bytes have sha256 "
+                        f"{digest}, expected {DEFAULT_CORPUS_SHA256}; reinstall npegg")
+    stream = np.frombuffer(raw, dtype=np.uint8)
+    ends = np.append(doc_starts(stream)[1:], len(stream))          # (n_docs,) one past each document
+    fits = ends[ends <= max_bytes]                                  # whole documents only
+    return stream[:fits[-1] if fits.size else 0].copy()
 
 
 def _folder_documents(folder: Path) -> tuple[list[bytes], int]:
@@ -130,10 +162,9 @@ def _read_npy(path: Path) -> np.ndarray:
 def read_stream(path, stdlib_max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.ndarray, str, str]:
     """Read any source into a stream. Returns (stream (N,) uint8, name, note about what was read)."""
     if path is None:
-        docs, root, skipped = stdlib_documents(stdlib_max_bytes)
-        note = (f"Python {sys.version.split()[0]} standard library .py files from {root}"
-                f"{f', {skipped} unreadable skipped' if skipped else ''}")
-        return encode_documents(docs), "stdlib", note
+        note = (f"the shipped corpus: CPython {DEFAULT_CORPUS_VERSION}'s standard-library .py files "
+                f"(sha256 {DEFAULT_CORPUS_SHA256[:12]}…)")
+        return default_stream(stdlib_max_bytes), "stdlib", note
     if str(path) == "":
         raise DataError("the data path is an empty string; give a file or folder, or omit it for the default")
     p = Path(path).expanduser()
@@ -180,8 +211,10 @@ def load_corpus(path=None, max_docs: int | None = None, valid_fraction: float = 
                 valid_docs: int | None = None, stdlib_max_bytes: int = DEFAULT_MAX_BYTES) -> Corpus:
     """Load a corpus as one stream [0] doc₀ [0] doc₁ … (N,) uint8, keep its first ``max_docs``
     documents and split it by document: the last n_valid = max(1, ⌊n_docs · valid_fraction + ½⌋)
-    documents (or ``valid_docs``) are the validation bytes. path: None (the stdlib's .py files),
-    a .npy stream, a folder (one file = one document) or a file (one document).
+    documents (or ``valid_docs``) are the validation bytes. path: None (the shipped corpus,
+    CPython 3.11.7's standard-library .py files),
+    a .npy stream, a folder (one file = one document) or a file (one document); ``stdlib_max_bytes``
+    keeps the default's longest prefix of whole documents within that many bytes.
 
     Raises ``DataError`` naming the path when the data is missing, unreadable, empty, or too small
     to give non-empty train and validation bytes.
@@ -189,7 +222,7 @@ def load_corpus(path=None, max_docs: int | None = None, valid_fraction: float = 
     if not 0.0 < valid_fraction < 1.0:
         raise DataError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     stream, name, note = read_stream(path, stdlib_max_bytes)
-    where = "the default stdlib corpus" if path is None else str(path)
+    where = "the shipped default corpus" if path is None else str(path)
     starts = doc_starts(stream)
     if max_docs is not None:
         if max_docs < 1:
@@ -210,7 +243,7 @@ def load_corpus(path=None, max_docs: int | None = None, valid_fraction: float = 
                    f"train {len(train):,} / valid {len(valid):,} bytes ({split})")
     return Corpus(train=train, valid=valid, name=name, n_docs=len(starts), n_valid_docs=n_valid,
                   description=description,
-                  source=f"stdlib:{sysconfig.get_paths()['stdlib']}" if path is None else str(path))
+                  source=f"npegg:cpython-{DEFAULT_CORPUS_VERSION}-lib" if path is None else str(path))
 
 
 class BatchReader:

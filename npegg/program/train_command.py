@@ -133,7 +133,7 @@ def cmd_train(args, stdout) -> int:
         raise UsageError("--engine ray: Ray is not installed (pip install 'npegg[ray]')")
     corpus = read_corpus(cfg)
     if ckpt is not None and ckpt.config.get("corpus", {}).get("sha256") != corpus_digest(corpus):
-        raise InputError(f"--resume: the data ({cfg.data or 'the default stdlib corpus'}, --max-docs {cfg.max_docs}) "
+        raise InputError(f"--resume: the data ({cfg.data or 'the shipped default corpus'}, --max-docs {cfg.max_docs}) "
                          f"is not the data the checkpoint was trained on ({ckpt.config.get('corpus', {}).get('description')})")
     try:
         run = make_run(cfg, corpus)

@@ -1,6 +1,8 @@
 """Corpora, the split by document, and the nano-egg batch reader."""
 from __future__ import annotations
 
+import hashlib
+import lzma
 import sys
 from pathlib import Path
 
@@ -8,8 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
+from npegg.program import data
 from npegg.program.data import BatchReader, DataError, doc_starts, encode_documents, load_corpus
 
+CORPUS_DIR = Path(data.__file__).parent / "corpus"
 MINIPILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "minipile_valid_1000.npy"
 
 
@@ -99,14 +103,68 @@ def test_too_many_valid_docs_is_an_error(tmp_path):
 
 # ---- the default corpus and the shared corpus -------------------------------------------------
 
-def test_stdlib_corpus_is_deterministic_capped_and_labelled():
+def test_default_corpus_is_the_shipped_stream_on_every_python():
+    """load_corpus(None) reads the shipped xz, whose decoded bytes have the recorded sha256 whatever
+    Python runs this; FILES.txt lists one line (size, path) per document, in stream order."""
+    c = load_corpus(None)
+    stream = np.concatenate([c.train, c.valid])
+    assert hashlib.sha256(stream.tobytes()).hexdigest() == data.DEFAULT_CORPUS_SHA256
+    assert (c.n_docs, c.n_valid_docs, len(stream)) == (173, 17, 2_986_837)
+    assert c.source == "npegg:cpython-3.11.7-lib" and "CPython 3.11.7" in c.description
+    starts = doc_starts(stream)
+    sizes = np.diff(np.append(starts, len(stream))) - 1                 # each document's bytes
+    listed = [line.split("\t") for line in (CORPUS_DIR / "FILES.txt").read_text().splitlines()]
+    assert [int(n) for n, _ in listed] == sizes.tolist()
+    assert listed[0][1] == "__future__.py" and bytes(stream[1:1 + sizes[0]]).startswith(b'"""Record of phased-in')
+    assert "PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2" in (CORPUS_DIR / "LICENSE.txt").read_text()
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython" or sys.version.split()[0] != "3.11.7",
+                    reason="the shipped corpus is CPython 3.11.7's standard library; only that interpreter has it")
+def test_shipped_corpus_is_byte_identical_to_cpython_3_11_7_stdlib():
+    """On CPython 3.11.7 the shipped stream is exactly the stream the old default built from the
+    running interpreter's own stdlib, so every number measured on that default still holds."""
+    docs, _, skipped = data.stdlib_documents()
+    built = encode_documents([raw for _, raw in docs])
+    assert skipped == 0
+    assert np.array_equal(built, data.default_stream())
+    listed = [line.split("\t")[1] for line in (CORPUS_DIR / "FILES.txt").read_text().splitlines()]
+    assert listed == [rel for rel, _ in docs]
+
+
+def test_default_corpus_prefix_is_whole_documents_within_max_bytes():
     a = load_corpus(None, stdlib_max_bytes=300_000)
     b = load_corpus(None, stdlib_max_bytes=300_000)
     assert np.array_equal(a.train, b.train) and np.array_equal(a.valid, b.valid)
     assert len(a.train) + len(a.valid) <= 300_000 and a.n_docs >= 5
     assert a.valid[0] == 0 and np.count_nonzero(a.valid == 0) == a.n_valid_docs
-    assert sys.version.split()[0] in a.description and a.source.startswith("stdlib:")
+    full = data.default_stream()
+    cut = len(a.train) + len(a.valid)
+    assert np.array_equal(np.concatenate([a.train, a.valid]), full[:cut]) and full[cut] == 0   # ends at a boundary
+    next_end = doc_starts(full)[a.n_docs + 1]
+    assert next_end > 300_000                                           # the next document would not fit
     assert b"import" in a.train.tobytes()
+
+
+@pytest.mark.parametrize("damage", ["altered", "not_xz", "missing"])
+def test_damaged_shipped_corpus_is_an_error_naming_the_file_and_digests(tmp_path, monkeypatch, damage):
+    """A changed shipped file never trains silently: the error names the file (and, when it decodes,
+    both digests)."""
+    bad = tmp_path / "cpython-3.11.7-lib.xz"
+    if damage == "altered":
+        raw = bytearray(lzma.decompress(data.DEFAULT_CORPUS.read_bytes()))
+        raw[1000] ^= 1
+        bad.write_bytes(lzma.compress(bytes(raw)))
+        match = f"altered.*sha256 [0-9a-f]{{64}}, expected {data.DEFAULT_CORPUS_SHA256}"
+    elif damage == "not_xz":
+        bad.write_bytes(data.DEFAULT_CORPUS.read_bytes()[:-100])     # truncated
+        match = f"damaged.*{data.DEFAULT_CORPUS_SHA256}"
+    else:
+        match = "cannot be read"
+    monkeypatch.setattr(data, "DEFAULT_CORPUS", bad)
+    with pytest.raises(DataError, match=match) as e:
+        load_corpus(None)
+    assert str(bad) in str(e.value)
 
 
 @pytest.mark.skipif(not MINIPILE.is_file(), reason=f"{MINIPILE} not present (../shared/data is not in a fresh clone)")
