@@ -1,14 +1,26 @@
 """Check a folder of golden vectors by replaying them with nothing but NumPy.
 
-    python examples/check_vectors.py DIR [DIR ...]
+    python examples/check_vectors.py [--feed recorded|own] [--max-mb N] DIR [DIR ...]
 
-This file is meant to be copied into another backend's repository (it imports nothing from
-npegg): it re-implements, from the format descriptions (tests/reference/README.md and
-docs/vectors.md) and the model equations written there, the computations that the vector files
-record, and compares every recorded output. The first mismatch is reported with its file, key and
-index, and the exit status is 1; 0 means every replayed file matched; 2 means bad usage or no
-vector file found. To check your backend instead of this replay, replace the marked functions
-by calls into it.
+Copy this file into another backend's repository and replace the marked functions by calls into
+that backend. It re-implements, from the format descriptions (``tests/reference/README.md``,
+``docs/vectors.md``) and the model equations written there, the computations the vector files
+record, and compares every recorded output. Before comparing, each file is read with
+``npegg.oracle.vectorfile.read_vectors`` (``pip install npegg``: NumPy is its only dependency):
+declared sizes are checked before anything is inflated (at most ``--max-mb`` MB per file, 256 by
+default), nothing is unpickled, and every key, dtype, shape and token range is checked against
+the schema ``npegg/oracle/vectors.schema.json``. A file that fails is reported in one line
+naming the file, the key, what was expected and what was found.
+
+Every differing stage is reported (``MISMATCH`` lines: key, first differing index, the values,
+the bound and how many entries differ), not only the first. ``--feed recorded`` (the default)
+feeds every stage the file's own inputs (the recorded fitness into the gradient, the recorded
+params into each step), so each difference belongs to its stage; ``--feed own`` feeds each stage
+this replay's own outputs (your backend's fitness into your gradient, your new params into the
+next step), to see where a difference goes.
+
+Exit status: 0 every replayed file matched; 1 a mismatch, or a damaged or invalid file; 2 bad
+usage or no vector file found.
 
 Replayed formats (by file name):
 
@@ -16,29 +28,25 @@ Replayed formats (by file name):
 - ``qegg_update*``: the Q-EGGROLL vote Z and new params of every case, bit for bit;
 - ``qegg_fitness*``: the fast sign fitness, bit for bit (the slow path's overflow quirks are not);
 - ``float_eggroll*``: the float EggRoll MLP: forwards, fitness, gradient, optimizer step;
-- ``float_lm_*``: npegg's float byte language model: forwards, fitness, gradient, Adam step.
+- ``float_lm_*``: npegg's float byte language model: forwards, fitness, gradient, optimizer step.
 
-Other files (``int8_units``, ``qegg_thresholds``) are listed as not replayed. Float files are
-replayed in float64, so the comparison measures the recorded file's own float32 error plus the
-tolerance's margin (the tolerances are the files' own: their README and ``meta/rtol``/``meta/atol``).
+Other files (``int8_units``, ``qegg_thresholds``) are validated and listed as not replayed.
+Float files are replayed in float64. A float entry passes when |got − want| ≤ atol + rtol·s,
+where s is the operation's sum of absolute terms where this replay computes it (the same
+computation on |inputs|: a matmul's Σ|w||x|, a fitness's (|R| + |group mean|)/std, an
+optimizer step's |θ| + lr·|update|) and max(|got|, |want|) elsewhere: a float32 result errs
+by a few ulps of the terms it was summed from, not of itself. rtol and atol are the files' own
+(their README, ``meta/rtol``/``meta/atol``).
 """
 from __future__ import annotations
 
 import re
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-
-class Mismatch(Exception):
-    pass
-
-
-def load(path):
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+from npegg.oracle.vectorfile import MAX_BYTES, UnreadableVectorFile, VectorFileError, read_vectors
 
 
 def sub(v, prefix):
@@ -47,34 +55,48 @@ def sub(v, prefix):
 
 
 class Checker:
-    """Compares and counts; raises Mismatch at the first difference, naming key and index."""
+    """Compares and counts; records every differing key (file, key, index, values, bound) and goes on.
 
-    def __init__(self, name):
-        self.name, self.count = name, 0
+    ``own``: the replay's own outputs feed the next stage (``feed``) instead of the recorded ones.
+    """
+
+    def __init__(self, name, own=False):
+        self.name, self.own, self.count, self.diffs = name, own, 0, []
+
+    def feed(self, got, v, key):
+        """What the next stage reads: this replay's ``got`` under ``--feed own``, else the file's ``key``."""
+        return np.asarray(got) if self.own else v[key]
 
     def exact(self, got, v, key):
         want = v[key]
         got = np.asarray(got)
-        if got.shape != want.shape or not np.array_equal(got.astype(want.dtype), want):
-            self._fail(key, got, want, got.shape == want.shape and (got.astype(np.int64) != want.astype(np.int64)))
         self.count += 1
+        if got.shape != want.shape:
+            return self._shape(key, got, want)
+        if not np.array_equal(got.astype(np.int64), want.astype(np.int64)):
+            self._fail(key, got, want, got.astype(np.int64) != want.astype(np.int64))
 
-    def close(self, got, v, key, rtol, atol):
+    def close(self, got, v, key, rtol, atol, scale=None):
+        """|got − want| ≤ atol + rtol·s, s = ``scale`` (the terms' absolute sum) or max(|got|, |want|)."""
         want = np.asarray(v[key], dtype=np.float64)
         got = np.asarray(got, dtype=np.float64)
-        if got.shape != want.shape:
-            self._fail(key, got, want, None)
-        bad = ~(np.abs(got - want) <= atol + rtol * np.abs(want))
-        if bad.any():
-            self._fail(key, got, want, bad, f" (rtol={rtol:g}, atol={atol:g})")
         self.count += 1
+        if got.shape != want.shape:
+            return self._shape(key, got, want)
+        s = np.maximum(np.abs(got), np.abs(want)) if scale is None else np.maximum(np.abs(want), scale)
+        bound = atol + rtol * s
+        bad = ~(np.abs(got - want) <= bound)
+        if bad.any():
+            self._fail(key, got, want, bad, bound)
 
-    def _fail(self, key, got, want, bad, extra=""):
-        if bad is None:
-            raise Mismatch(f"{self.name}: {key}: shape {got.shape}, expected {want.shape}")
+    def _shape(self, key, got, want):
+        self.diffs.append(f"{self.name}: {key}: shape mismatch: got {got.shape}, expected {want.shape}")
+
+    def _fail(self, key, got, want, bad, bound=None):
         idx = tuple(int(i) for i in np.argwhere(bad)[0]) if np.ndim(bad) else ()
-        raise Mismatch(f"{self.name}: {key}{list(idx)}: got {got[idx]!r}, expected {want[idx]!r}{extra}; "
-                       f"{int(np.sum(bad))} of {want.size} entries differ")
+        extra = "" if bound is None else f" (bound {np.broadcast_to(bound, bad.shape)[idx]:.3g})"
+        self.diffs.append(f"{self.name}: {key}{list(idx)}: got {got[idx].item()!r}, expected {want[idx].item()!r}{extra}; "
+                          f"{int(np.sum(bad))} of {want.size} entries differ")
 
 
 # -- int8: the EGG model (spec: docs/int8-spec.md) ----------------------------------------------------
@@ -171,6 +193,7 @@ def check_qegg_update(v, c):
         raw = g("raw_scores").astype(np.int64)
         f = np.sign(raw[0::2] - raw[1::2])                                   # (N,) fast fitness
         c.exact(f, v, f"{case}/fitness")
+        f = c.feed(f, v, f"{case}/fitness").astype(np.int64)
         clt = bool(g("use_clt"))
         tau = int(g("update_threshold")) * int(np.sqrt(len(f))) * (256 if clt else 1)
         for leaf in sub(v, "param"):
@@ -183,6 +206,7 @@ def check_qegg_update(v, c):
                 E = g(f"noise/{leaf}/E").astype(np.int64)
                 Z = np.einsum("i,i...->...", f, E if clt else np.sign(E))
             c.exact(Z, v, f"{case}/Z/{leaf}")
+            Z = c.feed(Z, v, f"{case}/Z/{leaf}")
             new = np.where(16 * np.abs(Z) < tau, p, np.where(Z > 0, p + 1, p - 1))
             c.exact(clip8(new), v, f"{case}/new/{leaf}")
 
@@ -195,67 +219,103 @@ def check_qegg_fitness(v, c):
 
 # -- float: EggRoll fitness, gradient and optimizers (HyperscaleES + optax) ------------------------------
 def zscore(raw, g):
-    """Per-group mean, global variance, +1e-5 (g = 0: one group)."""
+    """Per-group mean, global variance, +1e-5 (g = 0: one group) → (fitness, its terms' scale).
+
+    The scale (|R| + |group mean|)/√(var + 1e-5) is what a float32 rounding of R − mean is
+    relative to: equal raw scores have fitness 0 exactly, and a float32 port's is a few ulps of R
+    divided by √1e-5.
+    """
     raw = np.asarray(raw, np.float64)
     groups = raw.reshape(-1, g or raw.size)
-    return ((groups - groups.mean(axis=1, keepdims=True)) / np.sqrt(raw.var() + 1e-5)).ravel()
+    mean = groups.mean(axis=1, keepdims=True)
+    std = np.sqrt(raw.var() + 1e-5)
+    return ((groups - mean) / std).ravel(), ((np.abs(groups) + np.abs(mean)) / std).ravel()
 
 
 def es_grad(f, noise, es_type, freeze=False):
-    """G = −(1/√N) Σₙ fₙ Âₙ Bₙᵀ (MM/EMB) or −(1/√N) Σₙ fₙ Eₙ (PARAM); noise already scaled by s·σ(/√r)."""
+    """G = −(1/√N) Σₙ fₙ Âₙ Bₙᵀ (MM/EMB) or −(1/√N) Σₙ fₙ Eₙ (PARAM), noise already scaled by s·σ(/√r)
+    → (G, Σ of the terms' absolute values / √N)."""
     n = len(f)
     if es_type == 0:
-        return np.zeros(noise["E"].shape[1:]) if freeze else -np.einsum("n,n...->...", f, noise["E"]) / np.sqrt(n)
-    return -np.einsum("n,n...ar,n...br->...ab", f, noise["A"].astype(np.float64), noise["B"]) / np.sqrt(n)
+        if freeze:
+            return np.zeros(noise["E"].shape[1:]), np.zeros(noise["E"].shape[1:])
+        E = noise["E"].astype(np.float64)
+        return (-np.einsum("n,n...->...", f, E) / np.sqrt(n), np.einsum("n,n...->...", np.abs(f), np.abs(E)) / np.sqrt(n))
+    A, B = noise["A"].astype(np.float64), noise["B"].astype(np.float64)
+    return (-np.einsum("n,n...ar,n...br->...ab", f, A, B) / np.sqrt(n),
+            np.einsum("n,n...ar,n...br->...ab", np.abs(f), np.abs(A), np.abs(B)) / np.sqrt(n))
 
 
 def optimizer_step(opt, lr, grads, params, state):
-    """optax.sgd (no momentum) or optax.adam(b1 .9, b2 .999, eps 1e-8), as the files use them."""
+    """optax.sgd (no momentum), optax.adam or optax.adamw (b1 .9, b2 .999, eps 1e-8, weight decay 1e-4)
+    → (new params, state, scale |θ| + lr·|update|). The bias corrections 1 − bᵏ are formed in
+    float32, as optax does."""
     if opt == "sgd":
-        return {k: params[k] - lr * grads[k] for k in params}, state
+        return ({k: params[k] - lr * grads[k] for k in params}, state,
+                {k: np.abs(params[k]) + lr * np.abs(grads[k]) for k in params})
     k = int(state["count"]) + 1
+    c1, c2 = (float(np.float32(1) - np.float32(b) ** np.float32(k)) for b in (0.9, 0.999))
+    wd = 1e-4 if opt == "adamw" else 0.0
     mu = {n: 0.9 * state["mu"][n] + 0.1 * grads[n] for n in params}
     nu = {n: 0.999 * state["nu"][n] + 0.001 * grads[n] ** 2 for n in params}
-    new = {n: params[n] - lr * (mu[n] / (1 - 0.9 ** k)) / (np.sqrt(nu[n] / (1 - 0.999 ** k)) + 1e-8) for n in params}
-    return new, {"count": k, "mu": mu, "nu": nu}
+    upd = {n: (mu[n] / c1) / (np.sqrt(nu[n] / c2) + 1e-8) + wd * params[n] for n in params}
+    return ({n: params[n] - lr * upd[n] for n in params}, {"count": k, "mu": mu, "nu": nu},
+            {n: np.abs(params[n]) + lr * (np.abs(upd[n]) + 2 * wd * np.abs(params[n])) for n in params})
+
+
+def mlp_forward(x, p, noise, layers, perturbed, freeze):
+    """The MLP (relu between layers) for every member, and the same computation on |values|: the
+    absolute sum of the terms each output is made of (relu is 1-Lipschitz, so it passes |x| on).
+    (Replace by your backend.)"""
+    xa = np.abs(x)
+    for i, t in enumerate(layers):
+        w, b = p[f"{t}/weight"], p[f"{t}/bias"]
+        y, ya = x @ w.T, xa @ np.abs(w).T
+        if perturbed:
+            A, B = noise[f"{t}/weight"]["A"].astype(np.float64), noise[f"{t}/weight"]["B"]
+            y = y + np.einsum("ni,nir,nor->no", x, B, A)
+            ya = ya + np.einsum("ni,nir,nor->no", xa, np.abs(B), np.abs(A))
+            if not freeze:
+                b = b + noise[f"{t}/bias"]["E"]
+        x, xa = y + b, ya + np.abs(b)
+        if i < len(layers) - 1:
+            x = np.maximum(x, 0)
+    return x, xa
 
 
 def check_float_eggroll(v, c):
     rtol, atol, frtol, fatol = 2e-5, 2e-6, 1e-5, 1e-5                    # tests/reference/README.md
     leaves = sorted(sub(v, "param0"))
-    relu = lambda x: np.maximum(x, 0)
+    layers = sorted({n.split("/")[0] for n in leaves}, key=int)
     for case in v["meta/cases"]:
         s = sub(v, str(case))
         steps = sorted({int(m.group(1)) for m in map(re.compile(r"step(\d+)/").match, s) if m})
         state = {"count": 0, "mu": {n: 0.0 for n in leaves}, "nu": {n: 0.0 for n in leaves}}
+        own = None
         for k in steps:
             pre = f"{case}/step{k}/"
-            p = {n: v[pre + "param/" + n].astype(np.float64) for n in leaves}
+            p = own if own is not None else {n: v[pre + "param/" + n].astype(np.float64) for n in leaves}
             noise = {n: sub(v, pre + "noise/" + n) for n in leaves}
             freeze = bool(s["freeze_nonlora"])
-            layers = sorted({n.split("/")[0] for n in leaves}, key=int)
+            x = v[pre + "x"].astype(np.float64)                              # (N, in)
             for kind in ("y", "y_unperturbed"):
-                x = v[pre + "x"].astype(np.float64)                       # (N, in)
-                for i, t in enumerate(layers):
-                    w, b = p[f"{t}/weight"], p[f"{t}/bias"]
-                    y = x @ w.T
-                    if kind == "y":
-                        y += np.einsum("ni,nir,nor->no", x, noise[f"{t}/weight"]["B"], noise[f"{t}/weight"]["A"])
-                        b = b + (0 if freeze else noise[f"{t}/bias"]["E"])
-                    x = y + b
-                    x = relu(x) if i < len(layers) - 1 else x
-                c.close(x, v, pre + kind, rtol, atol)
-            c.close(zscore(v[pre + "raw_scores"], int(s["group"])), v, pre + "fitness", frtol, fatol)
-            f = v[pre + "fitness"].astype(np.float64)
-            grads = {n: es_grad(f, noise[n], int(v["es_map/" + n]), freeze) for n in leaves}
+                y, scale = mlp_forward(x, p, noise, layers, kind == "y", freeze)
+                c.close(y, v, pre + kind, rtol, atol, scale)
+            fit, scale = zscore(v[pre + "raw_scores"], int(s["group"]))
+            c.close(fit, v, pre + "fitness", frtol, fatol, scale)
+            f = c.feed(fit, v, pre + "fitness").astype(np.float64)
+            grads = {}
             for n in leaves:
-                c.close(grads[n], v, pre + "grad/" + n, rtol, atol)
-            if k > 0 and str(s["opt"]) == "adam":
+                g, scale = es_grad(f, noise[n], int(v["es_map/" + n]), freeze)
+                c.close(g, v, pre + "grad/" + n, rtol, atol, scale)
+                grads[n] = c.feed(g, v, pre + "grad/" + n).astype(np.float64)
+            if k > 0 and str(s["opt"]) != "sgd" and not c.own:
                 prev = sub(v, f"{case}/step{k - 1}/adam")
                 state = {"count": int(prev["count"]), "mu": sub(prev, "mu"), "nu": sub(prev, "nu")}
-            new, state = optimizer_step(str(s["opt"]), float(s["lr"]), grads, p, state)
+            new, state, scale = optimizer_step(str(s["opt"]), float(s["lr"]), grads, p, state)
             for n in leaves:
-                c.close(new[n], v, pre + "new/" + n, rtol, atol)
+                c.close(new[n], v, pre + "new/" + n, rtol, atol, scale[n])
+            own = new if c.own else None
 
 
 # -- float: npegg's byte language model (docs/vectors.md) -------------------------------------------------
@@ -319,14 +379,16 @@ def log_softmax_at(logits, target):
     return np.take_along_axis(z, target[..., None], -1)[..., 0] - np.log(np.exp(z).sum(-1))
 
 
+
 def check_float_lm(v, c):
     rtol, atol = float(v["meta/rtol"]), float(v["meta/atol"])
     cell, lr, g = str(v["meta/cell"]), float(v["meta/lr"]), int(v["meta/group_size"])
     leaves = sorted(sub(v, "param0"))
     state = {"count": 0, "mu": {n: 0.0 for n in leaves}, "nu": {n: 0.0 for n in leaves}}
+    own = None
     for k in range(int(v["meta/steps"])):
         pre = f"step{k}/"
-        P = {n: v[pre + "param/" + n].astype(np.float64) for n in leaves}
+        P = own if own is not None else {n: v[pre + "param/" + n].astype(np.float64) for n in leaves}
         N = {n: sub(v, pre + "noise/" + n) for n in leaves}
         tin, tgt = v[pre + "tokens_in"].astype(np.int64), v[pre + "tokens_tgt"].astype(np.int64)
         for kind, noise in (("plain", None), ("pert", N)):
@@ -340,60 +402,89 @@ def check_float_lm(v, c):
             c.close(logits, v, pre + f"{kind}/logits", rtol, atol)
             c.close(states, v, pre + f"{kind}/state", rtol, atol)
             c.close(states[:, -1], v, pre + f"{kind}/final_state", rtol, atol)
-            c.close(log_softmax_at(logits, tgt), v, pre + f"{kind}/ll", rtol, atol)
-        c.close(v[pre + "pert/ll"].astype(np.float64).sum(1), v, pre + "raw_scores", 1e-12, 0)
-        c.close(zscore(v[pre + "raw_scores"], g), v, pre + "fitness", rtol, atol)
-        f = v[pre + "fitness"].astype(np.float64)
-        grads = {n: es_grad(f, N[n], int(v["es_map/" + n])) for n in leaves}
+            ll = log_softmax_at(logits, tgt)                                # ll = z_t − log Σ exp z: ulps of max|z|
+            c.close(ll, v, pre + f"{kind}/ll", rtol, atol, np.abs(ll) + np.abs(logits).max(-1))
+            if kind == "pert":
+                ll = c.feed(ll, v, pre + "pert/ll")
+        raw = np.asarray(ll, np.float64).sum(1)
+        c.close(raw, v, pre + "raw_scores", 1e-12, 0, np.abs(ll).sum(1))
+        fit, scale = zscore(c.feed(raw, v, pre + "raw_scores"), g)
+        c.close(fit, v, pre + "fitness", rtol, atol, scale)
+        f = c.feed(fit, v, pre + "fitness").astype(np.float64)
+        grads = {}
         for n in leaves:
-            c.close(grads[n], v, pre + "grad/" + n, rtol, atol)
-        if k > 0:
+            G, scale = es_grad(f, N[n], int(v["es_map/" + n]))
+            c.close(G, v, pre + "grad/" + n, rtol, atol, scale)
+            grads[n] = c.feed(G, v, pre + "grad/" + n).astype(np.float64)
+        if k > 0 and not c.own:
             prev = sub(v, f"step{k - 1}/opt")
             state = {"count": int(prev["count"]), "mu": sub(prev, "mu"), "nu": sub(prev, "nu")}
-        new, state = optimizer_step(str(v["meta/optimizer"]), lr, grads, P, state)
+        new, state, scale = optimizer_step(str(v["meta/optimizer"]), lr, grads, P, state)
         for n in leaves:
-            c.close(new[n], v, pre + "new/" + n, rtol, atol)
+            c.close(new[n], v, pre + "new/" + n, rtol, atol, scale[n])
+        own = new if c.own else None
 
 
-CHECKS = [("egg_fwd_", check_egg_fwd), ("qegg_update", check_qegg_update), ("qegg_fitness", check_qegg_fitness),
-          ("float_eggroll", check_float_eggroll), ("float_lm_", check_float_lm)]
+CHECKS = {"egg_fwd": check_egg_fwd, "qegg_update": check_qegg_update, "qegg_fitness": check_qegg_fitness,
+          "float_eggroll": check_float_eggroll, "float_lm": check_float_lm}
 
 
 def main(argv) -> int:
-    if not argv or any(a.startswith("-") for a in argv):
+    args, own, max_bytes = list(argv), False, MAX_BYTES
+    try:
+        while args and args[0].startswith("-"):
+            flag = args.pop(0)
+            if flag == "--feed" and args and args[0] in ("recorded", "own"):
+                own = args.pop(0) == "own"
+            elif flag == "--max-mb" and args and args[0].isdigit() and int(args[0]) > 0:
+                max_bytes = int(args.pop(0)) << 20
+            else:
+                raise ValueError(flag)
+        if not args or any(a.startswith("-") for a in args):
+            raise ValueError("no folder")
+    except ValueError:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     files = []
-    for d in map(Path, argv):
+    for d in map(Path, args):
         if not d.is_dir():
             print(f"{d}: not a folder", file=sys.stderr)
             return 2
         files += sorted(d.glob("*.npz"))
     if not files:
-        print(f"no .npz vector files in {', '.join(argv)}", file=sys.stderr)
+        print(f"no .npz vector files in {', '.join(args)}", file=sys.stderr)
         return 2
-    replayed = 0
+    replayed, failed = 0, 0
     for path in files:
-        check = next((fn for prefix, fn in CHECKS if path.name.startswith(prefix)), None)
-        if check is None:
-            print(f"not replayed  {path}")
+        try:                # damaged, too large when inflated, or not following the schema: one line
+            vec = read_vectors(path, max_bytes=max_bytes)
+        except UnreadableVectorFile as e:
+            print(f"DAMAGED       {e}")
+            failed += 1
             continue
-        c = Checker(path.name)
-        try:                # a damaged file (bad CRC, cut short, not a zip) is reported, not a traceback
-            v = load(path)
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
-            print(f"DAMAGED       {path}: {type(e).__name__}: {e}")
-            return 1
+        except VectorFileError as e:
+            print(f"INVALID       {e}")
+            failed += 1
+            continue
+        check = CHECKS.get(vec.kind)
+        if check is None:
+            print(f"not replayed  {path}  ({vec.kind}, valid)")
+            continue
+        c = Checker(path.name, own=own)
         try:
-            check(v, c)
-        except Mismatch as e:
-            print(f"MISMATCH      {e}")
-            return 1
-        except KeyError as e:
-            print(f"MISMATCH      {path.name}: missing key {e}")
-            return 1
-        print(f"ok            {path}  ({c.count} arrays)")
+            check(vec.arrays, c)
+        except Exception as e:  # noqa: BLE001 — a replay that cannot go on is reported, not a traceback
+            c.diffs.append(f"{path.name}: the replay stopped: {type(e).__name__}: {e}")
+        for line in c.diffs:
+            print(f"MISMATCH      {line}")
+        if c.diffs:
+            print(f"FAILED        {path}  ({len(c.diffs)} of {c.count} arrays differ)")
+            failed += 1
+        else:
+            print(f"ok            {path}  ({c.count} arrays)")
         replayed += 1
+    if failed:
+        return 1
     if not replayed:
         print("no file in a replayed format", file=sys.stderr)
         return 2

@@ -5,6 +5,10 @@ see its README), always, and from every folder named in ``NPEGG_PARITY_DIR`` (a 
 joined by ``os.pathsep``), which *adds* folders, for instance held-out vectors or a backend's own
 exports. A named folder that does not exist is an error at collection, never a silent skip.
 
+Every file is read through ``load``, which validates it against the schema
+(``npegg/oracle/vectors.schema.json``) before any test compares a number, so the parity tests
+check every shipped and added file's format as well as its values.
+
 Tests are parametrized by file. The id of a shipped file is its stem (``pytest -k egg_fwd_h16``);
 a file from an added folder gets ``<folder name>/<stem>``, so the same stem in two folders gives
 two tests.
@@ -14,8 +18,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from npegg.oracle.vectorfile import read_vectors
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -42,9 +47,11 @@ def parity_files(pattern: str) -> list:
 
 
 def load(path) -> dict:
-    """All arrays of one .npz file as a plain dict (loaded eagerly, no pickle)."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """All arrays of one vector file as a plain dict, read as every reader should
+    (``npegg.oracle.vectorfile.read_vectors``): declared sizes checked before anything is inflated,
+    no pickle, and every key, dtype, shape and range validated against the schema. A file that
+    fails raises ``VectorFileError`` naming the file and the key."""
+    return read_vectors(path).arrays
 
 
 def group(vec: dict, prefix: str) -> dict:

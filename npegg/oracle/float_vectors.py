@@ -27,6 +27,7 @@ from ..models.common import MLP, MM_PARAM, simple_es_tree_key
 from ..noise import NoiseTable
 from ..noiser.eggroll import EggRoll, get_lora_update_params, get_nonlora_update_params
 from ..tree import flatten
+from .vectorfile import noise_table_log2, save_vectors
 
 #: (case name, rank, group size, optimizer, learning rate, steps, freeze_nonlora, noise_reuse)
 CASES = (
@@ -39,27 +40,52 @@ CASES = (
 )
 
 
+def float_cases(*, lr=None, optimizer=None, rank=None, steps=None) -> list:
+    """``CASES`` with the given settings replacing each case's own, renamed after what they run.
+
+    The names read r<rank>_g<group>_<optimizer>[_freeze][_reuse0] (a number is appended where two
+    cases would share one); with no overrides they are ``CASES`` exactly.
+    """
+    cases, seen = [], {}
+    for _, r, group, opt, case_lr, n, freeze, reuse in CASES:
+        r, opt = rank or r, optimizer or opt
+        name = f"r{r}_g{group}_{opt}" + ("_freeze" if freeze else "") + ("_reuse0" if reuse == 0 else "")
+        seen[name] = seen.get(name, 0) + 1
+        name += f"_{seen[name]}" if seen[name] > 1 else ""
+        cases.append((name, r, group, opt, lr or case_lr, steps or n, freeze, reuse))
+    return cases
+
+
 def export_float_vectors(path, *, seed: int = 5, pop: int = 8, sigma: float = 0.1, noise_seed: int = 0,
-                         noise_log2_size: int = 16) -> Path:
-    """Write one ``float_eggroll``-format file of npegg's own computations; returns its path."""
+                         noise_log2_size: int = 16, dims=(3, 8, 8, 2), lr=None, optimizer=None, rank=None,
+                         steps=None, write=None) -> Path:
+    """Write one ``float_eggroll``-format file of npegg's own computations; returns its path.
+
+    ``dims`` = (in, hidden…, out) of the MLP; ``lr``, ``optimizer``, ``rank``, ``steps`` replace
+    every case's own (``float_cases``); ``write`` as in ``vectorfile.save_vectors``. The noise
+    table grows past 2^noise_log2_size when the MLP's slices need it.
+    """
     path = Path(path)
+    cases = float_cases(lr=lr, optimizer=optimizer, rank=rank, steps=steps)
+    d_in, hidden, d_out = int(dims[0]), [int(h) for h in dims[1:-1]], int(dims[-1])
     root = K.key(seed)
-    init = MLP.rand_init(K.fold_in(root, 0), 3, 2, [8, 8], True, "relu", "float32")
+    init = MLP.rand_init(K.fold_in(root, 0), d_in, d_out, hidden, True, "relu", "float32")
     keys = simple_es_tree_key(init.params, K.fold_in(root, 1), init.scan_map)
     leaves, es_map, key_of = flatten(init.params), flatten(init.es_map), flatten(keys)
+    noise_log2_size = noise_table_log2(leaves, max(c[1] for c in cases), noise_log2_size)
     rng = np.random.default_rng(seed)
-    target = rng.standard_normal(2).astype(np.float32)
-    out = {"meta/set": np.array("npegg"), "meta/in_dim": np.int32(3), "meta/hidden_dims": np.array([8, 8], np.int32),
-           "meta/out_dim": np.int32(2), "meta/pop": np.int32(pop), "meta/activation": np.array("relu"),
+    target = rng.standard_normal(d_out).astype(np.float32)
+    out = {"meta/set": np.array("npegg"), "meta/in_dim": np.int32(d_in), "meta/hidden_dims": np.array(hidden, np.int32),
+           "meta/out_dim": np.int32(d_out), "meta/pop": np.int32(pop), "meta/activation": np.array("relu"),
            "meta/model_seed": np.int32(seed), "meta/target": target,
-           "meta/cases": np.array([c[0] for c in CASES]), "meta/noise_table": np.array("npegg.noise.NoiseTable"),
+           "meta/cases": np.array([c[0] for c in cases]), "meta/noise_table": np.array("npegg.noise.NoiseTable"),
            "meta/noise_seed": np.int32(noise_seed), "meta/noise_log2_size": np.int32(noise_log2_size)}
     for leaf in leaves:
         out[f"param0/{leaf}"] = leaves[leaf]
         out[f"es_map/{leaf}"] = np.int32(es_map[leaf])
         out[f"key/{leaf}"] = key_of[leaf]
     table = NoiseTable(seed=noise_seed, log2_size=noise_log2_size)
-    for name, rank, group, opt, lr, steps, freeze, reuse in CASES:
+    for name, rank, group, opt, lr, steps, freeze, reuse in cases:
         out.update({f"{name}/rank": np.int64(rank), f"{name}/group": np.int64(group), f"{name}/lr": np.float64(lr),
                     f"{name}/sigma": np.float64(sigma), f"{name}/steps": np.int64(steps),
                     f"{name}/noise_reuse": np.int64(reuse), f"{name}/opt": np.array(opt),
@@ -77,23 +103,21 @@ def export_float_vectors(path, *, seed: int = 5, pop: int = 8, sigma: float = 0.
                 out[f"{name}/step{k}/grad/{leaf}"] = g
             for leaf, p in flatten(params).items():
                 out[f"{name}/step{k}/new/{leaf}"] = p
-            if opt == "adam":
+            if opt in ("adam", "adamw"):
                 st = nparams["opt_state"]
                 out[f"{name}/step{k}/adam/count"] = np.int32(st["count"])
                 for part in ("mu", "nu"):
                     for leaf, v in flatten(st[part]).items():
                         out[f"{name}/step{k}/adam/{part}/{leaf}"] = v
-    out.update(_units(table, key_of["0/weight"], rng))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **out)
-    return path
+    out.update(_units(table, key_of["0/weight"], leaves["0/weight"].shape, rng))
+    return save_vectors(path, out, write=write)
 
 
 def _step(pre, epoch, pop, frozen, nparams, init, params, keys, target, rng) -> dict:
     """Inputs, outputs and the noise of one step, recorded before its update."""
     members = np.arange(pop)
     info = (epoch, members)
-    x = rng.standard_normal((pop, 3)).astype(np.float32)
+    x = rng.standard_normal((pop, flatten(params)["0/weight"].shape[1])).astype(np.float32)
     fwd = lambda it: MLP.forward(EggRoll, frozen, nparams, init.frozen_params, params, keys, it, x)
     y = fwd(info)
     raw = -((y - target) ** 2).sum(axis=1)
@@ -117,7 +141,7 @@ def _step(pre, epoch, pop, frozen, nparams, init, params, keys, target, rng) -> 
     return rec
 
 
-def _units(table, key, rng) -> dict:
+def _units(table, key, shape, rng) -> dict:
     """Fitness conversion on spread-out groups, and which epochs share noise under noise_reuse."""
     raw = (rng.standard_normal(24) * np.repeat([1.0, 10.0, 0.1], 8) + np.repeat([0.0, 50.0, -5.0], 8))
     raw = raw.astype(np.float32)
@@ -131,5 +155,5 @@ def _units(table, key, rng) -> dict:
     rec["noise_reuse_unit/thread"] = np.int32(3)
     for nr in range(4):
         rec[f"noise_reuse_unit/nr{nr}/A"] = np.stack(
-            [table.lowrank(key, e, np.array([3]), (8, 3), 1, nr)[0][0] for e in range(7)])
+            [table.lowrank(key, e, np.array([3]), shape, 1, nr)[0][0] for e in range(7)])
     return rec

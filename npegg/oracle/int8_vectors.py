@@ -37,6 +37,7 @@ from ..models.base_model import EMB_PARAM, MM_PARAM, PARAM, simple_es_tree_key
 from ..models.egg import EGG, generate
 from ..noiser.qeggroll import QEggRoll, get_lora_update_params, get_nonlora_update_params, signs
 from ..tree import flatten, unflatten
+from .vectorfile import noise_table_log2, save_vectors
 
 #: (name, settings) of the forward files ``export_int8_vectors`` writes by default.
 FWD_CONFIGS = (
@@ -135,13 +136,14 @@ def _tree_arrays(prefix, tree, dtype=None) -> dict:
 
 def export_egg_fwd(path, *, hidden=16, n_layer=1, T=24, vocab=256, rank=1, sigma_shift=4, noise_reuse=1,
                    epoch=3, param_kind="init", model_seed=11, noise_seed=0, noise_log2_size=16,
-                   members=(0, 1, 2, 3, 6, 7, 131072, 131073), seed=0) -> Path:
+                   members=(0, 1, 2, 3, 6, 7, 131072, 131073), seed=0, write=None) -> Path:
     """Write one ``egg_fwd``-format file: base and perturbed forward with the noise used.
 
     members: the perturbed members' ids (the file format calls them ``threads``, as the reference does).
     """
     rng = np.random.default_rng(seed)
     params, es_map, keys = _model(model_seed, vocab, n_layer, hidden, param_kind, rng)
+    noise_log2_size = noise_table_log2(flatten(params), rank, noise_log2_size)
     table = noise.Int8NoiseTable(seed=noise_seed, log2_size=noise_log2_size)
     members = np.asarray(members, dtype=np.int64)
     emb_size = (vocab + hidden) * rank                                    # add members whose emb slice clamps
@@ -172,13 +174,11 @@ def export_egg_fwd(path, *, hidden=16, n_layer=1, T=24, vocab=256, rank=1, sigma
                 "pert/logits": pert.logits, "pert/state": pert.states, "pert/ll": pert.ll,
                 "pert/loss_sum": pert.loss_sum, "pert/final_state": pert.final_state})
     out.update(noise_records(frozen, params, keys, es_map, epoch, members, noise_log2_size))
-    path = Path(path)
-    np.savez_compressed(path, **out)
-    return path
+    return save_vectors(path, out, write=write)
 
 
 def export_qegg_update(path, *, hidden=16, n_layer=2, T=12, vocab=256, rank=1, sigma_shift=4, cases=UPDATE_CASES,
-                       model_seed=31, noise_seed=0, noise_log2_size=16, seed=1) -> Path:
+                       model_seed=31, noise_seed=0, noise_log2_size=16, seed=1, write=None) -> Path:
     """Write one ``qegg_update``-format file; raw scores come from a perturbed forward."""
     rng = np.random.default_rng(seed)
     params, es_map, keys = _model(model_seed, vocab, n_layer, hidden, "init", rng)
@@ -187,6 +187,7 @@ def export_qegg_update(path, *, hidden=16, n_layer=2, T=12, vocab=256, rank=1, s
         u = rng.random(v.shape)
         v[u < 0.07] = 127
         v[(u >= 0.07) & (u < 0.14)] = -126
+    noise_log2_size = noise_table_log2(flat, rank, noise_log2_size)
     table = noise.Int8NoiseTable(seed=noise_seed, log2_size=noise_log2_size)
     out = {**_common_meta(model_seed, noise_seed, noise_log2_size, vocab, n_layer, hidden, rank),
            "meta/cases": np.array([c[0] for c in cases]), **_tree_arrays("param", params),
@@ -212,20 +213,30 @@ def export_qegg_update(path, *, hidden=16, n_layer=2, T=12, vocab=256, rank=1, s
              **noise_records(frozen, params, keys, es_map, epoch, members[::2], noise_log2_size),
              **_tree_arrays("Z", z), **_tree_arrays("new", new)}
         out.update({f"{name}/{k}": v for k, v in c.items()})
-    path = Path(path)
-    np.savez_compressed(path, **out)
-    return path
+    return save_vectors(path, out, write=write)
 
 
-def export_int8_vectors(out_dir, *, noise_log2_size: int = 16) -> list[Path]:
+def export_int8_vectors(out_dir, *, noise_log2_size: int = 16, width=None, layers=None, seq_len=None, rank=None,
+                        pop=None, write=None) -> list[Path]:
     """Write the default set of int8 golden vectors into ``out_dir`` (created if missing).
 
     Returns the paths: one ``egg_fwd_<name>.npz`` per entry of ``FWD_CONFIGS`` and
-    ``qegg_update_npegg.npz`` with the ``UPDATE_CASES``.
+    ``qegg_update_npegg.npz`` with the ``UPDATE_CASES``. ``width`` (H), ``layers`` (L),
+    ``seq_len`` (T) and ``rank`` replace every file's own; ``pop`` gives the forwards members
+    0 … pop−1 (plus a pair whose slice clamps) and every update case pop members; ``write`` as in
+    ``vectorfile.save_vectors``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [export_egg_fwd(out_dir / f"egg_fwd_{name}.npz", noise_log2_size=noise_log2_size, seed=i, **cfg)
-             for i, (name, cfg) in enumerate(FWD_CONFIGS)]
-    paths.append(export_qegg_update(out_dir / "qegg_update_npegg.npz", noise_log2_size=noise_log2_size))
+    shape = {k: v for k, v in (("hidden", width), ("n_layer", layers), ("T", seq_len), ("rank", rank)) if v}
+    members = {"members": tuple(range(pop))} if pop else {}
+    paths = []
+    for i, (name, cfg) in enumerate(FWD_CONFIGS):
+        cfg = {**cfg, **shape, **members}
+        name = f"h{cfg['hidden']}_l{cfg['n_layer']}_{cfg['param_kind']}"          # FWD_CONFIGS' names by default
+        paths.append(export_egg_fwd(out_dir / f"egg_fwd_{name}.npz", noise_log2_size=noise_log2_size, seed=i,
+                                    write=write, **cfg))
+    cases = tuple((c[0], pop or c[1]) + c[2:] for c in UPDATE_CASES)
+    paths.append(export_qegg_update(out_dir / "qegg_update_npegg.npz", noise_log2_size=noise_log2_size, write=write,
+                                    cases=cases, **shape))
     return paths

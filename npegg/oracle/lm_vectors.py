@@ -31,6 +31,7 @@ from ..models.lm import ByteLM
 from ..noise import NoiseTable
 from ..noiser.eggroll import EggRoll, get_lora_update_params, get_nonlora_update_params
 from ..tree import flatten
+from .vectorfile import noise_table_log2, save_vectors
 
 FORMAT = "npegg float_lm 1"
 #: the settings of the exported files: small enough to read, large enough to exercise everything
@@ -43,14 +44,17 @@ SETTINGS = dict(hidden_dim=16, n_layers=2, pop=8, T=12, rank=2, sigma=0.05, lr=0
 RTOL, ATOL = 2e-5, 2e-6
 
 
-def export_lm_vectors(folder, cells=("egg", "mingru"), **settings) -> list:
-    """Write ``float_lm_<cell>.npz`` for each cell into ``folder``; returns the paths."""
+def export_lm_vectors(folder, cells=("egg", "mingru"), *, write=None, **settings) -> list:
+    """Write ``float_lm_<cell>.npz`` for each cell into ``folder``; returns the paths.
+
+    ``settings`` replace ``SETTINGS``' (sizes, pop, lr, optimizer …); ``write`` as in
+    ``vectorfile.save_vectors``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return [write_lm_vectors(folder / f"float_lm_{cell}.npz", cell, **settings) for cell in cells]
+    return [write_lm_vectors(folder / f"float_lm_{cell}.npz", cell, write=write, **settings) for cell in cells]
 
 
-def write_lm_vectors(path, cell: str, **settings) -> Path:
+def write_lm_vectors(path, cell: str, *, write=None, **settings) -> Path:
     """One file: ``steps`` generations of a ByteLM with ``cell`` ("egg" or "mingru"): per step the plain
     and perturbed forward (logits, states, ll), fitness, G and the optimizer step, keyed as listed
     at the top of this module. ``settings`` override ``SETTINGS``; returns the path written."""
@@ -60,6 +64,7 @@ def write_lm_vectors(path, cell: str, **settings) -> Path:
     root = K.key(s["model_seed"])
     init = ByteLM.rand_init(K.fold_in(root, 0), D, L, cell=cell, head_scale=s["head_scale"])
     keys = simple_es_tree_key(init.params, K.fold_in(root, 1), init.scan_map)
+    s["noise_log2_size"] = noise_table_log2(flatten(init.params), s["rank"], s["noise_log2_size"])
     table = NoiseTable(seed=s["noise_seed"], log2_size=s["noise_log2_size"])
     frozen, nparams = EggRoll.init_noiser(init.params, s["sigma"], s["lr"], solver=s["optimizer"], rank=s["rank"],
                                           group_size=s["group_size"], noise_reuse=s["noise_reuse"], noise=table)
@@ -123,8 +128,7 @@ def write_lm_vectors(path, cell: str, **settings) -> Path:
             for leaf, v in flatten(opt.get(part, {})).items():
                 out[pre + f"opt/{part}/{leaf}"] = v
         state = out[pre + "pert/final_state"]
-    np.savez_compressed(path, **out)
-    return path
+    return save_vectors(path, out, write=write)
 
 
 def _noise_records(pre, frozen, nparams, params, keys, es_map, info) -> dict:

@@ -9,12 +9,13 @@ bytes without ever unpickling. The metadata checks (4, 5) stay in ``checkpoint.l
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from ..npz import NpzError, parse_npy
 
 FORMAT = "npegg-checkpoint"
 VERSION = 2
@@ -29,25 +30,11 @@ class CheckpointError(ValueError):
 
 # -- members --------------------------------------------------------------------------------------
 def _npy_array(path: Path, key: str, raw: bytes) -> np.ndarray:
-    """Parse one member's ``.npy`` bytes: header, then exactly shape·itemsize data bytes.
-
-    Object (pickled) arrays are refused from the header, before their data is looked at.
-    """
-    f = io.BytesIO(raw)
-    major, _ = np.lib.format.read_magic(f)
-    if major not in (1, 2, 3):
-        raise CheckpointError(f"{path}: member {key!r} has an unknown .npy version {major}")
-    header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = header(f)
-    if dtype.hasobject:
-        raise CheckpointError(f"{path}: member {key!r} holds Python objects (a pickle); npegg never loads them")
-    count = int(np.prod(shape, dtype=np.int64))
-    data = memoryview(raw)[f.tell():]
-    if len(data) != count * dtype.itemsize:
-        raise CheckpointError(f"{path}: member {key!r} has {len(data)} data bytes, its header says "
-                              f"{count * dtype.itemsize}; damaged checkpoint")
-    arr = np.frombuffer(data, dtype=dtype, count=count).copy()
-    return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+    """Parse one member's ``.npy`` bytes (``npegg.npz.parse_npy``: no pickle, exact data length)."""
+    try:
+        return parse_npy(raw, f"{path}: member {key!r}")
+    except NpzError as e:
+        raise CheckpointError(str(e)) from e
 
 
 def read_members(path: Path) -> tuple[dict[str, np.ndarray], int]:

@@ -105,6 +105,17 @@ def _parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export-vectors", allow_abbrev=False, help="write golden vectors of npegg's own int8 and float computations")
     x.add_argument("dir", help="folder to write them into (created; existing files are not overwritten)")
+    x.add_argument("--kinds", metavar="K,…", help="which files: int8, float (the MLP), lm (the byte LM) [all three]")
+    x.add_argument("--pop", type=int, metavar="P", help="population, a multiple of 4 [each file's own: 8 to 32]")
+    x.add_argument("--lr", type=float, help="learning rate of the float files [each case's own]")
+    x.add_argument("--optimizer", metavar="NAME", help="optimizer of the float files: sgd, adam, adamw [each case's own]")
+    x.add_argument("--width", type=int, metavar="D", help="width of the int8 EGG and the byte LM [each file's own]")
+    x.add_argument("--layers", type=int, metavar="L", help="layers of the int8 EGG and the byte LM [each file's own]")
+    x.add_argument("--seq-len", type=int, metavar="T", help="bytes per sequence, int8 EGG and byte LM [each file's own]")
+    x.add_argument("--mlp", metavar="IN,H…,OUT", help="widths of the float MLP [3,8,8,2]")
+    x.add_argument("--rank", type=int, metavar="R", help="rank of the low-rank noise [each file's own]")
+    x.add_argument("--sigma", type=float, help="σ of the float files [0.1 MLP, 0.05 LM]")
+    x.add_argument("--steps", type=int, help="ES steps recorded per float case [each case's own]")
     return ap
 
 

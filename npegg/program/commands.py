@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .blas import set_blas_threads
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, TrainConfig
@@ -155,14 +156,59 @@ def cmd_eval(args, stdout) -> int:
     return 0
 
 
+#: flag → (smallest, largest) of the integer options of ``export-vectors``
+EXPORT_RANGES = {"pop": (4, 4096), "width": (1, 1024), "layers": (1, 16), "seq_len": (1, 4096), "rank": (1, 64),
+                 "steps": (1, 100)}
+EXPORT_KINDS = ("int8", "float", "lm")
+
+
+def export_settings(args) -> dict:
+    """The export-vectors flags, checked: {kinds, and every flag given}; UsageError naming the flag otherwise."""
+    from ..optim import OPTIMIZERS
+    flag = lambda name: "--" + name.replace("_", "-")
+    got = {}
+    for name, (lo, hi) in EXPORT_RANGES.items():
+        v = getattr(args, name)
+        if v is not None:
+            if not lo <= v <= hi:
+                raise UsageError(f"{flag(name)} must be an integer in [{lo}, {hi}]; got {v}")
+            got[name] = v
+    if "pop" in got and got["pop"] % 4:
+        raise UsageError(f"--pop must be a multiple of 4 (antithetic pairs, fitness groups of 4); got {got['pop']}")
+    for name in ("lr", "sigma"):
+        v = getattr(args, name)
+        if v is not None:
+            if not (np.isfinite(v) and 0 < v <= 100):
+                raise UsageError(f"{flag(name)} must be a number in (0, 100]; got {v}")
+            got[name] = v
+    if args.optimizer is not None:
+        if args.optimizer not in OPTIMIZERS:
+            raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {args.optimizer!r}")
+        got["optimizer"] = args.optimizer
+    if args.mlp is not None:
+        try:
+            dims = tuple(int(d) for d in args.mlp.split(","))
+        except ValueError:
+            dims = ()
+        if len(dims) < 2 or not all(1 <= d <= 4096 for d in dims):
+            raise UsageError(f"--mlp must be widths IN,H…,OUT (at least two integers in [1, 4096]); got {args.mlp!r}")
+        got["mlp"] = dims
+    kinds = tuple(args.kinds.split(",")) if args.kinds is not None else EXPORT_KINDS
+    if not kinds or any(k not in EXPORT_KINDS for k in kinds):
+        raise UsageError(f"--kinds must be a comma-separated list of {', '.join(EXPORT_KINDS)}; got {args.kinds!r}")
+    return {"kinds": kinds, **got}
+
+
 def cmd_export_vectors(args, stdout) -> int:
     """Oracle export (npegg.oracle.int8_vectors, float_vectors, lm_vectors) into a new or empty folder.
 
     On one BLAS thread whatever the environment says, so that the float files are the same bits
-    on every run on this machine (docs/determinism.md)."""
+    on every run on this machine (docs/determinism.md). Every file is written atomically
+    (``atomic_write``): a full disk or an interrupt leaves no partial file behind."""
     from ..oracle.int8_vectors import export_int8_vectors
     from ..oracle.float_vectors import export_float_vectors
     from ..oracle.lm_vectors import export_lm_vectors
+    s = export_settings(args)
     out = Path(args.dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty folder; choose a new one")
@@ -173,8 +219,21 @@ def cmd_export_vectors(args, stdout) -> int:
     except OSError as e:
         raise InputError(f"{out}: cannot create or write this folder ({e.strerror or e})") from e
     set_blas_threads(1)
-    paths = (export_int8_vectors(out) + [export_float_vectors(out / "float_eggroll_npegg.npz")]
-             + export_lm_vectors(out))
-    for path in paths:
-        print(path, file=stdout)
+    pick = lambda *names: {n: s[n] for n in names if n in s}
+    try:
+        if "int8" in s["kinds"]:
+            for path in export_int8_vectors(out, write=atomic_write, **pick("width", "layers", "seq_len", "rank", "pop")):
+                print(path, file=stdout)
+        if "float" in s["kinds"]:
+            mlp = {"dims": s["mlp"]} if "mlp" in s else {}
+            print(export_float_vectors(out / "float_eggroll_npegg.npz", write=atomic_write, **mlp,
+                                       **pick("pop", "sigma", "lr", "optimizer", "rank", "steps")), file=stdout)
+        if "lm" in s["kinds"]:
+            lm = {{"width": "hidden_dim", "layers": "n_layers", "seq_len": "T"}.get(k, k): v
+                  for k, v in pick("width", "layers", "seq_len", "pop", "rank", "sigma", "lr", "optimizer", "steps").items()}
+            for path in export_lm_vectors(out, write=atomic_write, **lm):
+                print(path, file=stdout)
+    except OSError as e:
+        raise InputError(f"{out}: cannot write the vectors ({e.strerror or e}); the files listed above are "
+                         f"complete, nothing partial is left") from e
     return 0

@@ -112,7 +112,8 @@ def test_fitness_unit_vectors(path):
 
 
 def check_fitness_units(path):
-    v = load(path)
+    """The fitness_unit group of a float_eggroll file (a path) or of arrays already in memory (a dict)."""
+    v = path if isinstance(path, dict) else load(path)
     u = group(v, "fitness_unit")
     if not u:
         pytest.skip(f"{path.name} has no fitness_unit group")
