@@ -23,6 +23,7 @@
 # setting in a few seconds. The full setting took **3 min 7 s** on this machine (2 cores, heavily shared with other jobs).
 
 # %%
+import math
 import time
 
 import numpy as np
@@ -281,15 +282,18 @@ print(f"at sigma = 1, baseline / antithetic = {variance_table[1.0]['baseline'] /
 print(f"predicted plain variance at sigma=0.01: F^2 d / sigma^2 = {F(theta0) ** 2 * d / 1e-4:.0f}")
 # the claims read off this table below (the variances are estimated from M samples: a few per cent of noise)
 book.check("baseline / antithetic variance at sigma = 1", variance_table[1.0]["baseline"] / variance_table[1.0]["antithetic"], 5, 1)
-book.check("log10 plain / baseline variance at sigma = 0.01",
-           np.log10(variance_table[0.01]["plain"] / variance_table[0.01]["baseline"]), 4, 0.5)
+book.check("plain / baseline variance at sigma = 0.01, in units of 10^4",
+           variance_table[0.01]["plain"] / variance_table[0.01]["baseline"] / 1e4, 3, 0.3)
+book.check("plain / antithetic variance at sigma = 0.01, in units of 10^4",
+           variance_table[0.01]["plain"] / variance_table[0.01]["antithetic"] / 1e4, 1.5, 0.15)
 book.check("baseline variance at sigma = 0.01 / (d+1)|g|^2", variance_table[0.01]["baseline"] / ((d + 1) * g0 @ g0), 1, 0.1)
 
 # %% [markdown]
 # Read the table column by column:
 #
-# - **plain** explodes like $1/\sigma^2$: at $\sigma=0.01$ it is about $10^4$ times noisier than the
-#   others, exactly the predicted $F(\theta)^2d/\sigma^2$. It would need $10^4$ times the population.
+# - **plain** explodes like $1/\sigma^2$: at $\sigma=0.01$ it is the predicted $F(\theta)^2d/\sigma^2$,
+#   about $3\times10^4$ times the baseline's variance and $1.5\times10^4$ times the antithetic
+#   pair's (per evaluation). It would need that many times the population.
 # - At small $\sigma$, **baseline** and **antithetic** both reach the floor $(d+1)\lVert g\rVert^2$ per
 #   *term*; the baseline is even twice as cheap per evaluation, since a pair costs two.
 # - At $\sigma=1$ — the kind of $\sigma$ ES actually uses, large enough to smooth — the Hessian and
@@ -413,9 +417,15 @@ if plt:
 # to $g$ when $d$ is large, so $\lVert\hat g\rVert^2 \approx \lVert g\rVert^2\,(1 + (d+1)/N)$ and the
 # **cosine between the estimate and the true gradient** is
 # $$\cos(\hat g, g) \approx \Big(1 + \frac{d+1}{N}\Big)^{-1/2} \;\approx\; \sqrt{N/d}\quad (d \gg N).$$
-# Both are exact statements about a *linear* fitness $F(\theta)=g^\top\theta$, where the pair's
-# difference quotient is exactly $g^\top\varepsilon$ for any $\sigma$; so we can measure them over a
-# wide range of $d$ and $N$ in a moment.
+# For a *linear* fitness $F(\theta)=g^\top\theta$ the pair's difference quotient is exactly
+# $g^\top\varepsilon$ for any $\sigma$, and the relative error $(d+1)/N$ is then exact in
+# expectation. The cosine formula is not: it is a first-order consequence, which puts the mean
+# $\mathbb{E}\lVert\hat g\rVert^2$ where each sample's own $\lVert\hat g\rVert$ belongs, so it is
+# accurate once $N$ or $d$ is large and off at the smallest. At $N=1$ the cosine is exactly
+# $|u_1|$ for a uniformly random unit vector $u\in\mathbb{R}^d$, whose mean is
+# $\Gamma(\tfrac d2)/(\sqrt\pi\,\Gamma(\tfrac{d+1}2)) = 0.259$ at $d=10$, while the formula says
+# $(1+11)^{-1/2} = 0.289$. With a linear fitness we can measure both over a wide range of $d$ and
+# $N$ in a moment.
 
 # %%
 def scaling_law_point(d, N, repeats, rng):
@@ -445,6 +455,16 @@ for dd in law_ds:
         # the cosine formula neglects O(1/d) and O(1/N) terms: a loose check that it is the right size
         assert abs(c - (1 + (dd + 1) / NN) ** -0.5) < 0.1 + 2 / np.sqrt(dd * NN)
 book.check("cosine at d = 10000, N = 64", law.get((10_000, 64), (0, 0.08))[1], 0.08, 0.01, full_only=True)
+# the first-order formula against the exact N = 1 mean, Γ(d/2) / (√π Γ((d+1)/2)) at d = 10
+rng1 = np.random.default_rng(11)                                          # its own stream: the rest is unchanged
+e1 = rng1.standard_normal((book.setting(100_000, 400_000), 10))           # (M, d) one pair's direction each
+g1 = rng1.standard_normal(10)
+cos1 = np.abs(e1 @ g1) / (np.linalg.norm(e1, axis=1) * np.linalg.norm(g1))  # (M,) cos((g.e) e, g)
+exact1 = math.gamma(5) / (math.sqrt(math.pi) * math.gamma(5.5))
+print(f"d = 10, N = 1: mean cosine {cos1.mean():.4f} ± {cos1.std() / np.sqrt(len(cos1)):.4f}, exact {exact1:.4f}, "
+      f"first-order formula {12 ** -0.5:.4f}")
+book.check("exact mean cosine at d = 10, N = 1", exact1, 0.259, 0.0005)
+book.check("measured mean cosine at d = 10, N = 1", cos1.mean(), 0.259, 4 * cos1.std() / np.sqrt(len(cos1)))
 
 # %%
 if plt:
@@ -564,7 +584,7 @@ if plt:
 # - Antithetic pairs cancel every even-order term of $F$; the variance drops from
 #   $\sim F^2d/\sigma^2$ to $(d+1)\lVert g\rVert^2$ per pair.
 # - The error falls like $1/\sqrt N$ to a floor $\lVert\nabla F_\sigma-\nabla F\rVert$ set by $\sigma$.
-# - The scaling law: relative error $\sqrt{(d+1)/N}$, cosine $(1+(d+1)/N)^{-1/2}$. When $d\gg N$
+# - The scaling law: relative error $\sqrt{(d+1)/N}$, cosine $(1+(d+1)/N)^{-1/2}$ to first order. When $d\gg N$
 #   each step makes a fraction $N/(N+d+1)$ of a gradient step's progress, so the total number of
 #   evaluations hardly depends on $N$, and a large population buys fewer sequential steps.
 #

@@ -6,10 +6,6 @@
 #
 # **What you will learn.**
 #
-# 0. *The whole algorithm first*: EGGROLL written from scratch in about 40 lines of NumPy —
-#    low-rank perturbations of a matrix, z-scored fitness, the update as one matrix product,
-#    Adam with its bias correction — and then npegg's library shown to compute the same numbers.
-#    The rest of the chapter (and the next two) explain each of its choices.
 # 1. *Fitness shaping*: raw scores are replaced by z-scores, centered ranks, or the sign of an
 #    antithetic pair's difference (`npegg.fitness`). What each one is invariant to, and what it
 #    costs, measured on a clean and on a heavy-tailed, noisy objective.
@@ -33,7 +29,7 @@ import numpy as np
 import _book as book
 
 SMALL = book.choose_setting(None)  # None: NPEGG_TUTORIAL_SMALL decides; True = small (seconds), False = full
-FIGURES = ["02_from_scratch.png", "02_shapers.png", "02_sqrt_n.png", "02_sgd_vs_adam.png"]
+FIGURES = ["02_shapers.png", "02_sqrt_n.png", "02_sgd_vs_adam.png"]
 plt = book.pyplot()
 np.set_printoptions(precision=4, suppress=True)
 rng = np.random.default_rng(2)
@@ -45,7 +41,8 @@ rng = np.random.default_rng(2)
 # $\theta\in\mathbb{R}^{20}$ — except that the 20 features now have scales from 0.1 to 10. The
 # problem is the same up to a rescaling of coordinates, but it is *ill-conditioned*: the
 # curvature along the largest feature is $10^4$ times that along the smallest, which matters for
-# the optimizer in section 4.
+# the optimizer in section 4. (Chapter 3 puts a matrix in place of the vector, and ends by
+# writing the whole of EGGROLL from scratch.)
 
 # %%
 d, n_data = 20, 200
@@ -83,128 +80,11 @@ def cosine(a, b):
 theta0 = np.zeros(d)
 print(f"F(0) = {F(theta0):.4f} (= -log 2), F(theta_true) = {F(theta_true):.4f}")
 
-# %% [markdown]
-# ### EGGROLL from scratch, in about 40 lines
-#
-# Before any library, the whole algorithm on a parameter that is a **matrix**: fit
-# $W\in\mathbb{R}^{O\times I}$ ($O=4$ outputs, $I=20$ inputs, the features above) to targets
-# $y = xW_\star^\top$, fitness $F(W) = -\frac1n\sum_i\lVert x_iW^\top - y_i\rVert^2$. One generation:
-#
-# 1. **Noise.** Pair $k$ draws unit factors $A_k\in\mathbb{R}^{O\times r}$, $B_k\in\mathbb{R}^{I\times r}$;
-#    member $n$ is the matrix $W_n = W + s_n\frac{\sigma}{\sqrt r}A_{\lfloor n/2\rfloor}B_{\lfloor n/2\rfloor}^\top$.
-# 2. **Forward through the low-rank identity** (chapter 3 derives and times it): $W_n$ is never
-#    built, because $XW_n^\top = XW^\top + s_n\frac{\sigma}{\sqrt r}(XB)A^\top$ — one shared product
-#    plus a thin one per member.
-# 3. **Fitness shaping**: the $P$ raw scores become z-scores $f_n$ (section 1).
-# 4. **The update as one matrix product.** The estimate handed to the optimizer (section 3
-#    explains sign and scale) is $G = -\frac{1}{\sqrt P}\sum_n f_n\,\hat A_n B_n^\top$ with
-#    $\hat A_n = s_n\frac{\sigma}{\sqrt r}A_n$. Stack the weighted factors side by side,
-#    $[f_1\hat A_1,\dots,f_P\hat A_P]$ of shape $(O\times Pr)$ and $[B_1,\dots,B_P]^\top$ of shape
-#    $(Pr\times I)$: the sum of $P$ outer products *is* their product, one BLAS call of
-#    $O\cdot Pr\cdot I$ multiply-adds, and no $(P, O, I)$ tensor is ever formed.
-# 5. **Adam**, with bias correction written out: with $k$ the step number (1, 2, …),
-#    $$m \leftarrow \beta_1 m + (1-\beta_1)G,\qquad v \leftarrow \beta_2 v + (1-\beta_2)G^2,\qquad
-#      \hat m = \frac{m}{1-\beta_1^k},\qquad \hat v = \frac{v}{1-\beta_2^k},$$
-#    $$W \leftarrow W - \mathrm{lr}\,\frac{\hat m}{\sqrt{\hat v}+\epsilon}\qquad(\beta_1=0.9,\ \beta_2=0.999,\ \epsilon=10^{-8}).$$
-#    $m$ and $v$ start at zero, so after $k$ steps they are averages whose weights sum to only
-#    $1-\beta^k$: at step 1, $m = 0.1\,G$. Dividing by $1-\beta^k$ removes that bias toward zero
-#    (the correction fades as $\beta^k\to0$). $\hat m/\sqrt{\hat v}$ is then about $\pm1$ per
-#    coordinate, so every coordinate moves by about lr, whatever the scale of $G$.
-
 # %%
-O_, I_ = 4, d
-W_star = data_rng.standard_normal((O_, I_))                               # (O, I) the answer
-Y = X @ W_star.T                                                          # (n, O) targets
-W_init = np.zeros((O_, I_))                                               # (O, I) where both runs start
-
-
-def scratch_noise(epoch, pairs, rank):
-    """Unit factors of every pair at this epoch: (N, I + O, r), B = rows :I, A = rows I:."""
-    return np.random.default_rng([7, epoch]).standard_normal((pairs, I_ + O_, rank))
-
-
-def eggroll_from_scratch(W, P, sigma, lr, rank, epochs, b1=0.9, b2=0.999, eps=1e-8):
-    """EGGROLL + Adam on F(W) = −mean ‖x Wᵀ − y‖², in plain NumPy. Returns W and the loss per epoch."""
-    m, v = np.zeros_like(W), np.zeros_like(W)                             # Adam's moments, (O, I)
-    s = np.where(np.arange(P) % 2 == 0, 1.0, -1.0)                        # (P,) antithetic signs
-    losses = []
-    for epoch in range(epochs):
-        M = np.repeat(scratch_noise(epoch, P // 2, rank), 2, axis=0)      # (P, I+O, r): pairs share
-        B, A = M[:, :I_], M[:, I_:]                                       # (P, I, r), (P, O, r)
-        scale = s * sigma / np.sqrt(rank)                                 # (P,)
-        # forward through the identity X W_nᵀ = X Wᵀ + scale_n (X B_n) A_nᵀ
-        out = X @ W.T + scale[:, None, None] * ((X @ B) @ A.transpose(0, 2, 1))   # (P, n, O)
-        raw = -((out - Y) ** 2).sum(-1).mean(-1)                          # (P,) fitness
-        f = (raw - raw.mean()) / np.sqrt(raw.var() + 1e-5)                # (P,) z-scores
-        # the update as one matmul: (O × P·r) @ (P·r × I)
-        A_w = (A * (f * scale)[:, None, None]).transpose(1, 0, 2).reshape(O_, P * rank)
-        G = -(A_w @ B.transpose(0, 2, 1).reshape(P * rank, I_)) / np.sqrt(P)   # (O, I)
-        k = epoch + 1                                                     # Adam, bias-corrected
-        m = b1 * m + (1 - b1) * G
-        v = b2 * v + (1 - b2) * G**2
-        m_hat, v_hat = m / (1 - b1**k), v / (1 - b2**k)
-        W = W - lr * m_hat / (np.sqrt(v_hat) + eps)
-        losses.append(np.mean(np.sum((X @ W.T - Y) ** 2, axis=1)))
-    return W, np.array(losses)
-
-
-P0, sigma0, lr0, rank0, epochs0 = 64, 0.5, 0.05, 4, book.setting(100, 300)
-W_scratch, loss_scratch = eggroll_from_scratch(W_init, P0, sigma0, lr0, rank0, epochs0)
-print(f"from scratch: loss {np.mean(np.sum(Y ** 2, axis=1)):.2f} at W = 0 -> {loss_scratch[-1]:.4f} after {epochs0} epochs")
-
-# %% [markdown]
-# Now the same run with npegg. The library accepts any *noise source* (chapter 4 explains the
-# interface: an object with a `lowrank` method); we give it one that returns exactly the factors
-# the loop above drew, so that both runs see the same noise. `ES.create` builds a model (`MM`: one
-# matrix, $y = xW^\top$), the EggRoll noiser and Adam; `es.forward` is steps 1–2 for the whole
-# population, `es.step` steps 3–5. (We set the initial weights to the same zeros.)
-
-# %%
-from dataclasses import replace                      # noqa: E402  (the library enters only here)
-
-from npegg import fitness, optim                     # noqa: E402
+from npegg import fitness                            # noqa: E402  (the library enters here)
 from npegg.es import ES                              # noqa: E402
-from npegg.models import MM, Parameter               # noqa: E402
+from npegg.models import Parameter                   # noqa: E402
 from npegg.noise import NoiseTable                   # noqa: E402
-
-
-class ScratchNoise:
-    """A noise source returning the from-scratch factors: member n reads pair n // 2."""
-
-    def lowrank(self, key, epoch, members, shape, rank, noise_reuse):
-        M = scratch_noise(epoch, P0 // 2, rank)[np.asarray(members) // 2]  # (P, I+O, r)
-        return M[:, shape[1]:], M[:, :shape[1]]                              # A (P, O, r), B (P, I, r)
-
-
-es, state = ES.create(MM, dict(in_dim=I_, out_dim=O_, dtype="float64"), pop_size=P0, sigma=sigma0, lr=lr0,
-                      solver="adam", rank=rank0, noise=ScratchNoise())
-state = replace(state, params=W_init)
-loss_lib = []
-for epoch in range(epochs0):
-    out = es.forward(state, np.broadcast_to(X, (P0,) + X.shape))            # (P, n, O)
-    state = es.step(state, -((out - Y) ** 2).sum(-1).mean(-1))
-    loss_lib.append(np.mean(np.sum((X @ state.params.T - Y) ** 2, axis=1)))
-diff = np.abs(state.params - W_scratch).max()
-print(f"npegg:        loss -> {loss_lib[-1]:.4f}; max |W_npegg - W_scratch| = {diff:.1e} (|W| ~ {np.abs(W_scratch).max():.1f})")
-# float32 in two places (σ/√r and Adam's bias correction, as optax): agreement to ~1e-7 relative
-book.check("from-scratch EGGROLL vs npegg, max |ΔW| / max |W|", diff / np.abs(W_scratch).max(), 0, 1e-6)
-book.check("from-scratch EGGROLL: final loss / initial loss", loss_scratch[-1] / np.mean(np.sum(Y ** 2, axis=1)),
-           0, 0.05)
-
-# %%
-if plt:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.semilogy(loss_scratch, lw=3, alpha=0.4, label="from scratch (40 lines)")
-    ax.semilogy(loss_lib, "k--", lw=1, label="npegg (ES.create / forward / step)")
-    ax.set(xlabel="epoch", ylabel="mean squared error", title=f"EGGROLL + Adam, P = {P0}, rank {rank0}: same numbers")
-    ax.legend()
-    book.save(fig, "02_from_scratch.png")
-
-# %% [markdown]
-# The two curves lie on top of each other: npegg is these 40 lines, organised so that any model
-# and any noiser can be plugged in (chapter 4), and fast on large ones (chapter 3). The numbers
-# differ only in the last digits, because the library keeps two small scalars in float32 (the
-# scale $\sigma/\sqrt r$, and Adam's bias correction, as optax computes it).
 
 # %%
 TABLE = NoiseTable(seed=0)  # npegg's noise table (chapter 4): built once (32 MiB), shared by every run below
@@ -344,17 +224,14 @@ if plt:
 # sees its own data point with a very different target:
 
 # %%
-def estimate_G(es, state, f):
-    """The noiser's G for fitnesses f (P,) at the state's epoch, before the optimizer.
+def step_G(es, state, raw):
+    """The update G that raw scores (P,) give, read off one step of plain SGD with lr = 1.
 
-    The arguments are the noiser's interface, which chapter 4 explains: the noiser's fixed settings
-    and its changing state (σ, the optimizer's moments), the parameters, one key per parameter
-    leaf, the fitnesses, which (epoch, members) they belong to, and which leaves are matrices.
+    `ES.create` uses SGD unless told otherwise, and SGD's step is θ ← θ − lr·G (section 3), so with
+    lr = 1 the step is −G itself. (Chapter 4 shows the noiser's `estimate_grads`, which returns G
+    directly.)
     """
-    return es.noiser.estimate_grads(
-        frozen_noiser_params=es.frozen_noiser_params, noiser_params=state.noiser_params, params=state.params,
-        base_keys=es.es_tree_key, fitnesses=f, iterinfos=(np.full(es.pop_size, state.epoch), es.members),
-        es_map=es.es_map)
+    return state.params - es.step(state, raw).params
 
 
 P, group = 512, 16
@@ -369,8 +246,8 @@ for gs in (0, group):
                           group_size=gs, seed=3, noise=TABLE)
     thetas = es.forward(state)                                        # (P, d): member n's parameters
     raw = -((thetas * x_of_member).sum(1) - t_of_member) ** 2         # (P,)
-    f = es.fitness(state, raw)
-    G[gs] = estimate_G(es, state, f)
+    f = es.fitness(state, raw)                                        # the shaped fitnesses step uses
+    G[gs] = step_G(es, state, raw)
     f_std[gs] = f.std()
     print(f"group_size = {gs:2d}: std of the fitnesses {f.std():.4f}")
 print(f"max |G(grouped) - G(global)| = {np.abs(G[group] - G[0]).max():.1e}  (|G| = {np.linalg.norm(G[0]):.3f})")
@@ -400,7 +277,7 @@ book.check("std of the grouped fitnesses", f_std[group], 0.21, 0.03)
 # $$\boxed{G = -\sigma^2\sqrt P\;\hat g}\qquad\Longrightarrow\qquad \text{SGD: } \theta \leftarrow \theta - \mathrm{lr}\,G = \theta + \mathrm{lr}\,\sigma^2\sqrt P\,\hat g .$$
 # Nothing divides by $\sigma$ (the reference's choice). Check both statements against the
 # library: rebuild each member's $\varepsilon_n$ from its perturbed parameters, form $\hat g$ by hand, and
-# compare with what `EggRoll.estimate_grads` returns and with the step `es.step` takes.
+# compare with the step `es.step` takes, which for SGD is $-\mathrm{lr}\,G$ (so $G$ is read off it).
 
 # %%
 P, sig, lr = 256, 0.3, 0.02
@@ -409,8 +286,8 @@ thetas = es.forward(state)                              # (P, d)
 eps_n = (thetas - theta0) / sig                         # (P, d): s_n e_n, rebuilt from the members
 f = es.fitness(state, F(thetas))                        # (P,) z-scores
 g_hat = f @ eps_n / (P * sig)                           # the textbook estimate
-G_lib = estimate_G(es, state, f)
 new = es.step(state, F(thetas))
+G_lib = (theta0 - new.params) / lr                      # SGD: θ_new = θ − lr·G
 print(f"max |G_lib - (-sigma^2 sqrt(P) g_hat)|       = {np.abs(G_lib + sig**2 * np.sqrt(P) * g_hat).max():.1e}"
       f"   (|G| = {np.linalg.norm(G_lib):.3f})")
 print(f"max |step - lr sigma^2 sqrt(P) g_hat|          = "
@@ -444,8 +321,8 @@ for P in [64, 256, 1024, 4096, book.setting(8192, 16384)]:
     for seed in range(book.setting(4, 10)):                 # a fresh noise draw per seed (`draws` below)
         es, state = ES.create(Parameter, dict(raw_value=theta0), pop_size=P, sigma=sig, lr=1.0, seed=seed,
                               noise=TABLE)
-        noise2.append(np.sum(estimate_G(es, state, es.fitness(state, rng.standard_normal(P))) ** 2))  # unrelated
-        signal.append(estimate_G(es, state, es.fitness(state, F(es.forward(state)))) @ u)          # the real fitness
+        noise2.append(np.sum(step_G(es, state, rng.standard_normal(P)) ** 2))          # unrelated scores
+        signal.append(step_G(es, state, F(es.forward(state))) @ u)                     # the real fitness
     sqrt_rows.append((P, np.sqrt(np.mean(noise2)), np.mean(signal)))
 print(f"sigma sqrt(d) = {sig * np.sqrt(d):.3f}")
 print(f"{'P':>6} {'|G|, random f (RMS)':>21} {'G along -grad':>14} {'/ sqrt(P)':>10}")
@@ -478,9 +355,15 @@ if plt:
 # The optimizer sees only $G$; it does not know $G$ came from ES. So everything known about
 # optimizers applies, including the main reason to prefer Adam: it divides each coordinate of the
 # step by a running RMS of that coordinate's gradient,
-# $u = -\mathrm{lr}\;\hat m/(\sqrt{\hat v}+\epsilon)$ with the bias-corrected moments $\hat m$, $\hat v$ of
-# the from-scratch loop in section 0 (`npegg.optim.adam` is that formula, with optax's defaults), so every coordinate
-# moves at about the same speed. SGD's step is $-\mathrm{lr}\,G$: its largest stable learning rate is set by the stiffest
+# with $k$ the step number (1, 2, …),
+# $$m \leftarrow \beta_1 m + (1-\beta_1)G,\qquad v \leftarrow \beta_2 v + (1-\beta_2)G^2,\qquad
+#   \hat m = \frac{m}{1-\beta_1^k},\qquad \hat v = \frac{v}{1-\beta_2^k},\qquad
+#   \theta \leftarrow \theta - \mathrm{lr}\,\frac{\hat m}{\sqrt{\hat v}+\epsilon}$$
+# ($\beta_1=0.9$, $\beta_2=0.999$, $\epsilon=10^{-8}$: `npegg.optim.adam`, with optax's defaults).
+# $m$ and $v$ start at zero, so after $k$ steps they are averages whose weights sum to only
+# $1-\beta^k$: at step 1, $m = 0.1\,G$. Dividing by $1-\beta^k$ removes that bias toward zero
+# (the correction fades as $\beta^k\to0$). $\hat m/\sqrt{\hat v}$ is then about $\pm1$ per
+# coordinate, so every coordinate moves by about lr, whatever the scale of $G$. SGD's step is $-\mathrm{lr}\,G$: its largest stable learning rate is set by the stiffest
 # direction, and the flat directions then crawl. Our features span two orders of magnitude, so
 # the curvatures span four. (Adam is also invariant to the overall scale of $G$, so the
 # $\sigma^2\sqrt P$ factor only matters for SGD.)
@@ -542,19 +425,16 @@ if plt:
 #
 # Solutions, checked by the test suite: `tutorials/solutions/02_fitness_and_optimizers.py`.
 #
-# 1. **Why Adam corrects its bias.** Remove the two divisions by $1-\beta^k$ from the
-#    from-scratch loop. By what factor is the very first step too large or too small, per
+# 1. **Why Adam corrects its bias.** Remove the two divisions by $1-\beta^k$ from Adam
+#    (section 4). By what factor is the very first step too large or too small, per
 #    coordinate? (Work it out for $G$ of any scale, then measure it.)
 # 2. **A constant in the fitness.** Show that adding the same constant $c$ to every fitness
 #    leaves the antithetic update unchanged, exactly, but changes the update of a population
-#    whose $P$ members draw *independent* noise. Measure both on the from-scratch problem.
-# 3. **One matmul.** Write the update of the from-scratch loop (section 0) as a Python loop over the $P$ members (a sum of
-#    outer products $f_n\hat A_nB_n^\top$), check that it equals the one-matmul form, and count the
-#    multiply-adds of each. Where does the speed of the matmul form come from, if not from fewer
-#    operations?
+#    whose $P$ members draw *independent* noise. Measure both with random fitnesses and noise
+#    ($P = 64$, $d = 10$).
 #
 # **Next**, chapter 3: matrices, and the low-rank perturbations that make ES cheap enough for
-# large networks.
+# large networks — ending with the whole of EGGROLL written from scratch.
 
 # %%
 book.finish(FIGURES)

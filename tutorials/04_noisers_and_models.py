@@ -149,6 +149,9 @@ print(f"members [5, 2] alone give the same rows as in the full population: {np.a
 # pair of 32-bit words, through the threefry-2x32 block cipher that JAX uses by default
 # (`npegg/keys.py` spells out the 20 rounds). From it:
 # `key(seed) = (0, seed)`, `fold_in(k, d) = threefry(k, (0, d))`, `split(k, n)[i] = fold_in(k, i)`.
+# (That last identity holds for JAX's *partitionable* threefry, the flag
+# `jax_threefry_partitionable`, on by default in current JAX releases and the mode npegg mirrors.
+# With the flag off, JAX's `split` derives its sub-keys another way; `fold_in` is the same in both.)
 #
 # Two checks that this is the real thing. Threefry's published known-answer vectors (Random123,
 # Salmon et al. 2011), and the leaf keys that the reference JAX code recorded for the float parity

@@ -417,8 +417,8 @@ from npegg.program.runs import make_run                                         
 
 same_bytes = _replace(corpus, train=train, valid=valid)
 fvi_epochs = book.setting(30, 200)
-# the float model shaped like the EGG (an MLP 4H per layer, no direct path) with the update and lr
-# npegg train used for it; today's float defaults are a smaller model (README)
+# the float model shaped like the EGG: an MLP 4H per layer, no direct path, every embedding row in
+# the update, lr 0.03 (npegg train's float defaults are another model: width 32, a direct path)
 FLOAT_TWIN = dict(mlp_ratio=4, direct_path=False, embedding_update="all", lr=0.03)
 fvi = {}
 for mode in ("float", "int"):

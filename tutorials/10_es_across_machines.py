@@ -64,9 +64,9 @@ plt = book.pyplot()
 # any process that knows the seed rebuilds any member's noise exactly. What crosses is the $P$
 # scores — a few kilobytes per generation, independent of the model's size.
 #
-# For `npegg train`'s population with the ByteLM of its earlier defaults (width 64, two layers,
-# an MLP 4D in each; today's default is a smaller model with a direct path, 86 k parameters, which
-# only makes the point sharper), and for a model of a billion parameters:
+# For `npegg train`'s population ($P = 1024$) with a ByteLM of width 64, two layers and an MLP 4D
+# in each (116,224 parameters; `npegg train`'s default model, width 32 with a direct path, has
+# 86 k, which only makes the point sharper), and for a model of a billion parameters:
 
 # %%
 default_cfg = replace(TrainConfig(), hidden_dim=64, mlp_ratio=4, direct_path=False).resolved()

@@ -246,7 +246,7 @@ if plt:
 # Three runs: ES for $E$ epochs; backprop for the same $E$ epochs (equal data); and backprop for
 # as many epochs as fit in ES's wall time (equal time). Backprop uses Adam with learning rate
 # 0.01 (the rate `benchmarks/lm_study.py` gives its backprop rows) and the same cosine schedule;
-# ES keeps `npegg train`'s 0.03. Neither is tuned for these small models.
+# ES uses 0.03. Neither is tuned for these small models.
 
 # %%
 small_cfg = dict(hidden_dim=16, n_layers=1, pop_size=128, group_size=8, tokens_per_update=32, epochs=40)
@@ -312,7 +312,9 @@ if plt:
 # wins on both counts, clearly.
 #
 # The paper puts the same question at a larger scale (Sarkar et al., *Evolution Strategies at the
-# Hyperscale*, [arXiv:2511.16652](https://arxiv.org/abs/2511.16652)): it reports its int8 EGG
+# Hyperscale*, [arXiv:2511.16652](https://arxiv.org/abs/2511.16652), its integer-only language-model
+# pretraining experiment; the version and place of each quoted figure are in
+# [the references](references.md)): it reports its int8 EGG
 # language model trained by EGGROLL on MiniPile at **3.40** bits per byte against **3.58** for its
 # backprop baseline at equal data — ES ahead, with populations of $2^{18}$–$2^{20}$ — for about
 # **180×** backprop's compute. Those are the paper's numbers, not this chapter's: what we can
@@ -502,19 +504,27 @@ if plt:
 #
 # Chapter 10: data-parallel backprop exchanges a gradient of $d$ floats per step between workers;
 # ES exchanges the $P$ fitness scores, because each worker rebuilds every member's noise from
-# (seed, leaf, epoch, member). For the model of section 2:
+# (seed, leaf, epoch, member). Counted as chapter 10 counts them, per worker, with $W$ workers: a
+# ring all-reduce of the float32 gradient sends $2\frac{W-1}{W}\cdot 4d \approx 8d$ bytes per step;
+# ES sends its $P/W$ float64 scores up and receives all $P$ back, $8P/W + 8P$ bytes per epoch.
+# For the model of section 2 and $W = 8$:
 
 # %%
 d_model = sum(v.size for v in flatten(make_run(base.resolved(), None).state.params).values())
-print(f"ByteLM D={base.hidden_dim}, L={base.n_layers}: {d_model:,} parameters → backprop all-reduces "
-      f"{4 * d_model:,} bytes per step; ES gathers {base.pop_size} scores = {4 * base.pop_size:,} bytes (float32)")
+W_wire = 8
+bp_wire = 2 * (W_wire - 1) / W_wire * 4 * d_model                # ring all-reduce, float32 gradient
+es_wire = 8 * base.pop_size / W_wire + 8 * base.pop_size         # float64 scores up, all of them down
+print(f"ByteLM D={base.hidden_dim}, L={base.n_layers}: {d_model:,} parameters; per worker, W = {W_wire}: backprop "
+      f"{bp_wire:,.0f} bytes per step, ES {es_wire:,.0f} bytes per epoch ({base.pop_size} scores), "
+      f"ratio {bp_wire / es_wire:.1f}")
+book.check("ES bytes per worker per epoch over 8P (chapter 10's count, W = 8)", es_wire / (8 * base.pop_size), 1.125, 1e-12)
 
 # %% [markdown]
 # ## Summary
 #
 # | | backprop (BPTT) | ES (EGGROLL) |
 # |---|---|---|
-# | gradient | exact, a few forward passes (measured in section 3) | estimated; cosine $(1 + (d+1)/N)^{-1/2}$ from $2N$ forward passes |
+# | gradient | exact, a few forward passes (measured in section 3) | estimated; cosine $\approx(1 + (d+1)/N)^{-1/2}$ from $2N$ forward passes |
 # | progress per byte of data | high (section 2) | low at laptop populations; the paper's $2^{18}$–$2^{20}$ members reach 3.40 vs 3.58 bpb |
 # | memory | $O(B\,T\,D\,L)$ activations | $O(P\,D\,L)$ states, flat in $T$ |
 # | needs | a differentiable model and loss | scores only: integer models, any objective |
@@ -535,15 +545,19 @@ print(f"ByteLM D={base.hidden_dim}, L={base.n_layers}: {d_model:,} parameters �
 #    and check them against central differences and against `npegg.backprop.cells.egg_bwd` with $T = 1$.
 # 2. **How many pairs for cosine 0.9?** From the law, compute the $N$ that gives
 #    $\cos = 0.9$ for $d = 200$, and measure the cosine at that $N$ on a linear function
-#    $F(\theta) = g\cdot\theta$ (where the law is exact in expectation) over 20 seeds.
+#    $F(\theta) = g\cdot\theta$ over 20 seeds. (There the relative-error law is exact in expectation
+#    and the cosine law is its first-order consequence, accurate at this $N$; chapter 1, section 5.)
 # 3. **A score with no gradient.** The top-1 accuracy of the tiny ByteLM (the fraction of bytes
 #    whose most likely next byte is right) is piecewise constant in the weights. Show that its
 #    central-difference gradient is zero at almost every entry, while an ES estimate with
 #    $\sigma_\varepsilon = 0.05$ is not, and that stepping along the ES estimate raises the accuracy.
-# 4. **Memory crossover.** With the slope of section 4, at what sequence length $T$ does one
-#    backprop step on $S = P/g$ streams keep more activation memory than ES's carried states for all
-#    $P$ members ($P\cdot L\cdot D\cdot 4$ bytes), for `npegg train`'s earlier defaults ($P = 1024$,
-#    $g = 8$, $D = 64$, $L = 2$)? Measure the slope at $D = 64$ to answer.
+# 4. **Memory crossover.** For section 4's model ($D = 32$, $L = 2$, an MLP 4D per layer), $P = 1024$
+#    members in groups of $g = 8$, and ES reading chunks of $c = 8$ bytes: at what sequence length
+#    $T$ does one backprop step on $S = P/g$ streams keep more activation memory than ES's
+#    evaluation of all $P$ members — their carried states ($P\cdot L\cdot D\cdot 4$ bytes) **plus**
+#    the activations of the chunk being read ($P\cdot c$ member-bytes at a forward's footprint per
+#    byte)? Measure both per-byte footprints to answer, and compare with the answer you get if you
+#    forget ES's chunk.
 #
 # **Back to** the [table of contents](README.md).
 

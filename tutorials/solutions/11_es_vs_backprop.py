@@ -1,5 +1,6 @@
 """Solutions to the exercises of chapter 11 (run by tests/test_tutorials.py; each one checks itself)."""
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 
@@ -8,7 +9,9 @@ from npegg.backprop import loss_and_grad
 from npegg.backprop.cells import egg_bwd, egg_fwd
 from npegg.backprop.lm import forward_cache
 from npegg.models.lm import ByteLM
+from npegg.program.config import TrainConfig
 from npegg.program.data import load_corpus
+from npegg.program.runs import make_run
 from npegg.tree import flatten, unflatten
 
 
@@ -131,27 +134,50 @@ def exercise_3(pairs=48, epochs=15, sigma=0.05, lr=0.3):
     return start, end
 
 
-def exercise_4(D=64, L=2, P=1024, g=8, streams=8):
-    """Backprop's activations grow by s bytes per stream-byte; ES keeps P·L·D·4 bytes of states.
-    With S = P/g streams they cross at T = P·L·D·4 / (S·s): below one byte for the defaults, so one
-    backprop step keeps more than all of ES's population states at any sequence length."""
+def exercise_4(P=1024, g=8, chunk=8, probe=64):
+    """Backprop on S = P/g streams keeps s_bp bytes per stream-byte of activations. ES keeps, for all P
+    members, their states (P·L·D·4 bytes) plus the activations of the chunk it is reading: s_es bytes per
+    member-byte, c bytes per member. They cross at T = (P·L·D·4 + P·c·s_es) / (S·s_bp). Leaving out the
+    chunk (the states alone) puts the crossover below one byte; with it, ES's chunk dominates its memory
+    and the crossover is c·g·s_es/s_bp bytes plus a fraction of a byte."""
     corpus = load_corpus(None, max_docs=10)
-    init = ByteLM.rand_init(K.key(0), hidden_dim=D, n_layers=L, cell="mingru")
-    peaks = []
-    Ts = (32, 96)
-    for T in Ts:
-        tok = corpus.train[:streams * (T + 1)].reshape(streams, T + 1).astype(np.int64)
-        state = ByteLM.init_state(init.frozen_params, streams)
+    cfg = replace(TrainConfig(), hidden_dim=32, n_layers=2, mlp_ratio=4, direct_path=False, embedding_update="all",
+                  pop_size=probe, group_size=2, tokens_per_update=chunk, sample_bytes=0).resolved()
+    run = make_run(cfg, corpus)                                                 # the model of section 4
+    es, state = run.es, run.state
+    frozen, L, D = es.frozen_params, cfg.n_layers, cfg.hidden_dim
+
+    def peak(fn):
         tracemalloc.start()
-        loss_and_grad(init.frozen_params, init.params, tok[:, :-1], tok[:, 1:], state)
-        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.reset_peak()
+        fn()
+        out = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    slope = (peaks[1] - peaks[0]) / (Ts[1] - Ts[0]) / streams                    # bytes per stream-byte
-    es_states = P * L * D * 4
-    T_cross = es_states / (P // g * slope)
-    print(f"exercise 4: backprop keeps {slope / 1024:.1f} KiB per stream-byte at D={D}, L={L}; ES's states "
-          f"{es_states / 2**10:.0f} KiB; crossover at T = {T_cross:.2f} bytes")
-    assert slope > 4096 and T_cross < 1
+        return out
+
+    def rows(n, length):
+        return corpus.train[:n * (length + 1)].reshape(n, length + 1).astype(np.int64)
+
+    bp = []
+    for T in (32, 96):                                                          # one backprop step, probe streams
+        tok, h0 = rows(probe, T), ByteLM.init_state(frozen, probe)
+        bp.append(peak(lambda: loss_and_grad(frozen, state.params, tok[:, :-1], tok[:, 1:], h0)))
+    s_bp = (bp[1] - bp[0]) / (64 * probe)                                       # bytes per stream-byte
+    es_peak = []
+    for c in (8, 24):                                                           # one ES chunk, probe members
+        tok, h0 = rows(probe, c), ByteLM.init_state(frozen, probe)
+        es.forward(state, tok[:, :-1], h0, targets=tok[:, 1:])                  # once first: noise slices cached
+        es_peak.append(peak(lambda: es.forward(state, tok[:, :-1], h0, targets=tok[:, 1:])))
+    s_es = (es_peak[1] - es_peak[0]) / (16 * probe)                             # bytes per member-byte
+    states, chunk_bytes, S = P * L * D * 4, P * chunk * s_es, P // g
+    T_states_only = states / (S * s_bp)
+    T_cross = (states + chunk_bytes) / (S * s_bp)
+    print(f"exercise 4: backprop {s_bp / 1024:.1f} KiB per stream-byte, ES forward {s_es / 1024:.1f} KiB per "
+          f"member-byte; ES keeps {states / 2**20:.2f} MiB of states + {chunk_bytes / 2**20:.1f} MiB for a chunk of "
+          f"{chunk} bytes; crossover at T = {T_cross:.1f} bytes (states alone: {T_states_only:.2f})")
+    assert s_bp > s_es > 0                                     # a forward keeps less per byte than forward + backward
+    assert T_states_only < 1 < T_cross                         # the chunk is what ES's memory is made of
+    assert abs(T_cross - (T_states_only + chunk * g * s_es / s_bp)) < 1e-9 * T_cross
     return T_cross
 
 
