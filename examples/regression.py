@@ -4,13 +4,15 @@ MLP 1 → 64 → 64 → 64 → 1 with the notebook's ``pqn`` activation (relu of
 rank 1, 4096 members in groups of 128 (each group sees one training point), σ = 1 and SGD with
 learning rate 1, both decayed linearly to 0 over 1000 epochs. Run ``python examples/regression.py``;
 ``--epochs`` / ``--pop-size`` give a small setting, ``--workers N`` spreads the population over N
-processes (the same numbers, bit for bit, for any N).
+processes (the same numbers, bit for bit, for any N). It runs under npegg's BLAS policy
+(``npegg.blas``): one BLAS thread in this process, as in every worker.
 """
 import argparse
 import time
 
 import numpy as np
 
+from npegg.blas import blas_threads
 from npegg.es import ES
 from npegg.models import MLP
 from npegg.optim import linear_schedule
@@ -69,7 +71,9 @@ if __name__ == "__main__":
         ap.error(f"--epochs must be >= 1, got {a.epochs}")
     t = time.perf_counter()
     try:        # the library checks its arguments before any work; show its message as a usage error
-        losses, per_epoch, _, _ = run(a.epochs, a.pop_size, a.group_size, a.seed, workers=a.workers, engine=a.engine)
+        with blas_threads(1):
+            losses, per_epoch, _, _ = run(a.epochs, a.pop_size, a.group_size, a.seed, workers=a.workers,
+                                          engine=a.engine)
     except ValueError as e:
         ap.error(str(e))
     print(f"final validation MSE {losses[-1]:.3f}; {1000 * per_epoch:.1f} ms per epoch; "
