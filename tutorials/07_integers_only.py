@@ -461,6 +461,64 @@ gate = (np.arange(-127, 128) + 127) / 256
 print(f"gate g/256 at f = -127, -64, 0, 64, 127: {[round(float(gate[f + 127]), 3) for f in (-127, -64, 0, 64, 127)]}")
 
 # %% [markdown]
+# ### The MLP has no activation function: saturation is the nonlinearity
+#
+# Each EGG layer also has a feed-forward block, two int8 matmuls $H \to 4H \to H$
+# (`npegg.models.egg.EggMLP`, [spec §2.7](../docs/int8-spec.md)), and between them there is **no**
+# activation: no ReLU, no GELU. (The reference records `activation="relu"` in its settings but
+# applies none; npegg does the same.) In floating point that would make the block linear, a
+# single $H\times H$ matrix in disguise. In int8 it is not, because each scaled matmul of section 3
+# ends in a clip to $[-127, 127]$: a hidden unit that would exceed the range saturates, and that
+# hard clip is the nonlinearity. Check both halves of that sentence: the block is exactly the two
+# matmuls, and no linear map reproduces it — unless the clip is taken out.
+
+# %%
+from npegg import keys as K                                                  # noqa: E402
+from npegg.models.common import simple_es_tree_key                           # noqa: E402
+from npegg.models.egg import EggMLP                                          # noqa: E402
+from npegg.noise import Int8NoiseTable                                       # noqa: E402
+from npegg.noiser import QEggRoll                                            # noqa: E402
+
+H_m = 32
+mlp = EggMLP.rand_init(K.key(7), H_m)                                        # nano-egg's initialisation
+fz_m, nz_m = QEggRoll.init_noiser(mlp.params, 4, noise=Int8NoiseTable(seed=1, log2_size=16))
+x_m = np.random.default_rng(70).integers(-127, 128, (4096, H_m)).astype(np.int8)   # (B, H) int8, value × 16
+out_m = EggMLP.forward(QEggRoll, fz_m, nz_m, mlp.frozen_params, mlp.params,
+                       simple_es_tree_key(mlp.params, K.key(8), mlp.scan_map), None, x_m)   # (B, H) int8
+W0_m, W1_m = mlp.params["0"]["weight"], mlp.params["1"]["weight"]           # (4H, H), (H, 4H) int8
+hidden_m = intmm.do_mm(W0_m, x_m)                                            # (B, 4H) int8, value × 16
+assert np.array_equal(out_m, intmm.do_mm(W1_m, hidden_m))                    # two matmuls, nothing between
+
+
+def unexplained(y, x):
+    """1 − R² of the best affine map x → y (least squares): the part of y no linear map explains."""
+    xa = np.c_[x.astype(np.float64), np.ones(len(x))]
+    coef, *_ = np.linalg.lstsq(xa, y.astype(np.float64), rcond=None)
+    return float((y - xa @ coef).var() / y.astype(np.float64).var())
+
+
+def mm_unclipped(W, v):
+    """The scaled integer matmul of section 3 with its clip taken out (int64, floors kept)."""
+    return np.floor_divide(v.astype(np.int64) @ W.T.astype(np.int64), intmm.mm_divisor(W.shape[1]))
+
+
+sat_m = float(np.mean(np.abs(hidden_m) == 127))
+nonlin_m = unexplained(out_m, x_m)
+nonlin_free = unexplained(mm_unclipped(W1_m, mm_unclipped(W0_m, x_m)), x_m)
+print(f"EggMLP = do_mm(W1, do_mm(W0, x)) exactly: True; hidden units at ±127: {sat_m:.1%}")
+print(f"variance no affine map explains: {nonlin_m:.2%} with the clips, {nonlin_free:.4%} without them (floors only)")
+book.check("EggMLP hidden units saturated at ±127 (fraction)", sat_m, 0.12, 0.01)
+book.check("EggMLP output variance no affine map explains", nonlin_m, 0.054, 0.005)
+book.check("the same without the clips (floors only)", nonlin_free, 0, 1e-4)
+
+# %% [markdown]
+# On full-range int8 inputs about 12 % of the hidden units sit at ±127, and 5.4 % of the block's
+# output variance is out of reach of any affine map; take the clips out and the floors alone
+# leave 0.003 %: a linear map. So the int8 MLP is a nonlinear layer whose only nonlinearity is
+# saturation — a "hard tanh" at each matmul's output, like the clip that replaced tanh in the cell
+# above. ES does not mind that its derivative is zero wherever it saturates (chapter 11): it never
+# takes one.
+#
 # ## 7. Exact integer matmuls through float BLAS
 #
 # NumPy's integer `matmul` does not call BLAS: it runs a plain loop, many times slower than the
@@ -575,7 +633,8 @@ if plt:
 #   above it — each of the two floors can cost about one unit; its LOG2 needs 449 exact
 #   thresholds instead of 1 GiB (equal at all $2^{28}$ indices in the full setting).
 # - The integer recurrent cell gates with $g = f + 127$ and a floor shift by 8 instead of a
-#   sigmoid, and uses the int8 clip instead of tanh.
+#   sigmoid, and uses the int8 clip instead of tanh. The MLP has no activation at all: the clips
+#   of its two matmuls (saturation) are its nonlinearity.
 # - A float32 matmul of int8 data is exact while $K \cdot 127^2 < 2^{24}$ ($K \le 1040$), and
 #   one to two orders of magnitude faster than NumPy's integer matmul (this run's ratios are
 #   printed above).
