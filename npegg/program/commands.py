@@ -220,20 +220,27 @@ def cmd_export_vectors(args, stdout) -> int:
         raise InputError(f"{out}: cannot create or write this folder ({e.strerror or e})") from e
     set_blas_threads(1)
     pick = lambda *names: {n: s[n] for n in names if n in s}
+    written = []
+
+    def write(path, fill):                      # atomic, and remembered so that a failure can undo the set
+        written.append(atomic_write(path, fill))
+        return path
     try:
         if "int8" in s["kinds"]:
-            for path in export_int8_vectors(out, write=atomic_write, **pick("width", "layers", "seq_len", "rank", "pop")):
-                print(path, file=stdout)
+            export_int8_vectors(out, write=write, **pick("width", "layers", "seq_len", "rank", "pop"))
         if "float" in s["kinds"]:
             mlp = {"dims": s["mlp"]} if "mlp" in s else {}
-            print(export_float_vectors(out / "float_eggroll_npegg.npz", write=atomic_write, **mlp,
-                                       **pick("pop", "sigma", "lr", "optimizer", "rank", "steps")), file=stdout)
+            export_float_vectors(out / "float_eggroll_npegg.npz", write=write, **mlp,
+                                 **pick("pop", "sigma", "lr", "optimizer", "rank", "steps"))
         if "lm" in s["kinds"]:
             lm = {{"width": "hidden_dim", "layers": "n_layers", "seq_len": "T"}.get(k, k): v
                   for k, v in pick("width", "layers", "seq_len", "pop", "rank", "sigma", "lr", "optimizer", "steps").items()}
-            for path in export_lm_vectors(out, write=atomic_write, **lm):
-                print(path, file=stdout)
-    except OSError as e:
-        raise InputError(f"{out}: cannot write the vectors ({e.strerror or e}); the files listed above are "
-                         f"complete, nothing partial is left") from e
+            export_lm_vectors(out, write=write, **lm)
+    except OSError as e:                        # a full disk: no partial file (atomic), and no partial set
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise InputError(f"{out}: cannot write the vectors ({e.strerror or e}); nothing was left in {out}, "
+                         f"free some space and run the same command again") from e
+    for path in written:
+        print(path, file=stdout)
     return 0
