@@ -31,12 +31,19 @@ Replayed formats (by file name):
 - ``float_lm_*``: npegg's float byte language model: forwards, fitness, gradient, optimizer step.
 
 Other files (``int8_units``, ``qegg_thresholds``) are validated and listed as not replayed.
-Float files are replayed in float64. A float entry passes when |got − want| ≤ atol + rtol·s,
-where s is the operation's sum of absolute terms where this replay computes it (the same
-computation on |inputs|: a matmul's Σ|w||x|, a fitness's (|R| + |group mean|)/std, an
-optimizer step's |θ| + lr·|update|) and max(|got|, |want|) elsewhere: a float32 result errs
-by a few ulps of the terms it was summed from, not of itself. rtol and atol are the files' own
-(their README, ``meta/rtol``/``meta/atol``).
+Float files are replayed in float64. A float entry passes when
+
+    |got − want| ≤ atol + max(rtol·|want|, γₙ·S),   γₙ = n·u/(1 − n·u),  u = 2⁻²⁴
+
+rtol and atol are the files' own (their README, ``meta/rtol``/``meta/atol``). S is the
+operation's sum of absolute terms where this replay computes it (the same computation on
+|inputs|: a matmul's Σ|w||x| through every layer, a gradient's Σ|f||A||B|/√N, a fitness's
+(|R| + |group mean|)/std, an optimizer step's |θ| + lr·|update|) and n the number of float32
+roundings along its longest sum: γₙ·S is the classic worst-case bound of a float32 computation of
+it (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1). It matters where the result
+is much smaller than its terms (an output of 0.08 summed from terms near 700; the fitness 0 of
+equal raw scores), where a float32 result errs by ulps of its terms, not of itself; elsewhere
+rtol·|want| is the larger, as before.
 """
 from __future__ import annotations
 
@@ -52,6 +59,9 @@ from npegg.oracle.vectorfile import MAX_BYTES, UnreadableVectorFile, VectorFileE
 def sub(v, prefix):
     n = len(prefix) + 1
     return {k[n:]: a for k, a in v.items() if k.startswith(prefix + "/")}
+
+
+U = 2.0 ** -24                        # float32 unit roundoff
 
 
 class Checker:
@@ -76,15 +86,17 @@ class Checker:
         if not np.array_equal(got.astype(np.int64), want.astype(np.int64)):
             self._fail(key, got, want, got.astype(np.int64) != want.astype(np.int64))
 
-    def close(self, got, v, key, rtol, atol, scale=None):
-        """|got − want| ≤ atol + rtol·s, s = ``scale`` (the terms' absolute sum) or max(|got|, |want|)."""
+    def close(self, got, v, key, rtol, atol, terms=None):
+        """|got − want| ≤ atol + max(rtol·|want|, γₙ·S) with ``terms`` = (S, n), or atol + rtol·|want|."""
         want = np.asarray(v[key], dtype=np.float64)
         got = np.asarray(got, dtype=np.float64)
         self.count += 1
         if got.shape != want.shape:
             return self._shape(key, got, want)
-        s = np.maximum(np.abs(got), np.abs(want)) if scale is None else np.maximum(np.abs(want), scale)
-        bound = atol + rtol * s
+        bound = atol + rtol * np.abs(want)
+        if terms is not None:
+            S, n = terms
+            bound = np.maximum(bound, atol + n * U / (1 - n * U) * S)
         bad = ~(np.abs(got - want) <= bound)
         if bad.any():
             self._fail(key, got, want, bad, bound)
@@ -219,40 +231,40 @@ def check_qegg_fitness(v, c):
 
 # -- float: EggRoll fitness, gradient and optimizers (HyperscaleES + optax) ------------------------------
 def zscore(raw, g):
-    """Per-group mean, global variance, +1e-5 (g = 0: one group) → (fitness, its terms' scale).
+    """Per-group mean, global variance, +1e-5 (g = 0: one group) → (fitness, terms (S, n)).
 
-    The scale (|R| + |group mean|)/√(var + 1e-5) is what a float32 rounding of R − mean is
-    relative to: equal raw scores have fitness 0 exactly, and a float32 port's is a few ulps of R
-    divided by √1e-5.
+    S = (|R| + |group mean|)/√(var + 1e-5), n = group size + 4: a float32 R − mean errs by ulps
+    of R, so equal raw scores, whose fitness is 0 exactly, get a few ulps of R / √1e-5.
     """
     raw = np.asarray(raw, np.float64)
     groups = raw.reshape(-1, g or raw.size)
     mean = groups.mean(axis=1, keepdims=True)
     std = np.sqrt(raw.var() + 1e-5)
-    return ((groups - mean) / std).ravel(), ((np.abs(groups) + np.abs(mean)) / std).ravel()
+    return ((groups - mean) / std).ravel(), (((np.abs(groups) + np.abs(mean)) / std).ravel(), groups.shape[1] + 4)
 
 
 def es_grad(f, noise, es_type, freeze=False):
     """G = −(1/√N) Σₙ fₙ Âₙ Bₙᵀ (MM/EMB) or −(1/√N) Σₙ fₙ Eₙ (PARAM), noise already scaled by s·σ(/√r)
-    → (G, Σ of the terms' absolute values / √N)."""
+    → (G, terms (Σ|fₙ||Aₙ||Bₙ| / √N, N·r + 3))."""
     n = len(f)
     if es_type == 0:
         if freeze:
-            return np.zeros(noise["E"].shape[1:]), np.zeros(noise["E"].shape[1:])
+            return np.zeros(noise["E"].shape[1:]), (np.zeros(noise["E"].shape[1:]), 0)
         E = noise["E"].astype(np.float64)
-        return (-np.einsum("n,n...->...", f, E) / np.sqrt(n), np.einsum("n,n...->...", np.abs(f), np.abs(E)) / np.sqrt(n))
+        return (-np.einsum("n,n...->...", f, E) / np.sqrt(n),
+                (np.einsum("n,n...->...", np.abs(f), np.abs(E)) / np.sqrt(n), n + 3))
     A, B = noise["A"].astype(np.float64), noise["B"].astype(np.float64)
     return (-np.einsum("n,n...ar,n...br->...ab", f, A, B) / np.sqrt(n),
-            np.einsum("n,n...ar,n...br->...ab", np.abs(f), np.abs(A), np.abs(B)) / np.sqrt(n))
+            (np.einsum("n,n...ar,n...br->...ab", np.abs(f), np.abs(A), np.abs(B)) / np.sqrt(n), n * A.shape[-1] + 3))
 
 
 def optimizer_step(opt, lr, grads, params, state):
     """optax.sgd (no momentum), optax.adam or optax.adamw (b1 .9, b2 .999, eps 1e-8, weight decay 1e-4)
-    → (new params, state, scale |θ| + lr·|update|). The bias corrections 1 − bᵏ are formed in
-    float32, as optax does."""
+    → (new params, state, {leaf: terms (|θ| + lr·|update|, n)}). The bias corrections 1 − bᵏ are
+    formed in float32, as optax does."""
     if opt == "sgd":
         return ({k: params[k] - lr * grads[k] for k in params}, state,
-                {k: np.abs(params[k]) + lr * np.abs(grads[k]) for k in params})
+                {k: (np.abs(params[k]) + lr * np.abs(grads[k]), 3) for k in params})
     k = int(state["count"]) + 1
     c1, c2 = (float(np.float32(1) - np.float32(b) ** np.float32(k)) for b in (0.9, 0.999))
     wd = 1e-4 if opt == "adamw" else 0.0
@@ -260,14 +272,15 @@ def optimizer_step(opt, lr, grads, params, state):
     nu = {n: 0.999 * state["nu"][n] + 0.001 * grads[n] ** 2 for n in params}
     upd = {n: (mu[n] / c1) / (np.sqrt(nu[n] / c2) + 1e-8) + wd * params[n] for n in params}
     return ({n: params[n] - lr * upd[n] for n in params}, {"count": k, "mu": mu, "nu": nu},
-            {n: np.abs(params[n]) + lr * (np.abs(upd[n]) + 2 * wd * np.abs(params[n])) for n in params})
+            {n: (np.abs(params[n]) + lr * (np.abs(upd[n]) + 2 * wd * np.abs(params[n])), 12) for n in params})
 
 
 def mlp_forward(x, p, noise, layers, perturbed, freeze):
-    """The MLP (relu between layers) for every member, and the same computation on |values|: the
-    absolute sum of the terms each output is made of (relu is 1-Lipschitz, so it passes |x| on).
+    """The MLP (relu between layers) for every member → (y, terms (S, n)): S is the same computation
+    on |values|, the absolute sum of the terms each output is made of (relu is 1-Lipschitz, so it
+    passes |x| on), n the roundings along the longest sum (each layer's inner size + rank + 3).
     (Replace by your backend.)"""
-    xa = np.abs(x)
+    xa, n = np.abs(x), 0
     for i, t in enumerate(layers):
         w, b = p[f"{t}/weight"], p[f"{t}/bias"]
         y, ya = x @ w.T, xa @ np.abs(w).T
@@ -278,9 +291,10 @@ def mlp_forward(x, p, noise, layers, perturbed, freeze):
             if not freeze:
                 b = b + noise[f"{t}/bias"]["E"]
         x, xa = y + b, ya + np.abs(b)
+        n += w.shape[1] + 3 + (noise[f"{t}/weight"]["A"].shape[-1] if perturbed else 0)
         if i < len(layers) - 1:
             x = np.maximum(x, 0)
-    return x, xa
+    return x, (xa, n)
 
 
 def check_float_eggroll(v, c):
@@ -403,11 +417,11 @@ def check_float_lm(v, c):
             c.close(states, v, pre + f"{kind}/state", rtol, atol)
             c.close(states[:, -1], v, pre + f"{kind}/final_state", rtol, atol)
             ll = log_softmax_at(logits, tgt)                                # ll = z_t − log Σ exp z: ulps of max|z|
-            c.close(ll, v, pre + f"{kind}/ll", rtol, atol, np.abs(ll) + np.abs(logits).max(-1))
+            c.close(ll, v, pre + f"{kind}/ll", rtol, atol, (np.abs(ll) + np.abs(logits).max(-1), logits.shape[-1] + 4))
             if kind == "pert":
                 ll = c.feed(ll, v, pre + "pert/ll")
         raw = np.asarray(ll, np.float64).sum(1)
-        c.close(raw, v, pre + "raw_scores", 1e-12, 0, np.abs(ll).sum(1))
+        c.close(raw, v, pre + "raw_scores", 1e-12, 0)                     # both sum the float32 ll in float64
         fit, scale = zscore(c.feed(raw, v, pre + "raw_scores"), g)
         c.close(fit, v, pre + "fitness", rtol, atol, scale)
         f = c.feed(fit, v, pre + "fitness").astype(np.float64)
