@@ -345,47 +345,87 @@ def layer_norm(x, w, b):
     return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
 
 
-def lm_step(P, N, cell, tok, s):
-    """One time step for all members. (Replace by your backend.)
+def lm_step(P, N, cell, tok, s, st):
+    """One time step for all members, values and their absolute terms. (Replace by your backend.)
 
     P: {leaf: param}; N: {leaf: {"A", "B"} or {"E"}} scaled noise with a member axis, or None;
-    tok (M,) ints; s (M, L, D) → logits (M, V), new state (M, L, D), in float64.
+    tok (M,) ints; s (M, L, D) the state, st its terms → logits (M, V), their terms, the new state
+    (M, L, D) and its terms, in float64. The terms T of a value bound its float32 error by γₙ·T
+    (n roundings along the path, ``lm_roundings``): a sum adds its operands' T, a product
+    |f|·T_g + |g|·T_f, a matmul |W|·T_x, σ, tanh and gelu scale T by their largest slope
+    (¼, 1, 1.13) and add |result|, a layer norm (|x − μ| + 2·T_x)/σ·|w| + |b|; the state's T is
+    carried from step to step as the state is.
     """
-    def par(leaf, l=None):                                         # (M, …): the member's own param
+    M = len(tok)
+
+    def par(leaf, l=None):                                         # (M, …): the member's own param, its terms
         p = P[leaf] if l is None else P[leaf][l]
         if N is None or "E" not in N[leaf]:
-            return np.broadcast_to(p, (len(tok),) + p.shape)
-        return p + (N[leaf]["E"] if l is None else N[leaf]["E"][:, l])
+            p = np.broadcast_to(p, (M,) + p.shape)
+            return p, np.abs(p)
+        e = N[leaf]["E"] if l is None else N[leaf]["E"][:, l]
+        return p + e, np.abs(p) + np.abs(e)
 
-    def mm(leaf, x, l=None):                                       # x (M, in) → (M, out)
+    def mm(leaf, x, l=None):                                       # x = (value (M, in), terms) → (M, out) and terms
         w = P[leaf] if l is None else P[leaf][l]
-        y = x @ w.T
+        (x, xt), = [x]
+        y, yt = x @ w.T, xt @ np.abs(w).T
         if N is not None:
             A, B = (N[leaf][n] if l is None else N[leaf][n][:, l] for n in "AB")
             y = y + np.einsum("mi,mir,mor->mo", x, B, A)
-        return y
-    s = np.where((tok == 0)[:, None, None], 0.0, s)                # reset before a document start
-    x = P["emb"][tok].astype(np.float64)
+            yt = yt + np.einsum("mi,mir,mor->mo", xt, np.abs(B), np.abs(A))
+        return y, yt
+
+    def add(*vs):
+        return sum(v for v, _ in vs), sum(t for _, t in vs)
+
+    def ln(x, w, b):
+        (x, xt), (w, wt), (b, bt) = x, w, b
+        mu, sd = x.mean(-1, keepdims=True), np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+        return (x - mu) / sd * w + b, (np.abs(x - mu) + 2 * xt) / sd * wt + bt
+
+    def act(fn, slope, x):
+        y = fn(x[0])
+        return y, slope * x[1] + np.abs(y)
+
+    def mul(f, g):
+        return f[0] * g[0], np.abs(f[0]) * g[1] + np.abs(g[0]) * f[1] + np.abs(f[0] * g[0])
+
+    reset = (tok == 0)[:, None, None]                              # reset before a document start
+    s, st = np.where(reset, 0.0, s), np.where(reset, 0.0, st)
+    e = P["emb"][tok].astype(np.float64)
+    x = (e, np.abs(e))
     if N is not None:
-        A, B = N["emb"]["A"], N["emb"]["B"]                        # (M, V, r), (M, D, r)
-        x = x + np.einsum("mr,mdr->md", A[np.arange(len(tok)), tok], B)
-    new = np.empty_like(s)
+        A, B = N["emb"]["A"][np.arange(M), tok], N["emb"]["B"]      # (M, r), (M, D, r)
+        x = add(x, (np.einsum("mr,mdr->md", A, B), np.einsum("mr,mdr->md", np.abs(A), np.abs(B))))
+    new, new_t = np.empty_like(s), np.empty_like(s)
     for l in range(s.shape[1]):
-        a = layer_norm(x, par("blocks/ln1/weight", l), par("blocks/ln1/bias", l))
-        h = s[:, l]
+        a = ln(x, par("blocks/ln1/weight", l), par("blocks/ln1/bias", l))
+        h = (s[:, l], st[:, l])
         if cell == "egg":
-            f = sigmoid(mm("blocks/att/Wf", a, l) + mm("blocks/att/Uf", h, l) + par("blocks/att/bf", l))
-            cand = np.tanh(mm("blocks/att/Wh", a, l) + mm("blocks/att/Uh", f * h, l) + par("blocks/att/bh", l))
-            h = h + f * (cand - h)
+            f = act(sigmoid, 0.25, add(mm("blocks/att/Wf", a, l), mm("blocks/att/Uf", h, l), par("blocks/att/bf", l)))
+            c = act(np.tanh, 1.0, add(mm("blocks/att/Wh", a, l), mm("blocks/att/Uh", mul(f, h), l),
+                                      par("blocks/att/bh", l)))
+            h = add(h, mul(f, add(c, (-h[0], h[1]))))
         else:                                                      # minGRU
-            z = sigmoid(mm("blocks/att/Wz", a, l) + par("blocks/att/bz", l))
-            h = (1 - z) * h + z * (mm("blocks/att/Wh", a, l) + par("blocks/att/bh", l))
-        new[:, l] = h
-        x = x + h
-        m = gelu(mm("blocks/mlp/0/weight", layer_norm(x, par("blocks/ln2/weight", l), par("blocks/ln2/bias", l)), l)
-                 + par("blocks/mlp/0/bias", l))
-        x = x + mm("blocks/mlp/1/weight", m, l) + par("blocks/mlp/1/bias", l)
-    return mm("head", layer_norm(x, par("ln_out/weight"), par("ln_out/bias"))), new
+            z = act(sigmoid, 0.25, add(mm("blocks/att/Wz", a, l), par("blocks/att/bz", l)))
+            h = add(mul((1 - z[0], z[1]), h), mul(z, add(mm("blocks/att/Wh", a, l), par("blocks/att/bh", l))))
+        new[:, l], new_t[:, l] = h
+        x = add(x, h)
+        m = act(gelu, 1.13, add(mm("blocks/mlp/0/weight", ln(x, par("blocks/ln2/weight", l), par("blocks/ln2/bias", l)), l),
+                                par("blocks/mlp/0/bias", l)))
+        x = add(x, mm("blocks/mlp/1/weight", m, l), par("blocks/mlp/1/bias", l))
+    logits, logits_t = mm("head", ln(x, par("ln_out/weight"), par("ln_out/bias")))
+    return logits, logits_t, new, new_t
+
+
+def lm_roundings(P, rank) -> int:
+    """An upper bound of the float32 roundings along the longest path of one step (the n of γₙ): per
+    layer two layer norms (2D + 4 each), four matmuls of D and two of the MLP's widths (each + r + 2),
+    and the elementwise steps (about 40); then the last layer norm and the head."""
+    L, _, D = P["blocks/ln1/weight"].shape + (P["blocks/ln1/weight"].shape[-1],)
+    widths = P["blocks/mlp/0/weight"].shape[-1] + P["blocks/mlp/1/weight"].shape[-1]
+    return L * (2 * (2 * D + 4) + 4 * (D + rank + 2) + widths + 2 * (rank + 2) + 40) + (2 * D + 4) + D + rank + 2
 
 
 def log_softmax_at(logits, target):
@@ -405,19 +445,22 @@ def check_float_lm(v, c):
         P = own if own is not None else {n: v[pre + "param/" + n].astype(np.float64) for n in leaves}
         N = {n: sub(v, pre + "noise/" + n) for n in leaves}
         tin, tgt = v[pre + "tokens_in"].astype(np.int64), v[pre + "tokens_tgt"].astype(np.int64)
+        n = lm_roundings(P, int(v["meta/rank"]))
         for kind, noise in (("plain", None), ("pert", N)):
             s = v[pre + "state0"].astype(np.float64)
-            logits, states = [], []
+            st = np.abs(s)
+            logits, logits_t, states, states_t = [], [], [], []
             for t in range(tin.shape[1]):
-                lg, s = lm_step(P, noise, cell, tin[:, t], s)
-                logits.append(lg)
-                states.append(s)
-            logits, states = np.stack(logits, 1), np.stack(states, 1)     # (M, T, V), (M, T, L, D)
-            c.close(logits, v, pre + f"{kind}/logits", rtol, atol)
-            c.close(states, v, pre + f"{kind}/state", rtol, atol)
-            c.close(states[:, -1], v, pre + f"{kind}/final_state", rtol, atol)
-            ll = log_softmax_at(logits, tgt)                                # ll = z_t − log Σ exp z: ulps of max|z|
-            c.close(ll, v, pre + f"{kind}/ll", rtol, atol, (np.abs(ll) + np.abs(logits).max(-1), logits.shape[-1] + 4))
+                lg, lgt, s, st = lm_step(P, noise, cell, tin[:, t], s, st)
+                logits.append(lg), logits_t.append(lgt), states.append(s), states_t.append(st)
+            logits, logits_t = np.stack(logits, 1), np.stack(logits_t, 1)  # (M, T, V)
+            states, states_t = np.stack(states, 1), np.stack(states_t, 1)  # (M, T, L, D)
+            c.close(logits, v, pre + f"{kind}/logits", rtol, atol, (logits_t, n))
+            c.close(states, v, pre + f"{kind}/state", rtol, atol, (states_t, n))
+            c.close(states[:, -1], v, pre + f"{kind}/final_state", rtol, atol, (states_t[:, -1], n))
+            ll = log_softmax_at(logits, tgt)                                # ll = z_t − log Σ exp z: errs as max T of z
+            ll_t = np.abs(ll) + logits_t.max(-1) + np.take_along_axis(logits_t, tgt[..., None], -1)[..., 0]
+            c.close(ll, v, pre + f"{kind}/ll", rtol, atol, (ll_t, n + logits.shape[-1] + 4))
             if kind == "pert":
                 ll = c.feed(ll, v, pre + "pert/ll")
         raw = np.asarray(ll, np.float64).sum(1)
