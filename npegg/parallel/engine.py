@@ -168,7 +168,7 @@ def make_engine(engine: str = "local", workers: int = 1, **options) -> Engine:
         return LocalEngine(workers, **options)
     if engine == "ray":
         from .ray_engine import RayEngine
-        return RayEngine(workers, **{k: v for k, v in options.items() if k == "setup"})
+        return RayEngine(workers, **{k: v for k, v in options.items() if k in ("setup", "silence")})
     if engine == "serial":
         return SerialEngine()
     raise ValueError(f"engine must be one of local, ray, serial; got {engine!r}")

@@ -3,18 +3,33 @@
 Each worker is a ``multiprocessing`` process (``spawn`` by default: the same on Linux, macOS and
 Windows, and nothing inherited from the coordinator's threads) joined to the coordinator by one
 pipe. Messages are pickled by hand (``send_bytes``) so the bytes that cross can be counted.
-Liveness: the coordinator waits on the pipe *and* the process sentinel, so a worker that dies
-is noticed at once (``WorkerLost``) instead of hanging the run; a worker whose parent disappears
-sees its pipe close and exits. Workers ignore SIGINT: Ctrl-C reaches the whole process group,
-and it is the coordinator that decides what happens (save, then ``close``), so no worker is left
-behind.
+
+Liveness. The coordinator never reads or writes a pipe itself: per worker, one thread writes the
+requests queued for it and another reads its messages into a queue, and the coordinator waits on
+that queue a second at a time, so a Ctrl-C is always seen and no message is ever cut in half.
+A worker that owes a reply (building its replica, or computing a request) sends a heartbeat
+every ``beat`` = min(1 s, silence / 4) from a thread of its own. A worker is *lost*
+(``WorkerLost``) when
+
+    its process ends or its pipe closes                          noticed within a second
+    it owes a reply and nothing came from it for ``silence`` s    a hung worker (SIGSTOP, a
+                                                                  deadlock, a frozen machine)
+
+(``start_timeout`` instead of ``silence`` while it starts, which includes importing NumPy). So a
+hung worker is noticed within ``silence`` + 1 s (default 30 s) and is then handled as a dead one:
+``close`` kills it (SIGKILL reaches a stopped process too). Heartbeats (about 40 bytes a second
+while a worker computes) are not counted in ``bytes_up``.
+
+A worker whose parent disappears sees its pipe close and exits. Workers ignore SIGINT: Ctrl-C
+reaches the whole process group, and it is the coordinator that decides what happens (save, then
+``close``), so no worker is left behind.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
-import multiprocessing.connection
 import os
 import pickle
+import queue
 import signal
 import threading
 import time
@@ -26,12 +41,32 @@ import numpy as np
 from .engine import Engine, WorkerError, WorkerLost
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BEAT = 1.0                                          # seconds between a busy worker's heartbeats
+_BEAT_MSG = ("beat", -1, None)
 
 
-def _worker_main(conn, index: int) -> None:
-    """A worker's whole life: build the replica, then answer requests until "stop" or EOF."""
+def _worker_main(conn, index: int, beat: float = BEAT) -> None:
+    """A worker's whole life: build the replica, then answer requests until "stop" or EOF.
+    A thread sends a heartbeat every ``beat`` seconds while the worker owes a reply."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    send = lambda msg: conn.send_bytes(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: E731
+    lock, busy = threading.Lock(), threading.Event()
+
+    def send(msg):
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        with lock:                                  # the heartbeat thread writes to the same pipe
+            conn.send_bytes(data)
+
+    def heartbeat():
+        while True:
+            time.sleep(beat)
+            if busy.is_set():
+                try:
+                    send(_BEAT_MSG)
+                except OSError:
+                    return
+
+    busy.set()                                      # building the replica: a reply is owed
+    threading.Thread(target=heartbeat, name="npegg-heartbeat", daemon=True).start()
     failed = None                                   # a traceback from an "update" (it has no reply)
     try:
         setup, job, snapshot, share = pickle.loads(conn.recv_bytes())
@@ -40,8 +75,10 @@ def _worker_main(conn, index: int) -> None:
         replica = job()
         replica.restore(snapshot)
         send(("ok", 0, os.getpid()))
+        busy.clear()
         while True:
             op, seq, arg = pickle.loads(conn.recv_bytes())
+            busy.set()
             if op == "stop":
                 return
             try:
@@ -49,6 +86,7 @@ def _worker_main(conn, index: int) -> None:
                     raise WorkerError(failed)
                 if op == "update":
                     replica.update(arg)
+                    busy.clear()
                     continue
                 if op == "forward":
                     digest = replica.digest()
@@ -62,6 +100,7 @@ def _worker_main(conn, index: int) -> None:
                 failed = failed or traceback.format_exc()
                 if op != "update":
                     send(("error", seq, failed))
+            busy.clear()
     except (EOFError, OSError, KeyboardInterrupt):
         return                                      # the coordinator is gone: nothing to answer
     except Exception:
@@ -69,6 +108,53 @@ def _worker_main(conn, index: int) -> None:
             send(("error", -1, traceback.format_exc()))
         except OSError:
             pass
+
+
+class _Link:
+    """The coordinator's end of one worker's pipe: a writer thread and a reader thread, so the
+    coordinator only ever puts bytes in ``outbox`` and takes messages from ``inbox``.
+
+    ``inbox`` holds (bytes, message) for every reply, and None once the pipe has closed;
+    ``heard`` is when anything (a reply or a heartbeat) last came, ``asked`` when the last
+    request was queued (the silence clock runs from the later of the two)."""
+
+    def __init__(self, conn, proc):
+        self.conn, self.proc = conn, proc
+        self.inbox, self.outbox = queue.SimpleQueue(), queue.SimpleQueue()
+        self.heard = self.asked = time.monotonic()
+        self.threads = [threading.Thread(target=self._read, name=f"npegg-read-{proc.name}", daemon=True),
+                        threading.Thread(target=self._write, name=f"npegg-write-{proc.name}", daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _read(self):
+        try:
+            while True:
+                data = self.conn.recv_bytes()
+                self.heard = time.monotonic()
+                msg = pickle.loads(data)
+                if msg != _BEAT_MSG:
+                    self.inbox.put((len(data), msg))
+        except (EOFError, OSError, pickle.UnpicklingError):
+            self.inbox.put(None)
+
+    def _write(self):
+        while True:
+            data = self.outbox.get()
+            if data is None:
+                return
+            try:
+                self.conn.send_bytes(data)
+            except OSError:
+                return                              # the worker is gone: the reader sees the pipe close
+
+    def put(self, data: bytes) -> None:
+        self.asked = time.monotonic()
+        self.outbox.put(data)
+
+    def silent(self) -> float:
+        """Seconds since the worker was last heard from or asked, whichever is later."""
+        return time.monotonic() - max(self.heard, self.asked)
 
 
 @contextmanager
@@ -84,19 +170,6 @@ def _environ(values: dict):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-@contextmanager
-def _no_sigint():
-    """Hold SIGINT back (delivered when the block ends) while a message is read or written."""
-    main = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-    if main:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        if main:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextmanager
@@ -125,33 +198,38 @@ def _death(proc) -> str:
     return f"exited with code {code}"
 
 
+def _seconds(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
 class LocalEngine(Engine):
     """W worker processes (``spawn``, ``fork`` or ``forkserver``). ``setup``: a picklable function
     run first in every worker (``npegg train`` sets one BLAS thread there); without one, BLAS
-    gets one thread through the environment unless the user set its variables."""
+    gets one thread through the environment unless the user set its variables. A worker silent
+    for ``silence`` seconds while it owes a reply (``start_timeout`` while it starts) is lost."""
     name = "local"
 
-    def __init__(self, workers: int, start_method: str = "spawn", setup=None):
+    def __init__(self, workers: int, start_method: str = "spawn", setup=None, silence: float = 30.0,
+                 start_timeout: float = 120.0):
         super().__init__(workers)
         if start_method not in mp.get_all_start_methods():
             raise ValueError(f"start_method must be one of {', '.join(mp.get_all_start_methods())}; "
                              f"got {start_method!r}")
+        self.silence, self.start_timeout = _seconds("silence", silence), _seconds("start_timeout", start_timeout)
+        self.beat = min(BEAT, self.silence / 4)
         self.start_method, self.setup = start_method, setup
-        self.procs, self.conns, self.seq = [], [], 0
+        self.procs, self.links, self.seq, self.started = [], [], 0, False
 
     # -- messages ------------------------------------------------------------------------------
     # Every request carries a sequence number that its reply echoes, so a reply still owed to a
-    # request that Ctrl-C interrupted is recognised and dropped. SIGINT is held back while bytes
-    # are moving (``_no_sigint``), so an interrupt never leaves half a message in a pipe.
+    # request that Ctrl-C interrupted is recognised and dropped.
     def _send(self, w: int, op: str, arg=None) -> int:
         self.seq += 1
         data = pickle.dumps((op, self.seq, arg), protocol=pickle.HIGHEST_PROTOCOL)
         self.bytes_down[w] += len(data)
-        try:
-            with _no_sigint():
-                self.conns[w].send_bytes(data)
-        except (BrokenPipeError, OSError):
-            raise self._lost(w) from None
+        self.links[w].put(data)
         return self.seq
 
     def _lost(self, w: int) -> WorkerLost:
@@ -159,20 +237,22 @@ class LocalEngine(Engine):
 
     def _recv(self, w: int, seq: int):
         """The reply to request ``seq`` from worker w (older replies are read and dropped)."""
-        conn, proc = self.conns[w], self.procs[w]
+        link, proc = self.links[w], self.procs[w]
+        limit = self.silence if self.started else self.start_timeout
         while True:
-            ready = mp.connection.wait([conn, proc.sentinel])
-            if conn not in ready:
-                if proc.sentinel in ready and not conn.poll():
-                    raise self._lost(w)
-                continue
             try:
-                with _no_sigint():
-                    data = conn.recv_bytes()
-            except (EOFError, OSError):
-                raise self._lost(w) from None
-            self.bytes_up[w] += len(data)
-            status, got, value = pickle.loads(data)
+                item = link.inbox.get(timeout=self.beat)
+            except queue.Empty:
+                if not proc.is_alive():
+                    raise self._lost(w) from None
+                if link.silent() > limit:
+                    raise WorkerLost(f"worker {w} (pid {proc.pid}) stopped answering: nothing from it for "
+                                     f"{link.silent():.0f} s (the limit is {limit:g} s)", w) from None
+                continue
+            if item is None:
+                raise self._lost(w)
+            size, (status, got, value) = item
+            self.bytes_up[w] += size
             if status == "error":
                 raise WorkerError(f"worker {w} (pid {proc.pid}) raised:\n{value}")
             if got == seq:
@@ -186,21 +266,22 @@ class LocalEngine(Engine):
     def start(self, job, snapshot, shares, master=None) -> None:
         ctx = mp.get_context(self.start_method)
         env = {k: "1" for k in _BLAS_ENV if k not in os.environ}
-        with _environ(env), _sigint_ignored():
-            for w in range(self.workers):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker_main, args=(child, w), name=f"npegg-worker-{w}", daemon=True)
-                proc.start()
-                child.close()
-                self.procs.append(proc)
-                self.conns.append(parent)
         try:
+            with _environ(env), _sigint_ignored():
+                for w in range(self.workers):
+                    parent, child = ctx.Pipe()
+                    proc = ctx.Process(target=_worker_main, args=(child, w, self.beat), name=f"npegg-worker-{w}", daemon=True)
+                    proc.start()
+                    child.close()
+                    self.procs.append(proc)
+                    self.links.append(_Link(parent, proc))
             for w in range(self.workers):
                 data = pickle.dumps((self.setup, job, snapshot, shares[w]), protocol=pickle.HIGHEST_PROTOCOL)
                 self.bytes_down[w] += len(data)
-                self.conns[w].send_bytes(data)
+                self.links[w].put(data)
             for w in range(self.workers):
                 self._recv(w, 0)
+            self.started = True
         except BaseException:
             self.close()
             raise
@@ -221,12 +302,11 @@ class LocalEngine(Engine):
         return [p.pid for p in self.procs]
 
     def close(self) -> None:
-        """Ask every worker to stop, then terminate any that did not within a second, and reap all."""
-        for conn in self.conns:
-            try:
-                conn.send_bytes(pickle.dumps(("stop", -1, None)))
-            except OSError:
-                pass
+        """Ask every worker to stop, then terminate any that did not within a second, kill any
+        still there (a stopped process ignores SIGTERM until it continues), and reap all."""
+        for link in self.links:
+            link.outbox.put(pickle.dumps(("stop", -1, None)))
+            link.outbox.put(None)
         for proc in self.procs:
             proc.join(timeout=1.0)
             if proc.is_alive():
@@ -235,6 +315,8 @@ class LocalEngine(Engine):
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-        for conn in self.conns:
-            conn.close()
-        self.procs, self.conns = [], []
+        for link in self.links:                     # the pipes are closed at the workers' end now
+            for t in link.threads:
+                t.join(timeout=1.0)
+            link.conn.close()
+        self.procs, self.links, self.started = [], [], False

@@ -7,11 +7,19 @@ instance this engine started is shut down by ``close``. Each actor asks for one 
 replica (``replica.py``); calls from the coordinator to one actor run in the order they were made,
 so "update" needs no reply. A dead actor (``ray.kill``, a lost node) surfaces as ``WorkerLost``;
 an exception inside an actor as ``WorkerError`` with its traceback.
+
+A hung actor (SIGSTOP, a deadlock, a frozen node) would keep a call waiting for ever, so while
+the coordinator waits for replies it pings every actor that still owes one each ``beat`` =
+min(1 s, silence / 4), through a method in a concurrency group of its own (``"beat"``: it runs
+on another thread, beside the request, while requests keep their order in the default group).
+An actor that answers neither its request nor a ping for ``silence`` seconds (default 30) is
+lost: ``WorkerLost``, within ``silence`` + ``beat`` seconds of its last sign of life.
 """
 from __future__ import annotations
 
 import os
 import pickle
+import threading
 import time
 
 import numpy as np
@@ -19,27 +27,46 @@ import numpy as np
 from .engine import Engine, WorkerError, WorkerLost
 from .plan import usable_cores
 
+BEAT = 1.0                          # seconds between pings to an actor that owes a reply
+
 
 class _ReplicaActor:
-    """One worker: built from (setup, job, snapshot, share), then forward / update / carried."""
+    """One worker: built from (setup, job, snapshot, share), then forward / update / carried.
+
+    With a concurrency group the requests run on a thread of Ray's, not the one ``__init__`` ran
+    on, so ``setup`` runs again there before the first request (NumPy's error state is per thread).
+    """
 
     def __init__(self, setup, job, snapshot, share):
         if setup is not None:
             setup()
+        self.setup, self.setup_thread = setup, threading.get_ident()
         self.replica, self.share = job(), share
         self.replica.restore(snapshot)
+
+    def _here(self):
+        if self.setup is not None and self.setup_thread != threading.get_ident():
+            self.setup()
+            self.setup_thread = threading.get_ident()
 
     def pid(self) -> int:
         return os.getpid()
 
+    def alive(self) -> bool:
+        """The ping (run in the "beat" concurrency group, beside a long request)."""
+        return True
+
     def forward(self):
+        self._here()
         digest = self.replica.digest()
         return np.concatenate([self.replica.forward(c) for c in self.share]), digest, time.process_time()
 
     def update(self, raw) -> None:
+        self._here()
         self.replica.update(raw)
 
     def carried(self):
+        self._here()
         return self.replica.carried(self.share), self.replica.digest()
 
 
@@ -62,9 +89,12 @@ class RayEngine(Engine):
     """
     name = "ray"
 
-    def __init__(self, workers: int, setup=None, ready_timeout: float = 120.0):
+    def __init__(self, workers: int, setup=None, ready_timeout: float = 120.0, silence: float = 30.0):
         super().__init__(workers)
-        self.setup, self.ready_timeout = setup, ready_timeout
+        from .local import _seconds
+        self.setup, self.ready_timeout = setup, _seconds("ready_timeout", ready_timeout)
+        self.silence = _seconds("silence", silence)
+        self.beat = min(BEAT, self.silence / 4)
         self.actors, self.owns_ray, self._pids = [], False, []
 
     def _ray(self):
@@ -82,17 +112,38 @@ class RayEngine(Engine):
             self.owns_ray = True
         return ray
 
+    def _get(self, ray, ref, w: int):
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayActorError as e:
+            raise WorkerLost(f"worker {w} (Ray actor, pid {self._pid(w)}) was lost: {_first_lines(e)}", w) from None
+        except ray.exceptions.RayTaskError as e:
+            raise WorkerError(f"worker {w} (Ray actor) raised:\n{e}") from None
+
+    def _pid(self, w: int):
+        return self._pids[w] if w < len(self._pids) else "?"
+
     def _call(self, refs: list) -> list:
+        """ray.get of one reference per actor, a second at a time, pinging the actors still owing a
+        reply; ``WorkerLost`` for an actor silent for ``silence`` seconds."""
         ray = self._ray()
-        out = []
-        for w, ref in enumerate(refs):
-            try:
-                out.append(ray.get(ref))
-            except ray.exceptions.RayActorError as e:
-                raise WorkerLost(f"worker {w} (Ray actor, pid {self._pids[w] if w < len(self._pids) else '?'}) "
-                                 f"was lost: {_first_lines(e)}", w) from None
-            except ray.exceptions.RayTaskError as e:
-                raise WorkerError(f"worker {w} (Ray actor) raised:\n{e}") from None
+        out, owed = [None] * len(refs), dict(enumerate(refs))
+        heard, pings = [time.monotonic()] * len(refs), {}
+        while owed:
+            ready, _ = ray.wait(list(owed.values()), num_returns=len(owed), timeout=self.beat)
+            for w in [w for w, ref in owed.items() if ref in ready]:
+                out[w] = self._get(ray, owed.pop(w), w)
+            for w in owed:
+                ping = pings.get(w)
+                if ping is not None and ray.wait([ping], timeout=0)[0]:
+                    self._get(ray, ping, w)                         # a dead actor's ping raises WorkerLost
+                    heard[w], ping = time.monotonic(), None
+                if ping is None:
+                    pings[w] = self.actors[w].alive.options(concurrency_group="beat").remote()
+                silent = time.monotonic() - heard[w]
+                if silent > self.silence:
+                    raise WorkerLost(f"worker {w} (Ray actor, pid {self._pid(w)}) stopped answering: nothing from "
+                                     f"it for {silent:.0f} s (the limit is {self.silence:g} s)", w)
         return out
 
     def start(self, job, snapshot, shares, master=None) -> None:
@@ -102,7 +153,7 @@ class RayEngine(Engine):
             self.close()
             raise WorkerError(f"--workers {self.workers}: the Ray cluster has {cpus:g} CPUs; "
                              f"start more nodes or ask for fewer workers")
-        actor = ray.remote(num_cpus=1)(_ReplicaActor)
+        actor = ray.remote(num_cpus=1, concurrency_groups={"beat": 1})(_ReplicaActor)
         payload = _size((job, snapshot))
         try:
             for w in range(self.workers):
@@ -113,7 +164,7 @@ class RayEngine(Engine):
             if len(ready) < len(refs):
                 raise WorkerError(f"{len(refs) - len(ready)} of {len(refs)} Ray actors did not start within "
                                   f"{self.ready_timeout:g} s (is the cluster short of CPUs?)")
-            self._pids = self._call(refs)
+            self._pids = [self._get(ray, r, w) for w, r in enumerate(refs)]
         except BaseException:
             self.close()
             raise

@@ -14,11 +14,15 @@ as before. One epoch::
 A lost worker (killed process, dead Ray actor) does not stop the run: ``ParallelRun`` restores
 the master to the last state it could rebuild (the last checkpoint, or the start), restarts the
 remaining workers, replays the epochs since then, and goes on; the replay is the same
-computation, so the run's bits are those of an uninterrupted one.
+computation, so the run's bits are those of an uninterrupted one. A hung worker (stopped, deadlocked)
+counts as lost once it has been silent for ``NPEGG_WORKER_TIMEOUT`` seconds (default 30) while it
+owed a reply, whether during an epoch or while a checkpoint gathers the workers' states.
 """
 from __future__ import annotations
 
 import copy
+import os
+import re
 from typing import Callable
 
 import numpy as np
@@ -154,9 +158,25 @@ def program_chunk(cfg) -> int:
     return chunk_size(cfg.pop_size, cfg.group_size, 64 if (cfg.mode == "float" and cfg.cell == "mingru") else 256)
 
 
+WORKER_TIMEOUT = 30.0
+
+
+def worker_timeout() -> float:
+    """Seconds a worker may stay silent while it owes a reply before it counts as lost:
+    ``NPEGG_WORKER_TIMEOUT`` (a positive number), else 30. ValueError naming the variable."""
+    value = os.environ.get("NPEGG_WORKER_TIMEOUT", "").strip()
+    if not value:
+        return WORKER_TIMEOUT
+    if not re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", value) or not 0 < float(value) <= 86400:
+        raise ValueError(f"NPEGG_WORKER_TIMEOUT must be a number of seconds between 0 and 86400 "
+                         f"(how long a silent worker is waited for), got {value!r}")
+    return float(value)
+
+
 def check_workers(cfg, workers) -> int:
     """The worker count for ``--workers`` (None: every core this process may use, at most one per
-    chunk); raises ValueError naming the flag when it cannot work."""
+    chunk); raises ValueError naming the flag when it cannot work (or NPEGG_WORKER_TIMEOUT is bad)."""
+    worker_timeout()
     n_chunks = len(member_chunks(cfg.pop_size, program_chunk(cfg)))
     if workers is None:
         return min(usable_cores(), n_chunks)
@@ -190,8 +210,10 @@ class ParallelRun:
         return self.run.epoch
 
     def _engine(self):
-        return make_engine(self.engine_name, self.workers, setup=worker_setup, start_method=self.start_method) \
-            if self.engine_name == "local" else make_engine(self.engine_name, self.workers, setup=worker_setup)
+        options = dict(setup=worker_setup, silence=worker_timeout())
+        if self.engine_name == "local":
+            options["start_method"] = self.start_method
+        return make_engine(self.engine_name, self.workers, **options)
 
     def start(self) -> None:
         """Start the workers from the master's current state (done by the first ``epoch_step``)."""
@@ -217,22 +239,33 @@ class ParallelRun:
                 self._recover(lost, target)
 
     def _recover(self, lost: WorkerLost, target: int) -> None:
-        """Go on with one worker fewer: rebuild the master from the last saved point and replay."""
-        self.close()
-        self.workers = max(1, self.workers - 1)
-        self.replica.restore(self.saved)
-        since = self.run.epoch
-        self.say(f"{lost}; continuing with {self.workers} worker{'s' if self.workers > 1 else ''} "
-                 f"from epoch {since} (replaying {target - since} epoch{'s' if target - since != 1 else ''})")
-        self.start()
-        while self.run.epoch < target:
-            raw = self.pop.scores()
-            self.pop.update(raw)
+        """Go on with one worker fewer: rebuild the master from the last saved point and replay
+        (again with one fewer if another worker is lost during the replay)."""
+        while True:
+            self.close()
+            self.workers = max(1, self.workers - 1)
+            self.replica.restore(self.saved)
+            since = self.run.epoch
+            self.say(f"{lost}; continuing with {self.workers} worker{'s' if self.workers > 1 else ''} "
+                     f"from epoch {since} (replaying {target - since} epoch{'s' if target - since != 1 else ''})")
+            try:
+                self.start()
+                while self.run.epoch < target:
+                    raw = self.pop.scores()
+                    self.pop.update(raw)
+                return
+            except WorkerLost as again:
+                lost = again
 
     def checkpoint_trees(self):
-        """The master's trees with every member's hidden state gathered from the workers."""
-        if self.pop is not None:
-            self.pop.sync_carried()
+        """The master's trees with every member's hidden state gathered from the workers (a worker
+        lost meanwhile is handled as in ``epoch_step``: the others replay up to this epoch)."""
+        while self.pop is not None:
+            try:
+                self.pop.sync_carried()
+                break
+            except WorkerLost as lost:
+                self._recover(lost, self.run.epoch)
         trees, scalars = self.run.checkpoint_trees()
         self.saved = copy.deepcopy((trees, scalars))
         return trees, scalars
