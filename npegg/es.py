@@ -22,7 +22,7 @@ import numpy as np
 
 from . import keys as K
 from .fitness import check_population
-from .models.base_model import simple_es_tree_key
+from .models.base_model import check_int, simple_es_tree_key
 from .noiser import EggRoll
 from .tree import flatten
 
@@ -77,7 +77,12 @@ class ES:
 
         Any population ≥ 1 and any group size dividing it is accepted, as in the reference; an
         odd one splits antithetic pairs and ``step`` warns (``npegg.fitness.AntitheticSplitWarning``).
+
+        Counts (``pop_size``, ``seed``, ``rank``, ``group_size``, ``noise_reuse``, a model's widths)
+        must be Python or NumPy integers: a float, even 8.0, and a bool are refused by name rather
+        than truncated. ``sigma`` is a finite number > 0 and ``lr`` one ≥ 0, or either a schedule.
         """
+        _check_arguments(pop_size, sigma, lr, seed, noiser_kwargs)
         _check_keywords(model.rand_init, model_kwargs, f"{getattr(model, '__name__', model)}.rand_init (model_kwargs)")
         _check_keywords(noiser.init_noiser, noiser_kwargs, f"ES.create with {getattr(noiser, '__name__', noiser)}")
         dtype = model_kwargs.get("dtype")
@@ -202,6 +207,22 @@ class ES:
             _check_sigma_value(sigma, epoch)
             noiser_params = {**noiser_params, "sigma": sigma}
         return replace(state, params=params, noiser_params=noiser_params, epoch=epoch)
+
+
+def _check_arguments(pop_size, sigma, lr, seed, noiser_kwargs) -> None:
+    """ValueError naming the first of ``ES.create``'s arguments that is of the wrong kind or range."""
+    check_int("pop_size", pop_size, 1)
+    check_int("seed", seed, 0, 2**32)
+    for name, low in (("rank", 1), ("group_size", 0), ("noise_reuse", 0)):
+        if name in noiser_kwargs:
+            check_int(name, noiser_kwargs[name], low)
+    for name, value, low in (("sigma", sigma, "> 0"), ("lr", lr, ">= 0")):
+        if callable(value):
+            continue
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+        if not (number and np.isfinite(value) and (value > 0 if low == "> 0" else value >= 0)):
+            raise ValueError(f"{name} must be a finite number {low} or a schedule (a function of the "
+                             f"{'epoch' if name == 'sigma' else 'step'}), got {value!r} ({type(value).__name__})")
 
 
 def _check_sigma_value(sigma, epoch: int) -> None:

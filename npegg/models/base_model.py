@@ -71,6 +71,20 @@ class Model:
 
 
 # -- composition helpers ---------------------------------------------------------------------------
+def check_int(name: str, value, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an int when it is an integer ``low`` ≤ value (< ``high``); else ValueError naming
+    ``name``. Python and NumPy integers only: a bool, a float (even 8.0) or a string is refused
+    rather than truncated or converted, so ``pop_size=16.7`` cannot silently become 16."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        kind = type(value).__name__
+        raise ValueError(f"{name} must be an integer >= {low}" + (f" and < {high}" if high is not None else "")
+                         + f", got {value!r} ({kind})")
+    if value < low or (high is not None and value >= high):
+        raise ValueError(f"{name} must be an integer >= {low}" + (f" and < {high}" if high is not None else "")
+                         + f", got {value!r}")
+    return int(value)
+
+
 def merge_inits(**inits: CommonInit) -> CommonInit:
     """Combine named sub-inits into one: each tree gets one entry per name."""
     frozen = {k: v.frozen_params for k, v in inits.items() if v.frozen_params is not None}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import keys as K
-from .base_model import (EMB_PARAM, EXCLUDED, MM_PARAM, PARAM, CommonInit, CommonParams, Model,
+from .base_model import (EMB_PARAM, EXCLUDED, MM_PARAM, PARAM, CommonInit, CommonParams, Model, check_int,
                          call_submodule, layer_slice, merge_frozen, merge_inits, per_member, simple_es_tree_key,
                          stack_layers)
 
@@ -45,6 +45,7 @@ class MM(Model):
 
     @classmethod
     def rand_init(cls, key, in_dim, out_dim, dtype="float32", *args, **kwargs):
+        in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
         w = K.rng_from_key(key).standard_normal((out_dim, in_dim)) / np.sqrt(in_dim)
         return CommonInit(None, w.astype(dtype), (), MM_PARAM)
 
@@ -59,6 +60,7 @@ class TMM(Model):
 
     @classmethod
     def rand_init(cls, key, in_dim, out_dim, dtype="float32", *args, **kwargs):
+        in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
         w = K.rng_from_key(key).standard_normal((in_dim, out_dim)) / np.sqrt(in_dim)
         return CommonInit(None, w.astype(dtype), (), MM_PARAM)
 
@@ -73,6 +75,7 @@ class Embedding(Model):
 
     @classmethod
     def rand_init(cls, key, vocab, dim, dtype="float32", *args, **kwargs):
+        vocab, dim = check_int("vocab", vocab), check_int("dim", dim)
         e = K.rng_from_key(key).standard_normal((vocab, dim))
         return CommonInit(None, e.astype(dtype), (), EMB_PARAM)
 
@@ -151,6 +154,11 @@ class MLP(Model):
                   dtype="float32", *args, **kwargs):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if not isinstance(hidden_dims, (list, tuple)):
+            raise ValueError(f"hidden_dims must be a list of integers >= 1 (one width per hidden layer, "
+                             f"[] for none), got {hidden_dims!r}")
+        hidden_dims = [check_int(f"hidden_dims[{i}]", d) for i, d in enumerate(hidden_dims)]
+        in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
         dims_in = [in_dim] + list(hidden_dims)
         dims_out = list(hidden_dims) + [out_dim]
         ks = K.split(key, len(dims_in))

@@ -34,6 +34,7 @@ from .. import keys as K
 from ..int8.fixedpoint import FIXED_POINT, clipped_add, egg_gru, egg_ln, saturate
 from ..int8.intmm import check_tokens
 from ..int8.loglik import int_ll
+from .base_model import check_int
 from .common import (EMB_PARAM, MM, MM_PARAM, CommonInit, Embedding, Linear, Model, Parameter, call_submodule,
                      layer_slice, merge_inits, per_member, stack_layers)
 
@@ -152,6 +153,8 @@ class EGG(Model):
         """
         if dtype != "int8":
             raise ValueError(f"EGG is the int8 model; got dtype={dtype!r}")
+        hidden_dim, n_layers, vocab = check_int("hidden_dim", hidden_dim), check_int("n_layers", n_layers), \
+            check_int("vocab", vocab)
         key_emb, key_blocks, key_head = K.split(key, 3)
         layers = [EggLayer.rand_init(k, hidden_dim) for k in K.split(key_blocks, n_layers)]
         return merge_inits(emb=Embedding8.rand_init(key_emb, vocab, hidden_dim),

@@ -46,6 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import keys as K
+from .base_model import check_int
 from .common import (MM, MLP, CommonInit, CommonParams, Embedding, LayerNorm, Model, Parameter, call_submodule,
                      layer_slice, merge_frozen, merge_inits, per_member, stack_layers)
 from .mingru import MinGRUCell, sigmoid
@@ -138,8 +139,8 @@ class ByteLM(Model):
         """
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-        if hidden_dim < 1 or n_layers < 1:
-            raise ValueError(f"hidden_dim and n_layers must be >= 1, got {hidden_dim}, {n_layers}")
+        hidden_dim, n_layers, vocab = check_int("hidden_dim", hidden_dim), check_int("n_layers", n_layers), \
+            check_int("vocab", vocab)
         if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, np.integer)) or mlp_ratio < 0:
             raise ValueError(f"mlp_ratio must be an integer >= 0, got {mlp_ratio!r}")
         k_emb, k_blocks, k_head = K.split(key, 3)

@@ -11,7 +11,7 @@ MLP_KW = dict(in_dim=2, out_dim=1, hidden_dims=[4])
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(pop_size=0), "population size must be >= 1"),
+    (dict(pop_size=0), "pop_size must be an integer >= 1"),
     (dict(pop_size=8, group_size=3), "group_size 3 does not divide"),
     (dict(pop_size=8, group_size=-2), "group_size must be"),
     (dict(pop_size=12, group_size=6, sigma=0.0), "sigma must be"),
@@ -22,7 +22,7 @@ MLP_KW = dict(in_dim=2, out_dim=1, hidden_dims=[4])
     (dict(pop_size=8, noise_reuse=-1), "noise_reuse"),
     (dict(pop_size=8, fitness="median"), "fitness must be one of"),
     (dict(pop_size=8, solver="lion"), "solver must be one of"),
-    (dict(pop_size=8, lr=-0.1), "learning_rate"),
+    (dict(pop_size=8, lr=-0.1), "lr must be a finite number >= 0"),
 ])
 def test_bad_settings(kwargs, match):
     kw = dict(pop_size=8, sigma=0.1, lr=0.1) | kwargs

@@ -82,3 +82,60 @@ def test_rows_seen_needs_a_noiser_with_a_per_row_estimate():
     es, st = ES.create(MLP, MLP_KW, **ES_KW)
     with pytest.raises(ValueError, match="rows_seen: '0/weight' is not an EMB_PARAM leaf"):
         es.step(st, np.arange(8.0), rows_seen={"0/weight": np.ones((8, 4), bool)})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(pop_size=16.7), r"pop_size must be an integer >= 1, got 16.7 \(float\)"),
+    (dict(pop_size=8.0), r"pop_size must be an integer >= 1, got 8.0 \(float\)"),     # integral floats too
+    (dict(pop_size=True), r"pop_size must be an integer >= 1, got True \(bool\)"),
+    (dict(pop_size="8"), r"pop_size must be an integer >= 1, got '8' \(str\)"),
+    (dict(seed=1.5), r"seed must be an integer >= 0 and < 4294967296, got 1.5 \(float\)"),
+    (dict(seed=True), r"seed must be an integer >= 0 and < 4294967296, got True \(bool\)"),
+    (dict(rank=True), r"rank must be an integer >= 1, got True \(bool\)"),
+    (dict(group_size=np.True_), r"group_size must be an integer >= 0, got .*True.* \(bool_?\)"),
+    (dict(noise_reuse=1.0), r"noise_reuse must be an integer >= 0, got 1.0 \(float\)"),
+    (dict(sigma="0.1"), r"sigma must be a finite number > 0 or a schedule .*, got '0.1' \(str\)"),
+    (dict(sigma=None), r"sigma must be a finite number > 0 or a schedule .*, got None \(NoneType\)"),
+    (dict(sigma=[0.1]), r"sigma must be a finite number > 0 or a schedule .*, got \[0.1\] \(list\)"),
+    (dict(sigma=True), r"sigma must be a finite number > 0 or a schedule .*, got True \(bool\)"),
+    (dict(lr="fast"), r"lr must be a finite number >= 0 or a schedule .*, got 'fast' \(str\)"),
+    (dict(lr=None), r"lr must be a finite number >= 0 or a schedule .*, got None \(NoneType\)"),
+    (dict(lr=float("inf")), r"lr must be a finite number >= 0 or a schedule .*, got inf \(float\)"),
+])
+def test_es_create_refuses_counts_and_scales_of_the_wrong_kind_by_name(kwargs, match):
+    """Issue 19: pop_size=16.7, seed=1.5 and rank=True were truncated silently; sigma/lr of the
+    wrong type failed inside NumPy without naming the argument."""
+    with pytest.raises(ValueError, match=match):
+        ES.create(MLP, MLP_KW, **(ES_KW | kwargs))
+
+
+def test_numpy_integers_and_float_scales_are_accepted():
+    es, _ = ES.create(MLP, MLP_KW, pop_size=np.int64(8), sigma=np.float32(0.1), lr=0, seed=np.uint32(3),
+                      rank=np.int32(2))
+    assert es.pop_size == 8 and type(es.pop_size) is int and es.frozen_noiser_params["rank"] == 2
+
+
+@pytest.mark.parametrize("model_kwargs, match", [
+    (dict(hidden_dims=[0]), r"hidden_dims\[0\] must be an integer >= 1, got 0"),
+    (dict(hidden_dims=[4, 2.5]), r"hidden_dims\[1\] must be an integer >= 1, got 2.5 \(float\)"),
+    (dict(hidden_dims=4), r"hidden_dims must be a list of integers >= 1"),
+    (dict(in_dim=0), r"in_dim must be an integer >= 1, got 0"),
+    (dict(out_dim=True), r"out_dim must be an integer >= 1, got True \(bool\)"),
+])
+def test_model_widths_are_checked_by_name(model_kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ES.create(MLP, MLP_KW | model_kwargs, **ES_KW)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(hidden_dim=0, n_layers=1), "hidden_dim must be an integer >= 1, got 0"),
+    (dict(hidden_dim=8, n_layers=1.0), r"n_layers must be an integer >= 1, got 1.0 \(float\)"),
+    (dict(hidden_dim=8, n_layers=1, vocab=0), "vocab must be an integer >= 1, got 0"),
+])
+def test_language_model_sizes_are_checked_by_name(kwargs, match):
+    from npegg import keys as K
+    from npegg.models.egg import EGG
+    from npegg.models.lm import ByteLM
+    for model in (ByteLM, EGG):
+        with pytest.raises(ValueError, match=match):
+            model.rand_init(K.key(0), **kwargs)
