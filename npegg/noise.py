@@ -76,6 +76,8 @@ HASH_MULT = 0x45D9F3B
 #: C = float32(1/sqrt(43690)); its bits are fixed here so no backend depends on a libm.
 TABLE_SCALE = np.array([0x3B9CC4BF], dtype=np.uint32).view(np.float32)[0]
 _CHUNK = 1 << 20
+#: the most bytes one strided view of the table may span (a 32-bit NumPy's index limit)
+VIEW_BYTES = 2**31 - 1
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -184,18 +186,39 @@ class NoiseTable:
         if size > self.size:
             raise ValueError(f"a noise slice of {size} entries does not fit a table of {self.size}; "
                              f"raise log2_size")
+        starts = np.asarray(starts, dtype=np.int64)
         if self.overflow == "clamp":
             starts = np.minimum(starts, self.size - size)
-        return self._windows(size)[starts]  # (P, size): one row copied per member
+        per = self._rows_per_view(size)
+        if per >= self._rows(size):
+            return self._view(size, 0)[starts]  # (P, size): one row copied per member
+        out = np.empty((len(starts), size), self.table.dtype)          # (P, size)
+        block = starts // per
+        order = np.argsort(block, kind="stable")
+        cuts = np.flatnonzero(np.diff(block[order])) + 1
+        for group in np.split(order, cuts):                           # members whose starts share a view
+            b = int(block[group[0]])
+            out[group] = self._view(size, b)[starts[group] - b * per]
+        return out
 
-    def _windows(self, size: int) -> np.ndarray:
-        """The read-only (rows, size) view whose row i is the slice of ``size`` entries from i.
+    def _rows(self, size: int) -> int:
+        """Rows of the whole window matrix: N for "wrap", N − size + 1 for "clamp"."""
+        return self.size if self.overflow == "wrap" else self.size - size + 1
 
-        rows = N − size + 1 for "clamp"; for "wrap" the view is over the table extended by its
-        own first entries, t[i mod N] for i < N + size, so rows = N. Views cost no memory and are
-        kept per size (building one costs ~25 µs, per leaf per forward).
+    def _rows_per_view(self, size: int) -> int:
+        """Rows of one view, so that a view holds at most 2³¹ − 1 bytes: a 32-bit NumPy (wasm32,
+        armv7) cannot make an array, even a view, whose size in bytes overflows its index."""
+        return max(1, VIEW_BYTES // (size * self.table.itemsize))
+
+    def _view(self, size: int, b: int) -> np.ndarray:
+        """Block b of the read-only window matrix W (rows, size), whose row i is the slice of
+        ``size`` entries from i: rows b·R … (b+1)·R − 1 with R = ``_rows_per_view(size)``.
+
+        For "wrap" the rows read the table extended by its own first entries, t[i mod N] for
+        i < N + size. Views cost no memory and are kept per (size, block) (building one costs
+        ~25 µs, per leaf per forward).
         """
-        view = self._views.get(size)
+        view = self._views.get((size, b))
         if view is None:
             t = self.table
             if self.overflow == "wrap":
@@ -203,11 +226,13 @@ class NoiseTable:
                     pad = max(size, 1 << 12)
                     self._ext = np.concatenate([t, t[:pad]])  # t[i mod N] for i < N + pad
                     self._views.clear()                       # views of the old extension
-                t = self._ext[: self.size + size - 1]
-            view = sliding_window_view(t, size)
-            if len(self._views) >= 64:
+                t = self._ext
+            per = self._rows_per_view(size)
+            lo, hi = b * per, min((b + 1) * per, self._rows(size))
+            view = sliding_window_view(t[lo: hi + size - 1], size)   # (hi − lo, size)
+            if len(self._views) >= 256:
                 self._views.clear()
-            self._views[size] = view
+            self._views[(size, b)] = view
         return view
 
     # -- the source interface -------------------------------------------------------------------

@@ -139,3 +139,57 @@ def test_language_model_sizes_are_checked_by_name(kwargs, match):
     for model in (ByteLM, EGG):
         with pytest.raises(ValueError, match=match):
             model.rand_init(K.key(0), **kwargs)
+
+
+def _slow_slices(table, starts, size):
+    """The slow twin of ``NoiseTable.slices``: one Python slice per member, overflow by hand."""
+    t, n = table.table, table.size
+    rows = []
+    for s in np.asarray(starts, np.int64):
+        if table.overflow == "clamp":
+            s = min(s, n - size)
+        rows.append(t[(s + np.arange(size)) % n])
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "clamp"])
+def test_noise_views_fit_a_32_bit_index_and_slices_keep_their_bits(overflow):
+    """Issue 19: the (N, size) strided view of the table spanned more than 2³¹ − 1 bytes, which a
+    32-bit NumPy (wasm32, armv7) refuses ("array is too big") on every forward. Every view is now
+    at most 2³¹ − 1 bytes, and the slices read through the views in blocks are the same bits as
+    one slice per member."""
+    from npegg.noise import VIEW_BYTES, Int8NoiseTable, NoiseTable
+    for table in (NoiseTable(seed=1, overflow=overflow), Int8NoiseTable(seed=1, overflow=overflow)):
+        n, item = table.size, table.table.itemsize
+        for size in (8, 512, 3 * 4096 + 5, 1 << 17):
+            per = table._rows_per_view(size)
+            assert per * size * item <= VIEW_BYTES
+            blocks = -(-table._rows(size) // per)
+            assert n * size * item <= VIEW_BYTES or blocks > 1          # the whole matrix would not fit
+            for b in {0, blocks // 2, blocks - 1}:
+                view = table._view(size, b)
+                assert view.nbytes <= VIEW_BYTES and view.size <= VIEW_BYTES
+            rng = np.random.default_rng(size)
+            edges = np.array([0, per - 1, per, 2 * per - 1, n - size, n - size + 1, n - 1]) % n
+            starts = np.concatenate([edges, rng.integers(0, n, 60)])   # block edges and the table's end
+            got = table.slices(starts, size)
+            assert got.dtype == table.table.dtype and np.array_equal(got, _slow_slices(table, starts, size))
+
+
+def test_noise_factors_are_the_same_bits_with_views_in_blocks():
+    """lowrank/full through many small views = through one view (VIEW_BYTES lowered to force blocks)."""
+    import npegg.noise as N
+    key = np.array([3, 4], np.uint32)
+    members = np.arange(64)
+    one = N.NoiseTable(seed=2)
+    want = one.lowrank(key, 5, members, (96, 40), 2, 1), one.full(key, 5, members, (7, 9), 1)
+    old = N.VIEW_BYTES
+    try:
+        N.VIEW_BYTES = 1 << 16
+        small = N.NoiseTable(seed=2)
+        got = small.lowrank(key, 5, members, (96, 40), 2, 1), small.full(key, 5, members, (7, 9), 1)
+        assert small._rows_per_view(272) < small.size
+    finally:
+        N.VIEW_BYTES = old
+    for w, g in zip((*want[0], want[1]), (*got[0], got[1])):
+        assert np.array_equal(w, g)
