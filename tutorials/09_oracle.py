@@ -569,9 +569,10 @@ print("a C harness might also want a JSON manifest like:", json.dumps(manifest)[
 #    in a copy of `intmm.do_mm`, and find the fraction of entries of a random (64, 64) layer output
 #    that change. Would the golden vectors catch it?
 #
-# That completes the single-machine story: ES from scratch (1–2), low-rank perturbations and the
-# library's interfaces (3–5), a byte-level language model (6), integers only (7), training in
-# int8 (8), and now the guarantee that lets a faster backend inherit all of it.
+# That completes the single-machine story: ES from scratch (1–2), low-rank perturbations and
+# EGGROLL from scratch (3), the library's interfaces (4–5), a byte-level language model (6),
+# integers only (7), training in int8 (8), and now the guarantee that lets a faster backend
+# inherit all of it.
 #
 # **Next**, [chapter 10](10_es_across_machines.py): the same training spread over processes and
 # machines — what crosses the wire (only scores), and why the bits do not depend on the number of
