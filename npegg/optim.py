@@ -14,7 +14,8 @@ optax in and match:
   (u = −lr · g without momentum).
 - ``adam(lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0)``: with k = number of updates so far + 1,
   m ← b1 m + (1 − b1) g;  v ← b2 v + (1 − b2) g²;  m̂ = m / (1 − b1ᵏ);  v̂ = v / (1 − b2ᵏ);
-  u = −lr · m̂ / (√(v̂ + eps_root) + eps).
+  u = −lr · m̂ / (√(v̂ + eps_root) + eps), with 1 − βᵏ formed as optax forms it, in float32 from
+  float32(β) (``_bias_correction``): the same bits as optax run op by op.
 - ``adamw(lr, b1, b2, eps, eps_root, weight_decay=1e-4)``: u = −lr · (m̂ / (√(v̂ + eps_root) + eps) + wd · p).
 
 ``lr`` may be a float or a schedule (a function of the step count k − 1 = 0, 1, …).
@@ -56,6 +57,24 @@ def _lr_at(lr: ScalarOrSchedule, count: int) -> float:
 def _check_lr(lr):
     if not callable(lr) and not (np.isfinite(lr) and lr >= 0):
         raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule, got {lr}")
+
+
+def _bias_correction(decay: float, k: int) -> np.float32:
+    """Adam's 1 − βᵏ as optax forms it: 1 − float32(β) ** float32(k), every operation in float32.
+
+    optax writes ``1 - decay ** count`` with a Python-float β and an int32 count; JAX lowers it to
+    a float32 ``pow`` of float32(β), and XLA's CPU backend evaluates that with the C library's
+    ``powf``. NumPy's float32 *scalar* power calls the same ``powf`` (its array ``np.power`` may
+    use a SIMD routine with other last bits, so it is not used here). The base is rounded to float32
+    before the power: float32(0.999)ᵏ differs from 0.999ᵏ by about k · 1.3e-8 relative, hundreds
+    of float32 ulps of the correction after a few thousand steps, so the exact value is *not*
+    what the reference computes. (XLA flushes a subnormal power to zero; 1 − subnormal is 1 in
+    float32 anyway, so that changes no correction.)
+
+    Mirrors: optax.tree.bias_correction (the ``1 - decay**count`` in float32).
+    """
+    power = np.float32(decay) ** np.float32(k)    # scalar float32 ** float32: the C library's powf
+    return np.float32(1) - np.float32(power)
 
 
 def apply_updates(params, updates):
@@ -110,7 +129,7 @@ def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, ep
     Per leaf, with k = updates so far + 1 and m, v zero at init::
 
         m ← b1 m + (1 − b1) g;   v ← b2 v + (1 − b2) g²
-        m̂ = m / (1 − b1ᵏ);       v̂ = v / (1 − b2ᵏ)          (the corrections in float32, as optax)
+        m̂ = m / (1 − b1ᵏ);       v̂ = v / (1 − b2ᵏ)          (1 − βᵏ = 1 − powf(float32(β), k) in float32, as optax)
         u = −lr · (m̂ / (√(v̂ + eps_root) + eps) + wd · p)     (wd = ``weight_decay``; p the params)
 
     Returns ``GradientTransformation(init, update)``: state {count () int32, mu, nu (trees like
@@ -134,9 +153,9 @@ def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, ep
         k = int(state["count"]) + 1
         lr = _lr_at(learning_rate, k - 1)
         mu = tree_map(lambda g, m: (1 - b1) * g + b1 * m, grads, state["mu"])
-        nu = tree_map(lambda g, v: (1 - b2) * g * g + b2 * v, grads, state["nu"])
-        c1 = np.float32(1 - b1 ** k)  # optax evaluates the correction in float32
-        c2 = np.float32(1 - b2 ** k)
+        nu = tree_map(lambda g, v: (1 - b2) * (g * g) + b2 * v, grads, state["nu"])
+        c1 = _bias_correction(b1, k)
+        c2 = _bias_correction(b2, k)
 
         def step(m, v, p):
             m_hat = m / c1.astype(m.dtype)

@@ -27,6 +27,8 @@ def test_sgd_momentum_formula(g1, lr, mom):
 @given(gs=st.lists(vec.filter(lambda v: len(v) == 4), min_size=1, max_size=5), lr=st.floats(1e-4, 0.5),
        wd=st.sampled_from([0.0, 1e-2]))
 def test_adam_formula_with_bias_correction(gs, lr, wd):
+    """The formula in float64 around npegg's corrections cₖ = 1 − βᵏ (their float32 values are
+    pinned by the next test): the same operations up to (1 − 0.9) vs 0.1, so rtol 1e-12."""
     opt = optim.adamw(lr, weight_decay=wd) if wd else optim.adam(lr)
     p = {"w": np.linspace(-1, 1, 4)}
     s = opt.init(p)
@@ -36,9 +38,26 @@ def test_adam_formula_with_bias_correction(gs, lr, wd):
         u, s = opt.update({"w": g}, s, p)
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
-        mh, vh = m / (1 - 0.9 ** k), v / (1 - 0.999 ** k)
-        np.testing.assert_allclose(u["w"], -lr * (mh / (np.sqrt(vh) + 1e-8) + wd * p["w"]), rtol=1e-5, atol=1e-12)
+        mh, vh = m / float(optim._bias_correction(0.9, k)), v / float(optim._bias_correction(0.999, k))
+        np.testing.assert_allclose(u["w"], -lr * (mh / (np.sqrt(vh) + 1e-8) + wd * p["w"]), rtol=1e-12, atol=1e-15)
         assert int(s["count"]) == k
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.9, 0.99, 0.999, 0.9999])
+def test_adam_bias_correction_is_optax_float32_one_minus_powf(beta):
+    """optax's 1 − βᵏ is 1 − powf(float32(β), k) in float32. Against the correctly rounded power of
+    float32(β): one float32 ulp of βᵏ or of 1 − βᵏ apart at most (powf is not always correctly
+    rounded; for βᵏ ≥ ½ the subtraction is exact, below it rounds to the coarser ulp of 1 − βᵏ). Against the exact 1 − βᵏ, npegg's old formula, far apart:
+    1 − float32(0.999) is 1.3e-5 relative from 1 − 0.999, hundreds of its ulps."""
+    ks = np.arange(1, 5001)
+    got = np.array([optim._bias_correction(beta, int(k)) for k in ks])
+    assert got.dtype == np.float32
+    power = (float(np.float32(beta)) ** ks.astype(np.float64)).astype(np.float32)   # correctly rounded
+    want = np.float32(1) - power
+    assert np.all(np.abs(got - want) <= np.maximum(np.spacing(power), np.spacing(want)))
+    old = (1 - beta ** ks.astype(np.float64)).astype(np.float32)
+    if beta >= 0.999:
+        assert np.max(np.abs(got - old) / np.spacing(got)) > 100        # measured: 227 (0.999), 2968 (0.9999)
 
 
 def test_lr_schedule_is_evaluated_per_step_from_zero():

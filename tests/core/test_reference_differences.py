@@ -138,6 +138,64 @@ def test_schedules_follow_optax_on_degenerate_settings():
     assert optim.exponential_decay(1.0, 10, 0.5, transition_begin=-5)(10) == 0.5
 
 
+def _adam_pair(lr, wd, b1, b2):
+    optax = pytest.importorskip("optax", reason="optax is in the `reference` extra (not installable with "
+                                                 "NumPy 1.23.2; .ci/run installs it in the main run)")
+    o = optax.adamw(lr, b1, b2, weight_decay=wd) if wd else optax.adam(lr, b1, b2)
+    n = optim.adamw(lr, b1, b2, weight_decay=wd) if wd else optim.adam(lr, b1, b2)
+    return optax, o, n
+
+
+def _random_tree(rng, scale=1.0):
+    shapes = {"w": (7, 5), "b": (13,), "c": (3, 4, 2)}                 # several leaves, as a model has
+    return {k: (rng.standard_normal(s) * scale).astype(np.float32) for k, s in shapes.items()}
+
+
+@pytest.mark.parametrize("lr, wd, b1, b2", [(0.2, 0.0, 0.9, 0.999), (1.0, 0.0, 0.9, 0.999), (0.5, 1e-2, 0.9, 0.999),
+                                            (0.3, 0.0, 0.8, 0.99), (0.7, 1e-4, 0.9, 0.9999)])
+def test_adam_and_adamw_give_optax_bits(lr, wd, b1, b2):
+    """Removed: Adam/AdamW are optax's bits, 300 steps of random gradients (magnitudes 1e-3…10),
+    the two trajectories each on its own. optax runs op by op (un-jitted), which is its arithmetic
+    as written; the bias correction is its float32 1 − powf(float32(β), k) (npegg.optim)."""
+    optax, o, n = _adam_pair(lr, wd, b1, b2)
+    rng = np.random.default_rng(int(lr * 10) + int(wd * 1e4))
+    po = pn = _random_tree(rng)
+    so, sn = o.init(po), n.init(pn)
+    for _ in range(300):
+        g = _random_tree(rng, 10.0 ** rng.uniform(-3, 1))
+        uo, so = o.update(g, so, po)
+        un, sn = n.update(g, sn, pn)
+        po, pn = optax.apply_updates(po, uo), optim.apply_updates(pn, un)
+        for k in g:
+            assert np.array_equal(np.asarray(uo[k]), un[k]), k
+    for k in pn:
+        assert np.array_equal(np.asarray(po[k]), pn[k]), k
+
+
+@pytest.mark.parametrize("lr, wd", [(0.2, 0.0), (1.0, 0.0), (0.5, 1e-2)])
+def test_adam_within_four_ulps_of_lr_of_jitted_optax(lr, wd):
+    """Kept (XLA's choice): under jax.jit, as the reference runs do_updates, XLA contracts
+    (1 − β)·g + β·m into a fused multiply-add and regroups (m/c₁)/(√v̂ + ε) as m/(c₁·(√v̂ + ε)),
+    which NumPy does not do. Per update, from optax's own state: the FMA drops one rounding of m
+    and of v (≤ ½ ulp each) and the regrouping moves u by ≤ 1½ ulps; |u| ≤ lr·|m̂|/√v̂ stays near
+    lr, so the bound is 4 float32 ulps of lr per update element (measured worst: 2.4e-7·lr)."""
+    optax, o, n = _adam_pair(lr, wd, 0.9, 0.999)
+    import jax
+    update = jax.jit(o.update)
+    rng = np.random.default_rng(7)
+    p = _random_tree(rng)
+    so = o.init(p)
+    bound = 4 * np.finfo(np.float32).eps * lr
+    for _ in range(200):
+        g = _random_tree(rng, 10.0 ** rng.uniform(-3, 1))
+        sn = {"count": np.asarray(so[0].count), "mu": {k: np.asarray(v) for k, v in so[0].mu.items()},
+              "nu": {k: np.asarray(v) for k, v in so[0].nu.items()}}
+        un, _ = n.update(g, sn, p)
+        uo, so = update(g, so, p)
+        for k in g:
+            assert np.max(np.abs(np.asarray(uo[k]) - un[k])) <= bound, k
+
+
 # -- the ES loop -------------------------------------------------------------------------------------
 def test_sigma_schedule_is_read_at_the_next_epoch():
     """Computed differently: the notebook sets σ·(1 − e/N) *after* epoch e, so epoch e+1 uses it;
