@@ -17,14 +17,34 @@ __all__ = ["set_blas_threads", "default_blas_threads", "blas_config", "config_di
 _ENV = ("NPEGG_BLAS_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 
+def _count(value: str) -> int | None:
+    """A thread count written in ASCII digits (``str.isdigit`` also takes '²' and '٣'), else None."""
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() and 0 < int(value) <= 4096 else None
+
+
+def requested_blas_threads() -> int:
+    """The thread count asked for: NPEGG_BLAS_THREADS, else OPENBLAS_NUM_THREADS or OMP_NUM_THREADS
+    (values OpenBLAS itself would ignore are ignored here too), else 1. ValueError naming
+    NPEGG_BLAS_THREADS when it is set to anything but a whole number in [1, 4096]."""
+    mine = os.environ.get("NPEGG_BLAS_THREADS")
+    if mine is not None and mine.strip():
+        if _count(mine) is None:
+            raise ValueError(f"NPEGG_BLAS_THREADS must be a whole number of threads from 1 to 4096 "
+                             f"(ASCII digits), got {mine!r}")
+        return _count(mine)
+    for var in _ENV[1:]:
+        n = _count(os.environ.get(var, ""))
+        if n is not None:
+            return n
+    return 1
+
+
 def default_blas_threads() -> bool:
     """One BLAS thread (npegg's tall, thin matmuls run faster on one) unless NPEGG_BLAS_THREADS,
-    OPENBLAS_NUM_THREADS or OMP_NUM_THREADS says otherwise (NPEGG_BLAS_THREADS wins)."""
-    for var in _ENV:
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return set_blas_threads(int(value))
-    return set_blas_threads(1)
+    OPENBLAS_NUM_THREADS or OMP_NUM_THREADS says otherwise (NPEGG_BLAS_THREADS wins; a bad value
+    of it is a ValueError naming it, ``requested_blas_threads``)."""
+    return set_blas_threads(requested_blas_threads())
 
 
 def blas_config() -> dict:

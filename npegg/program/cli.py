@@ -127,7 +127,11 @@ def main(argv=None, stdout=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
-    default_blas_threads()
+    try:
+        default_blas_threads()
+    except ValueError as e:                             # NPEGG_BLAS_THREADS set to something else than a count
+        print(f"npegg {args.command}: error: {e}", file=sys.stderr)
+        return 2
     command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
                "export-vectors": cmd_export_vectors}[args.command]
     try:

@@ -129,13 +129,40 @@ def default_stream(max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     return stream[:fits[-1] if fits.size else 0].copy()
 
 
+def shown(text) -> str:
+    """A path or name as it can be printed and drawn: bytes that are not UTF-8 (kept by the
+    file system API as surrogate escapes, ``os.fsdecode``) become U+FFFD."""
+    return os.fsencode(str(text)).decode("utf-8", errors="replace")
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Non-hidden regular files under ``folder`` (a symlink to a file counts, one to a folder is
+    not followed), in sorted relative-path order. The walk keeps its own stack of folders instead
+    of recursing, so a tree thousands of folders deep is read like a flat one."""
+    found, stack = [], [folder]
+    while stack:
+        here = stack.pop()
+        try:
+            entries = list(os.scandir(here))
+        except OSError:
+            continue                                    # an unreadable folder: its files are not there
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+                elif e.is_file():                       # regular files only: no FIFOs, devices
+                    found.append(Path(e.path))
+            except OSError:
+                continue
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
 def _folder_documents(folder: Path) -> tuple[list[bytes], int]:
     """Non-hidden files under ``folder`` that decode as UTF-8, in sorted relative-path order."""
-    files = sorted((p for p in folder.rglob("*") if p.is_file()          # regular files only: no FIFOs, devices
-                    and not any(part.startswith(".") for part in p.relative_to(folder).parts)),
-                   key=lambda p: p.relative_to(folder).as_posix())
     docs, skipped = [], 0
-    for p in files:
+    for p in _folder_files(folder):
         try:
             raw = p.read_bytes()
             raw.decode("utf-8")
@@ -144,6 +171,42 @@ def _folder_documents(folder: Path) -> tuple[list[bytes], int]:
             continue
         docs.append(raw)
     return docs, skipped
+
+
+def absolute_path(path) -> Path:
+    """``path`` (``~`` expanded) made absolute against the current folder; DataError when it is
+    relative and the current folder no longer exists (deleted under a running shell)."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    try:
+        return Path(os.getcwd()) / p
+    except OSError as e:
+        raise DataError(f"{shown(p)}: a relative path, but the current folder no longer exists "
+                        f"({e.strerror or e}); cd into an existing folder or give an absolute path") from None
+
+
+def source_bytes(path) -> int:
+    """Bytes a source holds on disk (the files ``read_stream`` would read); 0 for the default."""
+    if path is None:
+        return 0
+    p = Path(path).expanduser()
+    try:
+        if p.is_dir():
+            return sum(f.stat().st_size for f in _folder_files(p))
+        return p.stat().st_size if p.is_file() else 0
+    except OSError:
+        return 0
+
+
+def check_fits(path, available: int | None) -> None:
+    """DataError when reading ``path`` would need more memory than ``available`` bytes: its bytes
+    are held twice while the stream is built (the files' bytes and the stream)."""
+    size = source_bytes(path)
+    if available is not None and 2 * size > available:
+        raise DataError(f"{shown(Path(path).expanduser())}: {size / 1e9:,.1f} GB of data (read into memory twice "
+                        f"while its stream is built), and this machine has {available / 1e9:,.1f} GB available; "
+                        f"use a smaller file or folder (a 1-D uint8 .npy stream of the documents you want)")
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -169,9 +232,11 @@ def read_stream(path, stdlib_max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.nda
         raise DataError("the data path is an empty string; give a file or folder, or omit it for the default")
     p = Path(path).expanduser()
     if not p.exists():
-        raise DataError(f"{p}: no such file or folder")
+        raise DataError(f"{shown(p)}: no such file or folder")
     if not (p.is_dir() or p.is_file()):          # a device (/dev/zero never ends), a FIFO (blocks), a socket
-        raise DataError(f"{p}: not a regular file or folder (a device, pipe or socket cannot be read as a corpus)")
+        raise DataError(f"{shown(p)}: not a regular file or folder (a device, pipe or socket cannot be read as a corpus)")
+    from .preflight import available_memory
+    check_fits(p, available_memory())
     try:
         if p.is_dir():
             docs, skipped = _folder_documents(p)
@@ -182,8 +247,10 @@ def read_stream(path, stdlib_max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.nda
         else:
             stream, note = encode_documents([p.read_bytes()]), f"text file {p}"
     except OSError as e:
-        raise DataError(f"{p}: cannot read ({e.strerror or e})") from e
-    return stream, p.stem or p.name, note
+        raise DataError(f"{shown(p)}: cannot read ({e.strerror or e})") from e
+    except MemoryError:
+        raise DataError(f"{shown(p)}: does not fit in the memory available; use a smaller file or folder") from None
+    return stream, shown(p.stem or p.name), shown(note)
 
 
 def split_documents(stream: np.ndarray, valid_fraction: float = 0.1,

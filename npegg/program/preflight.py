@@ -9,6 +9,8 @@ is estimated from the sizes alone (nothing is allocated)::
                   + P·T·D × 4 B × 8    one layer's activations over the epoch's window (the MLP and
                                        head run on ~2 MiB member chunks and add nothing that grows)
     fixed           96 MiB             noise table (32 MiB) and its slice cache (64 MiB)
+    data            S × 2              the --data files' S bytes, read and turned into a stream
+                  + S × W              with W > 1 workers: each holds the training bytes
 
 In int mode parameters and states are int8 and a forward step widens a (P, D) slice to int64, so
 the population term is P·L·D × 1 B × 3 + P·D × 8 B × 12. The estimate is meant to be the right
@@ -86,6 +88,19 @@ def checkpoint_bytes(cfg) -> int:
     return n * width * copies + cfg.pop_size * cfg.n_layers * cfg.hidden_dim * width + (1 << 20)
 
 
+def short_name(stem: str, limit: int = 80) -> str:
+    """A data file's stem as part of a default run folder's name: unchanged when it takes at most
+    ``limit`` bytes, else cut to fit, with 8 hex digits of its sha256 so that two long names that
+    share a beginning stay apart (a folder name may hold 255 bytes, and the mode, cell and time
+    are added to it)."""
+    raw = os.fsencode(stem)
+    if len(raw) <= limit:
+        return stem
+    import hashlib
+    head = raw[:limit - 9].decode("utf-8", "ignore")    # no character cut in half, no undecodable byte
+    return f"{head}-{hashlib.sha256(raw).hexdigest()[:8]}"
+
+
 def available_memory() -> int | None:
     """Bytes this process could still allocate: MemAvailable (Linux), else physical memory; None if unknown."""
     try:
@@ -111,15 +126,24 @@ def check_memory(cfg, available: int | None = None, workers: int = 1) -> None:
     With W > 1 workers every worker holds its own replica of the model, the optimizer and the
     noise table beside the coordinator's, while the population is shared out among them::
 
-        need = (W + 1) · (model + fixed) + population          (W = 1: model + fixed + population)
+        need = (W + 1) · (model + fixed) + population + data    (W = 1: model + fixed + population + data)
+        data = S · 2 (+ S · W with W > 1)                         S: bytes of the --data files
     """
+    from .data import source_bytes
     available = available_memory() if available is None else available
     parts = memory_parts(cfg)
     if workers > 1:
         parts = {**parts, "model": parts["model"] * (workers + 1), "fixed": parts["fixed"] * (workers + 1)}
+    size = source_bytes(cfg.data)
+    parts["data"] = size * (2 + (workers if workers > 1 else 0))
     need = sum(parts.values())
     if available is None or need <= available:
         return
+    if parts["data"] >= max(parts["model"], parts["population"]):
+        raise PreflightError(f"--data {cfg.data}: {_gb(size)} of data needs about {_gb(parts['data'])} of memory "
+                             f"(read, then turned into one stream{', and a copy in every worker' if workers > 1 else ''}); "
+                             f"with the run, {_gb(need)}, and this machine has {_gb(available)} available; "
+                             f"use a smaller file or folder" + (" or fewer --workers" if workers > 1 else ""))
     model_flags = f"--hidden-dim {cfg.hidden_dim} / --n-layers {cfg.n_layers}"
     pop_flags = f"--pop-size {cfg.pop_size}" + ("" if cfg.mode == "int" else f" / --tokens-per-update {cfg.tokens_per_update}")
     pop_flags += f" / --hidden-dim {cfg.hidden_dim}"

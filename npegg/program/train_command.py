@@ -23,10 +23,10 @@ from .checkpoint import RunDirError, prepare_run_dir, save_checkpoint
 from .commands import (CHECKPOINT, InputError, UsageError, checkpoint_path, corpus_digest, explicit_flags,
                        read_checkpoint, read_corpus, restore_run, saved_config)
 from .config import ConfigError, TrainConfig
-from .data import DataError
+from .data import DataError, absolute_path
 from .evaluate import sample_bytes
 from .loop import Diverged, History, train
-from .preflight import PreflightError, check_memory, check_out, checkpoint_bytes
+from .preflight import PreflightError, check_memory, check_out, checkpoint_bytes, short_name
 from .progress import Progress, format_duration, format_rate, format_table
 from .report import plot_curve, results_table, write_metrics, write_sample
 from .runs import make_run
@@ -46,7 +46,10 @@ def _train_config(args):
     given = explicit_flags(args)
     ckpt = None
     if "data" in given:                 # stored absolute, so --resume and eval work from any folder
-        given["data"] = str(Path(given["data"]).expanduser().absolute())
+        try:
+            given["data"] = str(absolute_path(given["data"]))
+        except DataError as e:
+            raise UsageError(f"--data: {e}") from e
     if args.resume:
         ckpt = read_checkpoint(args.resume)
         if "train" not in ckpt.config:
@@ -91,7 +94,7 @@ def _train_config(args):
         out = checkpoint_path(args.resume).parent
     else:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = Path(cfg.data).stem if cfg.data else "stdlib"
+        name = short_name(Path(cfg.data).stem) if cfg.data else "stdlib"
         out = Path("runs") / f"{name}-{cfg.mode}-{cfg.cell}-{stamp}"
         n = 1
         while out.exists():
