@@ -17,10 +17,17 @@ the population term is P·L·D × 1 B × 3 + P·D × 8 B × 12. The estimate is 
 order of magnitude: a run is refused only when it exceeds the memory available, so an estimate
 off by a factor of two still lets every run that fits start.
 
-A checkpoint holds the parameters (and μ, ν in float mode), the hidden states and the history.
+A checkpoint holds the parameters (and μ, ν in float mode), the hidden states and the history;
+its size is estimated within a few percent (measured against real checkpoints in the tests)::
+
+    checkpoint  n·w·c + P·L·D·w + 32 B·(E + 1) + 64 KiB     w = 4 B, c = 3 (float); w = 1 B, c = 1 (int);
+                                                            E epochs of history; headers, manifest, config
+    disk        2 · checkpoint − the checkpoint it replaces  a save writes the new file beside the old
+              + 160 B·E + 256 KiB                           metrics.csv/json, sample.txt, curve.png
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from functools import lru_cache
@@ -81,11 +88,30 @@ def memory_parts(cfg) -> dict[str, int]:
 
 
 def checkpoint_bytes(cfg) -> int:
-    """Estimated size of one checkpoint: parameters (+ μ, ν in float mode) and hidden states."""
+    """Estimated size of one checkpoint: parameters (+ μ, ν in float mode), hidden states, the
+    history (four numbers per epoch) and 64 KiB of headers, manifest and config."""
     n = param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers, cfg.mlp_ratio, cfg.direct_path)
     width = 1 if cfg.mode == "int" else 4
     copies = 1 if cfg.mode == "int" else 3
-    return n * width * copies + cfg.pop_size * cfg.n_layers * cfg.hidden_dim * width + (1 << 20)
+    return (n * width * copies + cfg.pop_size * cfg.n_layers * cfg.hidden_dim * width + 32 * (cfg.epochs + 1)
+            + (64 << 10))
+
+
+#: the files of a run folder that a run replaces (each is written beside the old one, then renamed)
+RUN_FILES = ("checkpoint.npz", "metrics.csv", "metrics.json", "sample.txt", "curve.png")
+
+
+def disk_bytes(cfg, out) -> int:
+    """Free bytes a run needs in its folder ``out``: the next checkpoint is written beside the one it
+    replaces, so two checkpoints, less the one already there (resuming in place, ``--overwrite``),
+    plus the metrics (~160 B per epoch), sample and curve (256 KiB)."""
+    there = 0
+    for name in RUN_FILES:
+        try:
+            there += (Path(out) / name).stat().st_size
+        except OSError:
+            pass
+    return max(0, 2 * checkpoint_bytes(cfg) + 160 * cfg.epochs + (256 << 10) - there)
 
 
 def short_name(stem: str, limit: int = 80) -> str:
@@ -117,7 +143,7 @@ def available_memory() -> int | None:
 
 
 def _gb(n: int) -> str:
-    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.0f} MB"
+    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
 
 
 def check_memory(cfg, available: int | None = None, workers: int = 1) -> None:
@@ -187,5 +213,26 @@ def check_out(out: Path, need: int) -> None:
             except OSError:
                 pass
     if free < need:
-        raise PreflightError(f"--out {out}: the disk has {_gb(free)} free, and a checkpoint of this run needs about "
-                             f"{_gb(need)} (two while one replaces the other); free some space or choose another --out")
+        raise PreflightError(f"--out {out}: the disk has {_gb(free)} free, and this run needs about {_gb(need)} more "
+                             f"(a checkpoint is written beside the one it replaces, then the metrics and curve); "
+                             f"free some space or choose another --out")
+
+
+def disk_full(e: OSError) -> bool:
+    """The write failed for want of room: no space, a quota, or a file size limit (RLIMIT_FSIZE)."""
+    return e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG)
+
+
+def disk_full_message(e: OSError, out: Path, epoch: int) -> str:
+    """One paragraph for a run stopped by a full disk: what failed, and the checkpoint that is
+    still there (read and verified again here, so the epoch it names is the one on disk)."""
+    from .checkpoint import load_checkpoint
+    ckpt = Path(out) / "checkpoint.npz"
+    what = f"{e.strerror or e}" + (f" writing {Path(e.filename).name}" if e.filename else "")
+    try:
+        kept = load_checkpoint(ckpt).scalars.get("epoch")
+        left = (f"the last checkpoint, {ckpt} (epoch {int(kept)}), is intact; free some space, then continue "
+                f"with  npegg train --resume {out}")
+    except Exception:        # noqa: BLE001 — no checkpoint yet, or one that does not verify: say so
+        left = "no checkpoint was saved yet"
+    return f"--out {out}: the disk is full ({what}); the run stopped at epoch {epoch}; {left}"

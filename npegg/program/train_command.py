@@ -26,7 +26,7 @@ from .config import ConfigError, TrainConfig
 from .data import DataError, absolute_path
 from .evaluate import sample_bytes
 from .loop import Diverged, History, train
-from .preflight import PreflightError, check_memory, check_out, checkpoint_bytes, short_name
+from .preflight import PreflightError, check_memory, check_out, disk_bytes, disk_full, disk_full_message, short_name
 from .progress import Progress, format_duration, format_rate, format_table
 from .report import plot_curve, results_table, write_metrics, write_sample
 from .runs import make_run
@@ -107,7 +107,7 @@ def _train_config(args):
             raise UsageError(f"--out: {e}") from e
     try:
         check_memory(cfg)
-        check_out(out, 2 * checkpoint_bytes(cfg))              # a checkpoint and its replacement's temp file
+        check_out(out, disk_bytes(cfg, out))                    # a checkpoint beside the one it replaces
     except PreflightError as e:
         raise UsageError(str(e)) from e
     return cfg, ckpt, out
@@ -157,6 +157,10 @@ def cmd_train(args, stdout) -> int:
         run = ParallelRun(run, corpus.train, workers, args.engine, say=say)
     try:
         return _run_and_report(run, history, cfg, corpus, ckpt, out, say, stdout)
+    except OSError as e:
+        if not disk_full(e):
+            raise
+        raise InputError(disk_full_message(e, out, run.epoch)) from None
     finally:
         if isinstance(run, ParallelRun):
             run.close()                                         # no worker outlives the command
