@@ -228,8 +228,8 @@ def step_G(es, state, raw):
     """The update G that raw scores (P,) give, read off one step of plain SGD with lr = 1.
 
     `ES.create` uses SGD unless told otherwise, and SGD's step is θ ← θ − lr·G (section 3), so with
-    lr = 1 the step is −G itself. (Chapter 4 shows the noiser's `estimate_grads`, which returns G
-    directly.)
+    lr = 1 the step is −G itself. (Chapter 4 opens the noiser interface behind `es.step`: its
+    `do_updates` forms G and hands it to the optimizer.)
     """
     return state.params - es.step(state, raw).params
 
