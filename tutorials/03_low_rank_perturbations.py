@@ -388,7 +388,7 @@ for (O_m, I_m, r_m), quoted in (((4, 20, 1), 61), ((4, 20, 4), 15), ((64, 64, 1)
 #
 # The update is the sum $\sum_n f_n\hat A_nB_n^\top$ of $P$ rank-$r$ matrices of size $O\times I$.
 # Formed one member at a time it costs $P$ outer products and $P$ temporaries of size $O\times I$.
-# npegg (like chapter 2's from-scratch loop) stacks the weighted factors side by side instead,
+# npegg (and section 5's from-scratch loop) stacks the weighted factors side by side instead,
 # $$\sum_n f_n\hat A_nB_n^\top = \underbrace{\big[f_1\hat A_1\ \cdots\ f_P\hat A_P\big]}_{O\times Pr}\;\underbrace{\begin{bmatrix}B_1^\top\\ \vdots\\ B_P^\top\end{bmatrix}}_{Pr\times I},$$
 # **one matrix product** of $O\cdot Pr\cdot I$ multiply-adds — the same count as the loop, but in
 # one BLAS call that keeps the cache and the vector units busy. Compare the forward pass: with
