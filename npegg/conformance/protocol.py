@@ -159,7 +159,8 @@ OPERATIONS: dict[str, Operation] = dict([
 
 
 def load_adapter(spec: str):
-    """The adapter named by ``MODULE:ATTR`` (an object, or a class/function called with no arguments).
+    """The adapter named by ``MODULE:ATTR`` or ``path/to/file.py:ATTR`` (an object, or a class called
+    with no arguments).
 
     Raises ``ValueError`` naming the problem (no colon, module not importable, attribute missing,
     not an adapter, unknown claims) before any case runs.
@@ -168,16 +169,35 @@ def load_adapter(spec: str):
         raise ValueError(f"--backend must be MODULE:ADAPTER (e.g. npegg.conformance.npegg_adapter:ADAPTER), got {spec!r}")
     mod_name, attr = spec.split(":")
     try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ValueError(f"--backend {spec!r}: cannot import module {mod_name!r} ({e})") from e
+        mod = _import(mod_name)
+    except (ImportError, OSError) as e:
+        raise ValueError(f"--backend {spec!r}: cannot import {mod_name!r} ({type(e).__name__}: {e})") from e
     if not hasattr(mod, attr):
         raise ValueError(f"--backend {spec!r}: module {mod_name!r} has no attribute {attr!r}")
     obj: Any = getattr(mod, attr)
-    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "claims")):
+    if isinstance(obj, type):
         obj = obj()
     check_adapter(obj, spec)
     return obj
+
+
+def _import(name: str):
+    """A module by dotted name, or by file path when ``name`` ends in ``.py`` (an adapter kept in a
+    port's tests folder, which is not a package)."""
+    if not name.endswith(".py"):
+        return importlib.import_module(name)
+    import sys
+    from importlib import util
+    from pathlib import Path
+    path = Path(name).resolve()
+    if not path.is_file():
+        raise ImportError(f"no file {path}")
+    mod_name = "npegg_conformance_adapter_" + path.stem
+    spec = util.spec_from_file_location(mod_name, path)
+    mod = util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def check_adapter(obj, where: str = "adapter") -> None:
