@@ -42,11 +42,28 @@ def _members(draw, rng, p, paired=False):
     return np.sort(rng.choice(3 * p + 4, p, replace=False)).astype(np.int64)
 
 
-def _lowrank(draw, rng, p, a, b, dtype="float"):
+def per_pair(members, make):
+    """Rows of per-member noise where antithetic partners (ids 2k, 2k+1) share theirs: ``make(q)``
+    draws one row per distinct pair, and each member gets its pair's row."""
+    _, inv = np.unique(np.asarray(members) >> 1, return_inverse=True)
+    return make(int(inv.max()) + 1)[inv]
+
+
+def _int8_unit(rng, shape):
+    return rng.integers(-_U8, _U8 + 1, shape).astype(np.int8)
+
+
+def _lowrank(draw, rng, members, a, b, dtype="float"):
     r = draw(st.integers(1, min(a, b) + 2))          # up to two above the smaller side
-    if dtype == "int8":
-        return rng.integers(-_U8, _U8 + 1, (p, a, r)).astype(np.int8), rng.integers(-_U8, _U8 + 1, (p, b, r)).astype(np.int8)
-    return _f32(rng, (p, a, r)), _f32(rng, (p, b, r))
+    unit = (lambda shape: _int8_unit(rng, shape)) if dtype == "int8" else (lambda shape: _f32(rng, shape))
+    return per_pair(members, lambda q: unit((q, a, r))), per_pair(members, lambda q: unit((q, b, r)))
+
+
+def int8_full(rng, members, shape) -> dict:
+    """Unit int8 full-rank noise as the table gives it: ``E`` (P, *shape) int32, the product of the
+    pair of entries ``E_factors`` (P, *shape, 2) int8 (an adapter may inject either)."""
+    f = per_pair(members, lambda q: _int8_unit(rng, (q,) + tuple(shape) + (2,)))
+    return {"E": f[..., 0].astype(np.int32) * f[..., 1], "E_factors": f}
 
 
 @st.composite
@@ -54,13 +71,14 @@ def _matmul(draw, op):
     rng = _rng(draw)
     p, n, i, o = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 12))
     w_scale, x_scale = draw(_SCALES), draw(_SCALES)
-    case = {"x": _f32(rng, (p, n, i), x_scale), "members": _members(draw, rng, p), "sigma": draw(_SIGMAS)}
+    m = _members(draw, rng, p)
+    case = {"x": _f32(rng, (p, n, i), x_scale), "members": m, "sigma": draw(_SIGMAS)}
     if op == "do_mm":
         case["W"] = _f32(rng, (o, i), w_scale)
-        case["A"], case["B"] = _lowrank(draw, rng, p, o, i)
+        case["A"], case["B"] = _lowrank(draw, rng, m, o, i)
     else:
         case["W"] = _f32(rng, (i, o), w_scale)
-        case["A"], case["B"] = _lowrank(draw, rng, p, i, o)
+        case["A"], case["B"] = _lowrank(draw, rng, m, i, o)
     return case
 
 
@@ -68,16 +86,18 @@ def _matmul(draw, op):
 def _emb(draw):
     rng = _rng(draw)
     p, n, v, d = draw(st.integers(1, 5)), draw(st.integers(1, 4)), draw(st.integers(1, 10)), draw(st.integers(1, 8))
-    a, b = _lowrank(draw, rng, p, v, d)
+    m = _members(draw, rng, p)
+    a, b = _lowrank(draw, rng, m, v, d)
     return {"E": _f32(rng, (v, d), draw(_SCALES)), "tokens": rng.integers(0, v, (p, n)).astype(np.int64), "A": a, "B": b,
-            "members": _members(draw, rng, p), "sigma": draw(_SIGMAS)}
+            "members": m, "sigma": draw(_SIGMAS)}
 
 
 @st.composite
 def _standard(draw):
     rng = _rng(draw)
     p, d = draw(st.integers(1, 6)), draw(st.integers(1, 8))
-    return {"p": _f32(rng, (d,), draw(_SCALES)), "E": _f32(rng, (p, d)), "members": _members(draw, rng, p),
+    m = _members(draw, rng, p)
+    return {"p": _f32(rng, (d,), draw(_SCALES)), "E": per_pair(m, lambda q: _f32(rng, (q, d))), "members": m,
             "sigma": draw(_SIGMAS)}
 
 
@@ -114,10 +134,12 @@ def _grad(draw, op):
     case = {"fitness": _f32(rng, n), "members": _members(draw, rng, n), "sigma": draw(_SIGMAS)}
     if draw(st.booleans()):                            # z-scored fitnesses of a real population
         case["fitness"] = ((case["fitness"] - case["fitness"].mean()) / np.sqrt(case["fitness"].var() + 1e-5)).astype(np.float32)
+    m = case["members"]
     if op == "grad_full":
-        case["E"] = _f32(rng, (n, draw(st.integers(1, 8))))
+        d = draw(st.integers(1, 8))
+        case["E"] = per_pair(m, lambda q: _f32(rng, (q, d)))
     else:
-        case["A"], case["B"] = _lowrank(draw, rng, n, draw(st.integers(1, 8)), draw(st.integers(1, 8)))
+        case["A"], case["B"] = _lowrank(draw, rng, m, draw(st.integers(1, 8)), draw(st.integers(1, 8)))
     return case
 
 
@@ -150,22 +172,23 @@ def _optimizer(draw, op):
 def _int8(draw, op):
     rng = _rng(draw)
     p = draw(st.integers(1, 5))
-    case = {"members": _members(draw, rng, p), "sigma_shift": draw(st.integers(0, 6))}
+    m = _members(draw, rng, p)
+    case = {"members": m, "sigma_shift": draw(st.integers(0, 6))}
     if op == "int8_noisy_standard":
         d = draw(st.integers(1, 10))
         case["p"] = rng.integers(-127, 128, d).astype(np.int8)
-        case["E"] = (rng.integers(-_U8, _U8 + 1, (p, d)) * rng.integers(-_U8, _U8 + 1, (p, d))).astype(np.int32)
+        case.update(int8_full(rng, m, (d,)))
         return case
     if op == "int8_do_emb":
         v, d = draw(st.integers(1, 10)), draw(st.integers(1, 10))
         case["E"] = rng.integers(-127, 128, (v, d)).astype(np.int8)
         case["tokens"] = rng.integers(0, v, (p, draw(st.integers(1, 4)))).astype(np.int64)
-        case["A"], case["B"] = _lowrank(draw, rng, p, v, d, "int8")
+        case["A"], case["B"] = _lowrank(draw, rng, m, v, d, "int8")
         return case
     i, o = draw(st.integers(1, 40)), draw(st.integers(1, 10))
     case["W"] = rng.integers(-127, 128, (o, i)).astype(np.int8)
     case["x"] = rng.integers(-127, 128, (p, draw(st.integers(1, 3)), i)).astype(np.int8)
-    case["A"], case["B"] = _lowrank(draw, rng, p, o, i, "int8")
+    case["A"], case["B"] = _lowrank(draw, rng, m, o, i, "int8")
     return case
 
 
@@ -204,23 +227,28 @@ def _noise(draw, op):
     return case
 
 
-def _model_noise(rng, params: dict, kinds: dict, p: int, dtype="float", lead=()) -> dict:
-    """Unit noise ``A/``, ``B/`` (MM, EMB: rank R) or ``E/`` (PARAM) for every leaf; stacked leaves
-    (blocks/…) get their layer axis after the member axis. ``lead``: extra leading axes (steps)."""
+def _model_noise(rng, params: dict, kinds: dict, members, dtype="float", lead=(), r=None) -> dict:
+    """Unit noise ``A/``, ``B/`` (MM, EMB: rank R) or ``E/`` (PARAM; int8: and ``E_factors/``) for
+    every leaf, shared by partners; stacked leaves (blocks/…) get their layer axis after the member
+    axis. ``lead``: extra leading axes (generations), each with its own noise."""
+    r = int(rng.integers(1, 3)) if r is None else r
+    if lead:
+        steps = [_model_noise(rng, params, kinds, members, dtype, r=r) for _ in range(lead[0])]
+        return {k: np.stack([s[k] for s in steps]) for k in steps[0]}
     out = {}
-    r = rng.integers(1, 3)
     for path, v in params.items():
         stack = (v.shape[0],) if path.startswith("blocks/") else ()
         shape = v.shape[1:] if stack else v.shape
         if kinds[path] in (1, 2):                        # MM_PARAM, EMB_PARAM
             for name, side in (("A", shape[0]), ("B", shape[1])):
-                full = lead + (p,) + stack + (side, r)
-                out[f"{name}/{path}"] = (rng.integers(-_U8, _U8 + 1, full).astype(np.int8) if dtype == "int8"
-                                         else _f32(rng, full))
+                full = stack + (side, r)
+                out[f"{name}/{path}"] = per_pair(members, lambda q: _int8_unit(rng, (q,) + full) if dtype == "int8"
+                                                 else _f32(rng, (q,) + full))
+        elif dtype == "int8":
+            full = int8_full(rng, members, stack + shape)
+            out[f"E/{path}"], out[f"E_factors/{path}"] = full["E"], full["E_factors"]
         else:
-            full = lead + (p,) + stack + shape
-            out[f"E/{path}"] = ((rng.integers(-_U8, _U8 + 1, full) * rng.integers(-_U8, _U8 + 1, full)).astype(np.int32)
-                                if dtype == "int8" else _f32(rng, full))
+            out[f"E/{path}"] = per_pair(members, lambda q: _f32(rng, (q,) + stack + shape))
     return out
 
 
@@ -240,7 +268,7 @@ def _mlp_forward(draw):
     dims, params = _mlp_params(draw, rng)
     p = draw(st.integers(1, 6))
     kinds = {k: (1 if k.endswith("weight") else 0) for k in params}
-    noise = _model_noise(rng, params, kinds, p)
+    noise = _model_noise(rng, params, kinds, np.arange(p))
     rank = next(v.shape[-1] for k, v in noise.items() if k.startswith("A/"))
     return {**{f"param/{k}": v for k, v in params.items()}, **noise, "x": _f32(rng, (p, dims[0])),
             "members": np.arange(p, dtype=np.int64), "sigma": draw(_SIGMAS), "rank": int(rank)}
@@ -252,7 +280,7 @@ def _es_step(draw):
     _, params = _mlp_params(draw, rng)
     p, k = draw(st.integers(1, 8)), draw(st.integers(1, 3))
     kinds = {n: (1 if n.endswith("weight") else 0) for n in params}
-    noise = _model_noise(rng, params, kinds, p, lead=(k,))
+    noise = _model_noise(rng, params, kinds, np.arange(p), lead=(k,))
     rank = next(v.shape[-1] for n, v in noise.items() if n.startswith("A/"))
     opt = draw(st.sampled_from(["sgd", "adam", "adamw"]))
     case = {**{f"param/{n}": v for n, v in params.items()}, **noise, "members": np.arange(p, dtype=np.int64),
@@ -278,7 +306,7 @@ def _bytelm(draw):
     params, kinds = flatten(init.params), flatten(init.es_map)
     params = {k: (v + _f32(rng, v.shape, 0.1)).astype(np.float32) for k, v in params.items()}  # no zero leaves
     tin, tgt = _streams(rng, p, t, 256)
-    noise = _model_noise(rng, params, kinds, p)
+    noise = _model_noise(rng, params, kinds, np.arange(p))
     rank = next(v.shape[-1] for k, v in noise.items() if k.startswith("A/"))
     return {**{f"param/{k}": v for k, v in params.items()}, **noise, "cell": init.frozen_params["cell"],
             "tokens_in": tin, "tokens_tgt": tgt, "state0": _f32(rng, (p, layers, d), 0.5),
@@ -301,7 +329,7 @@ def _egg_forward(draw):
     params, kinds, h, layers, vocab = _egg_params(draw, rng)
     p, t = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     tin, tgt = _streams(rng, p, t, vocab)
-    return {**{f"param/{k}": v for k, v in params.items()}, **_model_noise(rng, params, kinds, p, "int8"),
+    return {**{f"param/{k}": v for k, v in params.items()}, **_model_noise(rng, params, kinds, np.arange(p), "int8"),
             "tokens_in": tin, "tokens_tgt": tgt, "state0": rng.integers(-127, 128, (p, layers, h)).astype(np.int8),
             "members": np.arange(p, dtype=np.int64), "sigma_shift": draw(st.integers(0, 6))}
 
@@ -311,7 +339,7 @@ def _qegg_update(draw):
     rng = _rng(draw)
     params, kinds, *_ = _egg_params(draw, rng)
     pairs = draw(st.integers(1, 4))
-    return {**{f"param/{k}": v for k, v in params.items()}, **_model_noise(rng, params, kinds, pairs, "int8"),
+    return {**{f"param/{k}": v for k, v in params.items()}, **_model_noise(rng, params, kinds, 2 * np.arange(pairs), "int8"),
             "fitness": rng.integers(-1, 2, pairs).astype(np.int8), "members": np.arange(2 * pairs, dtype=np.int64),
             "threshold": draw(st.integers(0, 40)), "use_clt": draw(st.booleans())}
 

@@ -75,10 +75,10 @@ def _optimizer(case, name):
 
 def _opt_steps(case, name):
     opt = _optimizer(case, name)
-    p = {"p": np.asarray(case["p0"], np.float32)}
+    p = {"p": np.asarray(case["p0"])}                       # float32 (a float64 case: the exact answer)
     state, out = opt.init(p), []
     for g in case["grads"]:
-        updates, state = opt.update({"p": np.asarray(g, np.float32)}, state, p)
+        updates, state = opt.update({"p": np.asarray(g)}, state, p)
         p = optim.apply_updates(p, updates)
         out.append(p["p"])
     return {"params": np.stack(out)}
@@ -184,7 +184,8 @@ def _run(op, c):
         rec = {"members": c["members"], **({"E": c["E"]} if op == "grad_full" else {"A": c["A"], "B": c["B"]})}
         rank = 1 if op == "grad_full" else c["A"].shape[-1]
         frozen, nparams = _float_noiser(c["sigma"], rank, {_KEY.tobytes(): rec})
-        g = EggRoll.estimate_grads(frozen, nparams, {"w": np.zeros(shape, np.float32)}, {"w": _KEY}, c["fitness"],
+        dtype = (c["E"] if op == "grad_full" else c["A"]).dtype
+        g = EggRoll.estimate_grads(frozen, nparams, {"w": np.zeros(shape, dtype)}, {"w": _KEY}, c["fitness"],
                                    (0, c["members"]), {"w": PARAM if op == "grad_full" else MM_PARAM})
         return {"G": g["w"]}
     if op in ("sgd", "adam", "adamw"):
