@@ -3,7 +3,9 @@
 Runs every adapter listed in the adapters file (default ``tests/conformance/adapters.txt``; one
 entry per line, ``#`` comments)::
 
-    MODULE:ATTR [xfail=FILE]          an adapter, run through the kit at --max-examples cases
+    MODULE:ATTR [xfail=FILE] [max_examples=N]   an adapter, run through the kit at --max-examples
+                                      cases per operation (or N, for an implementation as slow as
+                                      eager JAX)
     json:path/to/report.json          rows computed elsewhere (the --report format), e.g. a
                                       statistical conformance run, whose statuses it states
 
@@ -67,9 +69,9 @@ def run_all(adapters_file, max_examples: int, seed: int = 0, failures=None) -> l
         spec_path = f"{_resolve(mod, base)}:{attr}" if mod.endswith(".py") else spec
         adapter = load_adapter(spec_path)
         xfail = read_xfail(_resolve(opts["xfail"], base)) if "xfail" in opts else set()
-        results = runner.check_adapter(adapter, max_examples=max_examples, seed=seed, failures=failures,
-                                       backend=spec, xfail=xfail)
-        reports.append(runner.as_json(results, adapter, spec, max_examples, seed))
+        n = int(opts.get("max_examples", max_examples))
+        results = runner.check_adapter(adapter, max_examples=n, seed=seed, failures=failures, backend=spec, xfail=xfail)
+        reports.append(runner.as_json(results, adapter, spec, n, seed))
     return reports
 
 
@@ -101,7 +103,9 @@ def render(reports: list[dict]) -> str:
     for op, spec in OPERATIONS.items():
         cells = [_cell(r["operations"].get(op, {"status": NOT_CLAIMED})) for r in reports]
         lines.append(f"| {spec.level} | `{op}` | " + " | ".join(cells) + " |")
-    lines += ["", "Levels: " + "; ".join(f"{k} = {v}" for k, v in LEVELS.items()) + ".", "", "### Differences", ""]
+    lines += ["", "Levels: " + "; ".join(f"{k} = {v}" for k, v in LEVELS.items()) + "."]
+    lines += _tolerance_table(reports)
+    lines += ["", "### Differences", ""]
     found = False
     for r in reports:
         for op, row in r["operations"].items():
@@ -115,6 +119,29 @@ def render(reports: list[dict]) -> str:
         lines.append("None: every claimed operation agreed with npegg on every case run.")
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _tolerance_table(reports) -> list:
+    """The float operations: each bound, and the worst error ÷ tolerance measured per implementation."""
+    from .tolerance import BOUNDS
+    float_reports = [r for r in reports if any(not OPERATIONS[op].exact and row["status"] != NOT_CLAIMED
+                                               for op, row in r["operations"].items() if op in OPERATIONS)]
+    lines = ["", "### Float tolerances and the measured worst case", "",
+             "Tolerance = 2 × the bound (two implementations, each within it of the exact result); the columns give "
+             "the largest |error| ÷ tolerance seen over all cases (≤ 1 passes; npegg in float64 must stay ≤ 0.5).", "",
+             "| operation | bound on one float32 implementation | " + " | ".join(r["adapter"] for r in float_reports) + " |",
+             "|---|---|" + "---|" * len(float_reports)]
+    for op, spec in OPERATIONS.items():
+        if spec.exact or op not in BOUNDS:
+            continue
+        cells = []
+        for r in float_reports:
+            row = r["operations"].get(op, {"status": NOT_CLAIMED})
+            cells.append("—" if row["status"] == NOT_CLAIMED else
+                         ("0 (exact)" if row["status"] == EXACT else f"{row['worst_ratio']:.3g}")
+                         if row["status"] in (EXACT, WITHIN) else row["status"])
+        lines.append(f"| `{op}` | {BOUNDS[op].replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write(doc: Path, reports: list[dict]) -> None:
@@ -135,6 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-examples", type=int, default=50, help="cases per operation (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--failures", default="conformance-failures", help="where minimal failing cases are saved")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the doc's block from the existing --json file")
     args = ap.parse_args(argv)
     try:
         if args.max_examples < 1:
@@ -142,9 +170,14 @@ def main(argv=None) -> int:
         if not Path(args.doc).is_file():
             raise ValueError(f"--doc {args.doc!r}: no such file")
         read_adapters_file(args.adapters)
+        if args.render_only and not Path(args.json).is_file():
+            raise ValueError(f"--json {args.json!r}: no such file to render from")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.render_only:
+        write(Path(args.doc), json.loads(Path(args.json).read_text()))
+        return 0
     reports = run_all(args.adapters, args.max_examples, args.seed, Path(args.failures))
     Path(args.json).write_text(json.dumps(reports, indent=1) + "\n")
     write(Path(args.doc), reports)

@@ -255,6 +255,25 @@ def bound_bytelm(c, want):
     return {k: 4 * np.abs(np.asarray(want[k], np.float64) - exact[k]) + 8 * U * np.abs(exact[k]) for k in ("ll", "state")}
 
 
+#: the one-implementation bound of each float operation, as the docs print it (tolerance = 2 × this)
+BOUNDS = {
+    "do_mm": "γ_{I+R+5} · (|x||W|ᵀ + σ/√R·(|x||B|)|A|ᵀ)",
+    "do_Tmm": "γ_{I+R+5} · (|x||W| + σ/√R·(|x||A|)|B|ᵀ)",
+    "do_emb": "γ_{R+5} · (|E[t]| + σ/√R·|A[t]||B|ᵀ)",
+    "noisy_standard": "γ₃ · (|p| + σ|E|)",
+    "fitness_zscore": "|Δc|/d + |f|·(|Δv|/(2(v+1e-5)) + 4u), |Δc| ≈ γ_{g+1}·mean|R| + u|c|, |Δv| ≈ γ_{P+2}·v + mean 2|c||Δc|",
+    "fitness_centered_ranks": "γ₃ · 1.5",
+    "grad_lowrank": "γ_{NR+8} · (σ/√(RN))·Σₙ|fₙ||Aₙ||Bₙ|ᵀ",
+    "grad_full": "γ_{N+7} · (σ/√N)·Σₙ|fₙ||Eₙ|",
+    "sgd": "per step: lr·|Δd| + γ₂·lr|d| + u|p| accumulated; Δt = μΔt + γ₃(|g| + μ|t|)",
+    "adam": "first-order through m, v, m̂, v̂, √, ÷ (each + its γ); cᵢ = 1 − βᵢᵏ to u·(1 + (k+2)βᵢᵏ/cᵢ), 1 − β to u·(1 + β/(1−β))",
+    "adamw": "adam's, plus lr·wd·(|Δp| + u|p|)",
+    "mlp_forward": "e_l = e_{l−1}|W̃|ᵀ + γ_{I+R+6}·(|h||W|ᵀ + σ/√R(|h||B|)|A|ᵀ + |b| + σ|E|), relu 1-Lipschitz",
+    "es_step": "zscore's Δf → G's bound plus (σ/√(RN))Σ|Δf||A||B|ᵀ → the optimizer's bound with ΔG",
+    "bytelm_forward": "estimate: 2 × (2·|npegg float32 − float64 replay| + 4 ulps)",
+}
+
+
 def tolerance(op: str, case: dict, want: dict) -> dict:
     """{output name: per-element tolerance} for a float operation: twice the one-implementation bound
     (whole steps return it already doubled where errors propagate)."""
