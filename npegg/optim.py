@@ -24,7 +24,8 @@ ES sign convention: npegg maximises fitness. The noiser hands the optimizer ``G`
 fitness-ascent direction (see ``npegg.noiser.eggroll``), so ``sgd`` moves params by −lr·G, up the
 fitness. That is why the same optimizers that minimise a loss maximise a fitness here.
 
-Mirrors: optax.sgd, optax.adam, optax.adamw, optax.apply_updates, optax.schedules.
+Mirrors: optax.sgd, optax.adam, optax.adamw, optax.clip_by_global_norm, optax.chain,
+optax.apply_updates, optax.schedules.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
-from .tree import tree_map
+from .tree import tree_items, tree_map
 
 Schedule = Callable[[int], float]
 ScalarOrSchedule = Union[float, Schedule]
@@ -176,6 +177,47 @@ def adamw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, e
           eps_root: float = 0.0, weight_decay: float = 1e-4):
     """AdamW: Adam plus decoupled weight decay (optax.adamw defaults)."""
     return adam(learning_rate, b1, b2, eps, eps_root, weight_decay)
+
+
+def clip_by_global_norm(max_norm: float):
+    """Scale the whole tree down so its global norm is at most ``max_norm`` (optax.clip_by_global_norm).
+
+    ‖g‖ = √(Σ_leaves Σ g²);  u = g if ‖g‖ < max_norm, else (g / ‖g‖) · max_norm.
+    State: {} (none). Used by ``EggRollBS`` (its trust region, chained before the optimizer).
+    Mirrors: optax.clip_by_global_norm.
+    """
+    if not (np.isfinite(max_norm) and max_norm > 0):
+        raise ValueError(f"max_norm must be a finite number > 0, got {max_norm}")
+
+    def init(params):
+        return {}
+
+    def update(grads, state, params=None):
+        leaves = [np.asarray(g) for _, g in tree_items(grads)]
+        norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in leaves))   # float64 (optax: float32)
+        if norm < max_norm:
+            return grads, state
+        return tree_map(lambda g: ((g / np.asarray(norm, g.dtype)) * max_norm).astype(g.dtype), grads), state
+
+    return GradientTransformation(init, update)
+
+
+def chain(*transforms: GradientTransformation):
+    """Apply transformations in order, each to the previous one's updates (optax.chain).
+
+    State: {"0": state of the first, "1": …} (plain dicts, as every optimizer state here).
+    Mirrors: optax.chain.
+    """
+    def init(params):
+        return {str(i): t.init(params) for i, t in enumerate(transforms)}
+
+    def update(grads, state, params=None):
+        new = {}
+        for i, t in enumerate(transforms):
+            grads, new[str(i)] = t.update(grads, state[str(i)], params)
+        return grads, new
+
+    return GradientTransformation(init, update)
 
 
 OPTIMIZERS = {"sgd": sgd, "adam": adam, "adamw": adamw}

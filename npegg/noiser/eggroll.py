@@ -51,11 +51,22 @@ def signs(members) -> np.ndarray:
     return (1 - 2 * (np.asarray(members) & 1)).astype(np.int8)
 
 
+def member_signs(frozen, members) -> np.ndarray:
+    """Each member's sign s (P,) int8: ±1 (``signs``), and 0 for the zero-noise baseline members of
+    ``EggRollBS`` (n mod G ∈ {0, 1} when ``frozen`` has "baseline_group" G), so every perturbation
+    and every update term of those members is exactly zero."""
+    s = signs(members)
+    group = frozen.get("baseline_group")
+    if group:
+        s = s * (np.asarray(members) % group >= 2).astype(np.int8)
+    return s
+
+
 def unit_lora(frozen, sigma, iterinfo, shape, key):
     """Unit factors A (P, a, r), B (P, b, r) and each member's scale s·σ/√r (P,)."""
     epoch, members = parse_iterinfo(*iterinfo)
     a_unit, b_unit = frozen["noise"].lowrank(key, epoch, members, shape, frozen["rank"], frozen["noise_reuse"])
-    return a_unit, b_unit, signs(members) * np.float32(sigma / np.sqrt(frozen["rank"]))
+    return a_unit, b_unit, member_signs(frozen, members) * np.float32(sigma / np.sqrt(frozen["rank"]))
 
 
 def get_lora_update_params(frozen, sigma, iterinfo, shape, key):
@@ -68,7 +79,7 @@ def get_nonlora_update_params(frozen, sigma, iterinfo, shape, key):
     """Scaled full-rank noise of every member: s·σ·e, (P, *shape)."""
     epoch, members = parse_iterinfo(*iterinfo)
     e = frozen["noise"].full(key, epoch, members, shape, frozen["noise_reuse"])
-    scale = signs(members) * np.float32(sigma)  # float32 scale: float32 noise stays float32
+    scale = member_signs(frozen, members) * np.float32(sigma)  # float32 scale: float32 noise stays float32
     return e * scale.reshape((-1,) + (1,) * len(shape))
 
 
@@ -273,7 +284,7 @@ class EggRoll(Noiser):
         """The hook a noiser overrides for MM/EMB leaves: Σₙ wₙ · (member n's scaled perturbation)
         over a chunk of members, (a, b), its rows masked by ``rows`` (c, a) bool when given. Here
         Σₙ wₙ (mₙ ⊙ Âₙ) Bₙᵀ, as one (a × cR) @ (cR × b) matmul."""
-        a, b, scale = unit_lora(frozen, sigma, info, shape, key)  # (c, a, R), (c, b, R), (c,)
+        a, b, scale = cls._update_factors(frozen, sigma, info, shape, key)  # (c, a, R), (c, b, R), (c,)
         if rows is not None:
             a = a * rows[:, :, None]                                      # unread rows' noise left out
         c, rows, r = a.shape
@@ -282,6 +293,13 @@ class EggRoll(Noiser):
         # astype copies B into a contiguous block; keep it: on a strided view BLAS sums in another
         # order, and the last bits of G (and every run's trajectory after it) would change.
         return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1]).astype(aw.dtype)
+
+
+    @classmethod
+    def _update_factors(cls, frozen, sigma, info, shape, key):
+        """The hook for the factors the update sums, (A (c, a, R), B (c, b, R), scale (c,)): here the
+        forward's own unit factors and s·σ/√r (``AltEggRoll`` takes their signs)."""
+        return unit_lora(frozen, sigma, info, shape, key)
 
 
 def _check_rows_seen(rows_seen, params, kinds: dict, n: int) -> dict:
