@@ -718,7 +718,9 @@ def eggroll_from_scratch(W, P, sigma, lr, rank, epochs, b1=0.9, b2=0.999, eps=1e
         k = epoch + 1                                                     # Adam, bias-corrected
         m = b1 * m + (1 - b1) * G
         v = b2 * v + (1 - b2) * G**2
-        m_hat, v_hat = m / (1 - b1**k), v / (1 - b2**k)
+        c1 = np.float32(1) - np.float32(b1) ** np.float32(k)            # 1 − βᵏ as optax forms it, in float32
+        c2 = np.float32(1) - np.float32(b2) ** np.float32(k)
+        m_hat, v_hat = m / c1, v / c2
         W = W - lr * m_hat / (np.sqrt(v_hat) + eps)
         losses.append(np.mean(np.sum((X @ W.T - Y) ** 2, axis=1)))
     return W, np.array(losses)
@@ -757,7 +759,7 @@ for epoch in range(epochs0):
     loss_lib.append(np.mean(np.sum((X @ state.params.T - Y) ** 2, axis=1)))
 diff = np.abs(state.params - W_scratch).max()
 print(f"npegg:        loss -> {loss_lib[-1]:.4f}; max |W_npegg - W_scratch| = {diff:.1e} (|W| ~ {np.abs(W_scratch).max():.1f})")
-# float32 in two places (σ/√r and Adam's bias correction, as optax): agreement to ~1e-7 relative
+# float32 σ/√r in the library, the bias correction formed as optax in both: agreement to rounding
 book.check("from-scratch EGGROLL vs npegg, max |ΔW| / max |W|", diff / np.abs(W_scratch).max(), 0, 1e-6)
 book.check("from-scratch EGGROLL: final loss / initial loss", loss_scratch[-1] / np.mean(np.sum(Y ** 2, axis=1)),
            0, 0.05)
@@ -774,8 +776,9 @@ if plt:
 # %% [markdown]
 # The two curves lie on top of each other: npegg is these 40 lines, organised so that any model
 # and any noiser can be plugged in (chapter 4), and fast on large ones (sections 1–3). The numbers
-# differ only in the last digits, because the library keeps two small scalars in float32 (the
-# scale $\sigma/\sqrt r$, and Adam's bias correction, as optax computes it).
+# differ only in the last digits, because the library keeps the scale $\sigma/\sqrt r$ in float32.
+# (Adam's bias correction $1-\beta^k$ is float32 in both: the loop forms it as optax does,
+# $1 - \mathrm{float32}(\beta)^k$ in float32, so that a JAX backend using optax gets the same bits.)
 
 # %% [markdown]
 # ## Summary
