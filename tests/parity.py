@@ -58,3 +58,26 @@ def group(vec: dict, prefix: str) -> dict:
     """Sub-dict of keys under ``prefix/`` with the prefix stripped."""
     n = len(prefix) + 1
     return {k[n:]: v for k, v in vec.items() if k.startswith(prefix + "/")}
+
+
+def checker_module():
+    """examples/check_vectors.py as a module: its ``Checker`` (records every differing stage, the
+    terms-scaled float bound of docs/vectors.md) and the functions that give each stage's terms."""
+    import importlib.util
+    import sys
+    if "check_vectors" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("check_vectors", REPO / "examples" / "check_vectors.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["check_vectors"] = mod
+    return sys.modules["check_vectors"]
+
+
+def stages(path):
+    """A ``Checker`` for one file: compare every stage with ``.close``/``.exact``, then ``all_pass(c)``."""
+    return checker_module().Checker(Path(path).name)
+
+
+def all_pass(c) -> None:
+    """Fail once, listing every stage that differed (not only the first)."""
+    assert not c.diffs, f"{len(c.diffs)} of {c.count} stages differ:\n" + "\n".join(c.diffs)

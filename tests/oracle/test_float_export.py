@@ -1,5 +1,6 @@
 """Round trip of the float oracle export: npegg's own float vectors pass npegg's float parity checks."""
 import numpy as np
+import pytest
 
 from npegg.oracle.float_vectors import CASES, export_float_vectors
 from parity import load
@@ -32,3 +33,24 @@ def test_cli_export_vectors_writes_both_kinds_and_never_overwrites(tmp_path, cap
     assert main(["export-vectors", str(out)]) == 2                         # not empty: refused
     assert "not an empty folder" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_parity_check_passes_large_steps_and_reports_every_differing_stage(tmp_path):
+    """The parity check (what NPEGG_PARITY_DIR files go through) passes npegg's own export at lr 0.5,
+    σ 0.5 over 4 AdamW steps, and on a copy with two stages changed (an output of step 0, a new
+    parameter of step 2) fails once, naming both."""
+    from npegg.program.cli import main
+    assert main(["export-vectors", str(tmp_path / "v"), "--kinds", "float", "--lr", "0.5", "--sigma", "0.5",
+                 "--optimizer", "adamw", "--steps", "4"]) == 0
+    path = tmp_path / "v" / "float_eggroll_npegg.npz"
+    check_float_eggroll(path)
+    v = load(path)
+    v["r1_g0_adamw/step0/y"][2, 0] += 1e-2
+    v["r4_g4_adamw/step2/new/1/weight"][3, 3] += 1e-2
+    bad = tmp_path / "bad" / "float_eggroll_npegg.npz"
+    bad.parent.mkdir()
+    np.savez_compressed(bad, **v)
+    with pytest.raises(AssertionError) as e:
+        check_float_eggroll(bad)
+    msg = str(e.value)
+    assert "2 of " in msg and "r1_g0_adamw/step0/y[2, 0]" in msg and "r4_g4_adamw/step2/new/1/weight[3, 3]" in msg, msg
