@@ -81,3 +81,12 @@ def stages(path):
 def all_pass(c) -> None:
     """Fail once, listing every stage that differed (not only the first)."""
     assert not c.diffs, f"{len(c.diffs)} of {c.count} stages differ:\n" + "\n".join(c.diffs)
+
+
+def exact(c, got, v: dict, key: str) -> None:
+    """Record in ``c`` whether ``got`` has the dtype and every bit of ``v[key]`` (and go on either way)."""
+    import numpy as np
+    got = np.asarray(got)
+    if got.dtype != v[key].dtype:
+        c.diffs.append(f"{c.name}: {key}: dtype {got.dtype}, expected {v[key].dtype}")
+    c.exact(got, v, key)

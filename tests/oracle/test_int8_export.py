@@ -43,3 +43,18 @@ def test_exported_vectors_exercise_the_quirks(exported):
     upd = load(next(p for p in exported if p.name.startswith("qegg_update")))
     assert int(upd["u0/update_threshold"]) == 0
     assert np.any(upd["u0/fitness"] == 0)
+
+
+def test_the_parity_check_reports_every_differing_array(tmp_path):
+    """A copy of the reference's update file with two arrays changed (u1's Z of one leaf, u3's new
+    head) fails once, naming both, with their first differing index."""
+    from parity import REFERENCE_DIR
+    v = load(REFERENCE_DIR / "qegg_update.npz")
+    v["u1/Z/blocks/att/bf"][1, 5] += 3
+    v["u3/new/head"][100, 3] += 1
+    bad = tmp_path / "qegg_update.npz"
+    np.savez_compressed(bad, **v)
+    with pytest.raises(AssertionError) as e:
+        check_qegg_update(bad)
+    msg = str(e.value)
+    assert "2 of " in msg and "u1/Z/blocks/att/bf[1, 5]" in msg and "u3/new/head[100, 3]" in msg, msg

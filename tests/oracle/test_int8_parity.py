@@ -5,6 +5,8 @@
   (leaf keys from the model seed, K0, raw and clamped start).
 - ``qegg_update*.npz``: every case of ``meta/cases``: fitness, Z and the updated params.
 
+Every differing array is reported (``parity.stages``), not only the first.
+
 ``check_egg_fwd`` and ``check_qegg_update`` take a path, so the export round-trip test
 (``test_int8_export.py``) runs the same checks on files npegg wrote itself.
 """
@@ -20,7 +22,7 @@ from npegg.models.egg import EGG, generate
 from npegg.noise import InjectedNoise
 from npegg.noiser.qeggroll import QEggRoll
 from npegg.tree import flatten, unflatten
-from parity import group, load, parity_files
+from parity import all_pass, exact, group, load, parity_files, stages
 
 
 
@@ -99,16 +101,17 @@ def check_egg_fwd(path):
     for leaf, code in flatten(es_map).items():
         assert int(v[f"noise/{leaf}/es_type"]) == code
 
+    st = stages(path)
     base = group(v, "base")
     frozen, nparams = QEggRoll.init_noiser(params, int(meta["sigma_shift"]), noise=InjectedNoise({}),
                                            noise_reuse=int(meta["noise_reuse"]), rank=int(meta["rank"]))
     out = generate(QEggRoll, frozen, nparams, None, params, es_tree_key, None, base["tokens_in"][None],
                    base["tokens_tgt"][None], base["state0"][None], record=True)
-    assert_same(out.logits[0], base["logits"], "base/logits")
-    assert_same(out.states[0], base["state"], "base/state")
-    assert_same(out.ll[0], base["ll"], "base/ll")
-    assert_same(out.loss_sum[0], base["loss_sum"], "base/loss_sum")
-    assert_same(out.final_state[0], base["final_state"], "base/final_state")
+    exact(st, out.logits[0], v, "base/logits")
+    exact(st, out.states[0], v, "base/state")
+    exact(st, out.ll[0], v, "base/ll")
+    exact(st, out.loss_sum[0], v, "base/loss_sum")
+    exact(st, out.final_state[0], v, "base/final_state")
 
     pert = group(v, "pert")
     rec = group(v, "noise")
@@ -120,11 +123,12 @@ def check_egg_fwd(path):
                                            noise_reuse=int(meta["noise_reuse"]), rank=int(meta["rank"]))
     out = generate(QEggRoll, frozen, nparams, None, params, es_tree_key, (epoch, threads), pert["tokens_in"],
                    pert["tokens_tgt"], pert["state0"], record=True)
-    assert_same(out.logits, pert["logits"], "pert/logits")
-    assert_same(out.states, pert["state"], "pert/state")
-    assert_same(out.ll, pert["ll"], "pert/ll")
-    assert_same(out.loss_sum, pert["loss_sum"], "pert/loss_sum")
-    assert_same(out.final_state, pert["final_state"], "pert/final_state")
+    exact(st, out.logits, v, "pert/logits")
+    exact(st, out.states, v, "pert/state")
+    exact(st, out.ll, v, "pert/ll")
+    exact(st, out.loss_sum, v, "pert/loss_sum")
+    exact(st, out.final_state, v, "pert/final_state")
+    all_pass(st)
 
 
 @pytest.mark.parametrize("path", parity_files("egg_fwd_*.npz"))
@@ -144,6 +148,7 @@ def check_qegg_update(path):
         es_tree_key = simple_es_tree_key(params, K.fold_in(K.key(int(v["meta/model_seed"])), 1), scan_map)
     cases = [str(c) for c in v["meta/cases"]]
     assert cases
+    st = stages(path)
     for case in cases:
         c = group(v, case)
         threads = c["iter_threads"].astype(np.int64)
@@ -162,13 +167,14 @@ def check_qegg_update(path):
             sched = dict(frozen, alpha=float(c["alpha_arg"]))
             assert QEggRoll.threshold(sched, {"update_threshold": None}, int(c["epoch"])) == int(c["update_threshold"])
         fitness = QEggRoll.convert_fitnesses(frozen, nparams, c["raw_scores"])
-        assert_same(fitness, c["fitness"], f"{case}/fitness")
+        exact(st, fitness, v, f"{case}/fitness")
         z = flatten(QEggRoll.votes(frozen, nparams, params, keys, c["fitness"], (epochs, threads), es_map))
         _, new = QEggRoll.do_updates(frozen, nparams, params, keys, c["fitness"], (epochs, threads), es_map)
         new = flatten(new)
         for leaf in flatten(es_map):
-            assert_same(z[leaf], c[f"Z/{leaf}"], f"{case}/Z/{leaf}")
-            assert_same(new[leaf], c[f"new/{leaf}"], f"{case}/new/{leaf}")
+            exact(st, z[leaf], v, f"{case}/Z/{leaf}")
+            exact(st, new[leaf], v, f"{case}/new/{leaf}")
+    all_pass(st)
 
 
 @pytest.mark.parametrize("path", parity_files("qegg_update*.npz"))
