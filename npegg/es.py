@@ -82,6 +82,9 @@ class ES:
         must be Python or NumPy integers: a float, even 8.0, and a bool are refused by name rather
         than truncated. ``sigma`` is a finite number > 0 and ``lr`` one ≥ 0, or either a schedule.
         """
+        if not isinstance(model_kwargs, dict):
+            raise ValueError(f"model_kwargs must be a dict of {getattr(model, '__name__', model)}.rand_init's "
+                             f"keyword arguments, got {model_kwargs!r}")
         _check_arguments(pop_size, sigma, lr, seed, noiser_kwargs)
         _check_keywords(model.rand_init, model_kwargs, f"{getattr(model, '__name__', model)}.rand_init (model_kwargs)")
         _check_keywords(noiser.init_noiser, noiser_kwargs, f"ES.create with {getattr(noiser, '__name__', noiser)}")
@@ -153,6 +156,11 @@ class ES:
         """Perturbed forward of some members only: members (n,) thread ids, inputs with leading axis n.
         Member m gets exactly the perturbation it gets in ``forward``."""
         members = np.asarray(members)
+        if members.ndim != 1 or not np.issubdtype(members.dtype, np.integer) or \
+                (members.size and not (0 <= members.min() and members.max() < self.pop_size)):
+            raise ValueError(f"members must be a 1-D array of member ids in [0, pop_size={self.pop_size}), "
+                             f"got {members.dtype} {members.shape}" + (f" from {members.min()} to {members.max()}"
+                                                                       if members.size and members.ndim == 1 else ""))
         for x in inputs:
             if np.ndim(x) == 0 or np.shape(x)[0] != len(members):
                 raise ValueError(f"inputs need a leading axis of size len(members)={len(members)}, got {np.shape(x)}")
@@ -190,6 +198,9 @@ class ES:
         raw = np.asarray(raw_scores)
         if raw.shape != (self.pop_size,):
             raise ValueError(f"raw_scores must have shape ({self.pop_size},), got {raw.shape}")
+        if raw.dtype.kind not in "iuf":
+            raise ValueError(f"raw_scores must be numbers (integer or float), got dtype {raw.dtype}")
+        check_int("state.epoch", state.epoch, 0)
         self.check_params(state.params)
         extra = {}
         if rows_seen is not None:
@@ -203,8 +214,9 @@ class ES:
                                                        self.es_tree_key, fit, iterinfos, self.es_map, **extra)
         epoch = state.epoch + 1
         if self.sigma_schedule is not None:
-            sigma = float(self.sigma_schedule(epoch))
+            sigma = self.sigma_schedule(epoch)
             _check_sigma_value(sigma, epoch)
+            sigma = float(sigma)
             noiser_params = {**noiser_params, "sigma": sigma}
         return replace(state, params=params, noiser_params=noiser_params, epoch=epoch)
 
@@ -219,20 +231,23 @@ def _check_arguments(pop_size, sigma, lr, seed, noiser_kwargs) -> None:
     for name, value, low in (("sigma", sigma, "> 0"), ("lr", lr, ">= 0")):
         if callable(value):
             continue
-        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-        if not (number and np.isfinite(value) and (value > 0 if low == "> 0" else value >= 0)):
+        if not (_number(value) and np.isfinite(value) and (value > 0 if low == "> 0" else value >= 0)):
             raise ValueError(f"{name} must be a finite number {low} or a schedule (a function of the "
                              f"{'epoch' if name == 'sigma' else 'step'}), got {value!r} ({type(value).__name__})")
 
 
+def _number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
 def _check_sigma_value(sigma, epoch: int) -> None:
     """A sigma schedule's value: finite and >= 0 (a decay may end at exactly 0)."""
-    if not (np.isfinite(sigma) and sigma >= 0):
+    if not (_number(sigma) and np.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma schedule returned {sigma} at epoch {epoch}; it must be a finite number >= 0")
 
 
 def _check_lr_value(lr, step: int) -> None:
-    if not (np.isfinite(lr) and lr >= 0):
+    if not (_number(lr) and np.isfinite(lr) and lr >= 0):
         raise ValueError(f"lr schedule returned {lr} at step {step}; it must be a finite number >= 0")
 
 

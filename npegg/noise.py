@@ -153,12 +153,14 @@ class NoiseTable:
     _cached: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self):
-        if not 4 <= int(self.log2_size) <= 31:
-            raise ValueError(f"log2_size must be in [4, 31], got {self.log2_size}")
+        for name, value, ok, allowed in (("seed", self.seed, lambda v: 0 <= v < 2**64, "in [0, 2**64)"),
+                                         ("log2_size", self.log2_size, lambda v: 4 <= v <= 31, "in [4, 31]"),
+                                         ("cache_bytes", self.cache_bytes, lambda v: v >= 0, ">= 0")):
+            integer = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            if not (integer and ok(value)):                 # 1.5 or True would be truncated silently
+                raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
         if self.overflow not in ("wrap", "clamp"):
             raise ValueError(f"overflow must be 'wrap' or 'clamp', got {self.overflow!r}")
-        if not 0 <= int(self.seed) < 2**64:
-            raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
 
     def __reduce__(self):
         """Pickles as its settings (the table is rebuilt from the seed where it is unpickled)."""

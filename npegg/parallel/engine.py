@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..models.base_model import check_int
 from .plan import deal, member_chunks
 
 
@@ -47,7 +48,7 @@ class Engine:
     remote = True
 
     def __init__(self, workers: int = 1):
-        if not (isinstance(workers, (int, np.integer)) and workers >= 1):
+        if isinstance(workers, (bool, np.bool_)) or not (isinstance(workers, (int, np.integer)) and workers >= 1):
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         self.workers = int(workers)
         self.bytes_down = [0] * self.workers      # coordinator → worker, cumulative
@@ -161,6 +162,7 @@ class Population:
 
 def make_engine(engine: str = "local", workers: int = 1, **options) -> Engine:
     """``"local"`` (worker processes; one worker = the serial twin in this process) or ``"ray"``."""
+    check_int("workers", workers, 1)
     if engine == "local":
         if workers == 1:
             return SerialEngine()

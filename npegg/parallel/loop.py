@@ -8,6 +8,7 @@ one-process twin that any number of workers must match bit for bit.
 """
 from __future__ import annotations
 
+from ..models.base_model import check_int
 from .engine import Population, make_engine
 from .plan import chunk_size
 from .replica import ESJob, ESReplica
@@ -16,12 +17,11 @@ from .replica import ESJob, ESReplica
 def train(es, state, fitness, epochs: int, *, workers: int = 1, engine: str = "local", on_epoch=None,
           chunk: int | None = None, **engine_options):
     """See ``npegg.es.ES.train``. Returns the final ``ESState``."""
-    if not (isinstance(epochs, int) and epochs >= 0):
-        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    epochs = check_int("epochs", epochs, 0)
     if not callable(fitness):
         raise ValueError(f"fitness must be callable as fitness(es, state, members), got {fitness!r}")
     group = int(es.frozen_noiser_params.get("group_size", 0))
-    chunk = chunk_size(es.pop_size, group) if chunk is None else int(chunk)
+    chunk = chunk_size(es.pop_size, group) if chunk is None else check_int("chunk", chunk, 1)
     master = ESReplica(es, state, fitness)
     eng = make_engine(engine, workers, **engine_options)
     try:

@@ -193,3 +193,58 @@ def test_noise_factors_are_the_same_bits_with_views_in_blocks():
         N.VIEW_BYTES = old
     for w, g in zip((*want[0], want[1]), (*got[0], got[1])):
         assert np.array_equal(w, g)
+
+
+# -- new probes (issue 19, tried as a hostile user): each was accepted silently or failed without a name
+def _fitness(es, state, members):
+    return -np.asarray(members, np.float64)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(epochs=True), r"epochs must be an integer >= 0, got True \(bool\)"),
+    (dict(epochs=1, workers=True), r"workers must be an integer >= 1, got True \(bool\)"),
+    (dict(epochs=1, chunk=2.5), r"chunk must be an integer >= 1, got 2.5 \(float\)"),
+])
+def test_train_refuses_bools_and_floats_for_counts(kwargs, match):
+    es, st = ES.create(MLP, MLP_KW, **ES_KW)
+    epochs = kwargs.pop("epochs")
+    with pytest.raises(ValueError, match=match):
+        es.train(st, _fitness, epochs, **kwargs)
+
+
+def test_step_refuses_scores_that_are_not_numbers_and_a_fractional_epoch():
+    es, st = ES.create(MLP, MLP_KW, **ES_KW)
+    for raw in (np.array(list("abcdefgh")), np.array([None] * 8)):
+        with pytest.raises(ValueError, match="raw_scores must be numbers"):
+            es.step(st, raw)
+    with pytest.raises(ValueError, match=r"state.epoch must be an integer >= 0, got 1.5"):
+        es.step(type(st)(st.params, st.noiser_params, 1.5), np.arange(8.0))
+
+
+def test_forward_members_refuses_ids_outside_the_population():
+    es, st = ES.create(MLP, MLP_KW, **ES_KW)
+    for ids in ([8], [-1], [[0, 1]], [0.0]):
+        with pytest.raises(ValueError, match=r"members must be a 1-D array of member ids in \[0, pop_size=8\)"):
+            es.forward_members(st, ids, np.zeros((np.size(ids), 2), np.float32))
+
+
+def test_a_schedule_returning_a_non_number_is_named_and_model_kwargs_must_be_a_dict():
+    with pytest.raises(ValueError, match="sigma schedule returned x at epoch 0"):
+        ES.create(MLP, MLP_KW, pop_size=8, sigma=lambda e: "x", lr=0.1)
+    es, st = ES.create(MLP, MLP_KW, pop_size=8, sigma=lambda e: 0.1 if e == 0 else "x", lr=0.1)
+    with pytest.raises(ValueError, match="sigma schedule returned x at epoch 1"):
+        es.step(st, np.arange(8.0))
+    with pytest.raises(ValueError, match="model_kwargs must be a dict"):
+        ES.create(MLP, None, **ES_KW)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(seed=1.5), r"seed must be an integer in \[0, 2\*\*64\), got 1.5"),
+    (dict(log2_size=10.5), r"log2_size must be an integer in \[4, 31\], got 10.5"),
+    (dict(log2_size=True), r"log2_size must be an integer in \[4, 31\], got True"),
+    (dict(cache_bytes=-1), r"cache_bytes must be an integer >= 0, got -1"),
+])
+def test_noise_table_settings_are_not_truncated(kwargs, match):
+    from npegg.noise import NoiseTable
+    with pytest.raises(ValueError, match=match):
+        NoiseTable(**kwargs)
