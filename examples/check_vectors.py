@@ -40,7 +40,8 @@ operation's sum of absolute terms where this replay computes it (the same comput
 |inputs|: a matmul's Σ|w||x| through every layer, a gradient's Σ|f||A||B|/√N, a fitness's
 (|R| + |group mean|)/std, an optimizer step's |θ| + lr·|update|) and n the number of float32
 roundings along its longest sum: γₙ·S is the classic worst-case bound of a float32 computation of
-it (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1). It matters where the result
+it (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1; γ is ``npegg.conformance.tolerance.gamma``,
+the conformance kit's, whose per-operation bounds have the same form). It matters where the result
 is much smaller than its terms (an output of 0.08 summed from terms near 700; the fitness 0 of
 equal raw scores), where a float32 result errs by ulps of its terms, not of itself; elsewhere
 rtol·|want| is the larger, as before.
@@ -53,15 +54,13 @@ from pathlib import Path
 
 import numpy as np
 
+from npegg.conformance.tolerance import gamma        # γₙ = n·u/(1 − n·u), u = 2⁻²⁴, the conformance kit's
 from npegg.oracle.vectorfile import MAX_BYTES, UnreadableVectorFile, VectorFileError, read_vectors
 
 
 def sub(v, prefix):
     n = len(prefix) + 1
     return {k[n:]: a for k, a in v.items() if k.startswith(prefix + "/")}
-
-
-U = 2.0 ** -24                        # float32 unit roundoff
 
 
 class Checker:
@@ -96,7 +95,7 @@ class Checker:
         bound = atol + rtol * np.abs(want)
         if terms is not None:
             S, n = terms
-            bound = np.maximum(bound, atol + n * U / (1 - n * U) * S)
+            bound = np.maximum(bound, atol + gamma(n) * S)
         bad = ~(np.abs(got - want) <= bound)
         if bad.any():
             self._fail(key, got, want, bad, bound)
