@@ -202,7 +202,7 @@ def regression_es(seed: int, **overrides):
     from ..es import ES
     from ..models import MLP
     cfg = {**REGRESSION, **overrides}
-    extra = {k: cfg[k] for k in ("solver", "fitness", "rank") if k in cfg}
+    extra = {k: cfg[k] for k in ("solver", "fitness", "rank", "noise") if k in cfg}
     return ES.create(MLP, dict(in_dim=1, out_dim=1, hidden_dims=list(cfg["hidden"]), activation="pqn"),
                      pop_size=cfg["pop_size"], sigma=cfg["sigma"], lr=cfg["lr"], seed=seed, **extra)
 

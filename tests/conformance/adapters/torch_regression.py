@@ -25,6 +25,9 @@ from torch import nn
 from npegg.conformance import stats as S
 
 CFG = S.REGRESSION
+#: seeds per side in the statistical tests (test_ports.py) and the scoreboard rows (torch_reports.py)
+K_REFERENCE, K_TORCHEGGROLL, K_EGGROLL_ES, K_TRAINER = 20, 20, 10, 5
+MARGIN = 1.2       # the epochs may differ by this factor either way (ratio of geometric means)
 
 
 class RegressionMLP(nn.Module):
@@ -87,8 +90,10 @@ def _pair(batch):
     return x, _mse, y
 
 
-def eggroll_trainer_epochs(seed: int, noise_reuse: int = 0, target: float = CFG["target_mse"]) -> float:
-    """Epochs eggroll-trainer's EGGROLLTrainer needs (its default noise_reuse = 0: no antithetic pairs)."""
+def eggroll_trainer_epochs(seed: int, noise_reuse: int = 0, target: float = CFG["target_mse"],
+                           budget: int = CFG["epochs"]) -> float:
+    """Epochs eggroll-trainer's EGGROLLTrainer needs (its default noise_reuse = 0: no antithetic pairs);
+    ``budget + 1`` when it does not reach the target within ``budget`` epochs (censored)."""
     from eggroll_trainer import EGGROLLTrainer
     data, model = _Data(), RegressionMLP(S.regression_init(seed))
     current = {}
@@ -100,12 +105,12 @@ def eggroll_trainer_epochs(seed: int, noise_reuse: int = 0, target: float = CFG[
     tr = EGGROLLTrainer(model.parameters(), model, fitness, population_size=CFG["pop_size"], learning_rate=CFG["lr"],
                         sigma=CFG["sigma"], rank=1, noise_reuse=noise_reuse)
     tr.generation = 1000 * seed
-    for epoch in range(CFG["epochs"]):
+    for epoch in range(budget):
         current["x"], current["y"] = data.batch(epoch)
         tr.step()
         if data.val_mse(model) <= target:
             return float(epoch + 1)
-    return float(CFG["epochs"] + 1)
+    return float(budget + 1)
 
 
 class _Reached(Exception):
