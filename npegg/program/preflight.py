@@ -218,6 +218,22 @@ def check_out(out: Path, need: int) -> None:
                              f"free some space or choose another --out")
 
 
+def check_disk(cfg, out) -> None:
+    """``check_out`` with ``disk_bytes``; when most of the need is the history of a very long run
+    (224 B per epoch: twice 32 in the checkpoints, 160 in the metrics), the error names --epochs."""
+    need = disk_bytes(cfg, out)
+    try:
+        check_out(out, need)
+    except PreflightError as e:
+        per_epoch = (2 * 32 + 160) * cfg.epochs
+        if e.__cause__ is None and per_epoch > need // 2:
+            raise PreflightError(f"--epochs {cfg.epochs}: the run's history (about 224 bytes per epoch in the "
+                                 f"checkpoint and the metrics) needs {_gb(per_epoch)} on the disk of --out {out}, "
+                                 f"which has {_gb(shutil.disk_usage(out if Path(out).exists() else Path(out).parent).free)} free; "
+                                 f"choose fewer epochs") from None
+        raise
+
+
 def disk_full(e: OSError) -> bool:
     """The write failed for want of room: no space, a quota, or a file size limit (RLIMIT_FSIZE)."""
     return e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG)

@@ -16,7 +16,8 @@ the master to the last state it could rebuild (the last checkpoint, or the start
 remaining workers, replays the epochs since then, and goes on; the replay is the same
 computation, so the run's bits are those of an uninterrupted one. A hung worker (stopped, deadlocked)
 counts as lost once it has been silent for ``NPEGG_WORKER_TIMEOUT`` seconds (default 30) while it
-owed a reply, whether during an epoch or while a checkpoint gathers the workers' states.
+owed a reply (while starting, 120 s or that if larger), whether during an epoch, while the workers
+start, or while a checkpoint gathers the workers' states.
 """
 from __future__ import annotations
 
@@ -211,16 +212,23 @@ class ParallelRun:
 
     def _engine(self):
         options = dict(setup=worker_setup, silence=worker_timeout())
-        if self.engine_name == "local":
-            options["start_method"] = self.start_method
+        if self.engine_name == "local":                  # starting includes importing NumPy: 120 s at least
+            options.update(start_method=self.start_method, start_timeout=max(120.0, options["silence"]))
         return make_engine(self.engine_name, self.workers, **options)
 
     def start(self) -> None:
-        """Start the workers from the master's current state (done by the first ``epoch_step``)."""
+        """Start the workers from the master's current state (done by the first ``epoch_step``); a
+        worker lost while starting (dead, or silent for 120 s) is handled as in ``epoch_step``."""
         if self.pop is None:
             if self.saved is None:
                 self.saved = copy.deepcopy(self.replica.snapshot())
-            self.pop = Population(self.replica, self.job, self._engine(), self.cfg.pop_size, self.chunk)
+            try:
+                self._start_workers()
+            except WorkerLost as lost:
+                self._recover(lost, self.run.epoch)
+
+    def _start_workers(self) -> None:
+        self.pop = Population(self.replica, self.job, self._engine(), self.cfg.pop_size, self.chunk)
 
     def epoch_step(self) -> float:
         """One generation over the workers; returns the population's train bpb."""
@@ -249,7 +257,7 @@ class ParallelRun:
             self.say(f"{lost}; continuing with {self.workers} worker{'s' if self.workers > 1 else ''} "
                      f"from epoch {since} (replaying {target - since} epoch{'s' if target - since != 1 else ''})")
             try:
-                self.start()
+                self._start_workers()
                 while self.run.epoch < target:
                     raw = self.pop.scores()
                     self.pop.update(raw)

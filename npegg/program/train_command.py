@@ -26,7 +26,7 @@ from .config import ConfigError, TrainConfig
 from .data import DataError, absolute_path
 from .evaluate import sample_bytes
 from .loop import Diverged, History, train
-from .preflight import PreflightError, check_memory, check_out, disk_bytes, disk_full, disk_full_message, short_name
+from .preflight import PreflightError, check_disk, check_memory, disk_full, disk_full_message, short_name
 from .progress import Progress, format_duration, format_rate, format_table
 from .report import plot_curve, results_table, write_metrics, write_sample
 from .runs import make_run
@@ -107,7 +107,7 @@ def _train_config(args):
             raise UsageError(f"--out: {e}") from e
     try:
         check_memory(cfg)
-        check_out(out, disk_bytes(cfg, out))                    # a checkpoint beside the one it replaces
+        check_disk(cfg, out)                                    # a checkpoint beside the one it replaces
     except PreflightError as e:
         raise UsageError(str(e)) from e
     return cfg, ckpt, out

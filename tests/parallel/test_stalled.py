@@ -118,3 +118,33 @@ def test_a_slow_ray_actor_is_waited_for(ray_by_value):
         assert np.all(np.isfinite(pop.scores()))
     finally:
         pop.close()
+
+
+class SlowJob(ESJob):
+    """Builds its replica 2 s late, so that a test can stop the worker before its first answer."""
+
+    def __call__(self):
+        time.sleep(2.0)
+        return super().__call__()
+
+
+def test_a_worker_stopped_while_starting_is_lost_after_the_start_timeout():
+    import threading
+    es, state = ES.create(MLP, dict(in_dim=1, out_dim=1, hidden_dims=[8]), pop_size=64, group_size=8, seed=0,
+                          sigma=0.1, lr=0.1)
+    x = np.linspace(-1, 1, 16, dtype=np.float32)
+    fitness = SquaredError(x, x, 8)
+    engine, stopped = LocalEngine(2, silence=30.0, start_timeout=3.0), []
+
+    def stop_worker_0():
+        while not engine.procs:
+            time.sleep(0.01)
+        time.sleep(0.5)                                 # spawned, not yet answered (the job sleeps 2 s)
+        stopped.append(engine.procs[0].pid)
+        os.kill(stopped[0], signal.SIGSTOP)
+    t = threading.Thread(target=stop_worker_0)
+    t.start()
+    with pytest.raises(WorkerLost, match=r"worker 0 \(pid \d+\) stopped answering: .*the limit is 3 s"):
+        Population(ESReplica(es, state, fitness), SlowJob(es, state, fitness), engine, 64, 16)
+    t.join()
+    assert engine.procs == [] and not _alive(stopped[0])     # start closed the engine: the stopped worker killed

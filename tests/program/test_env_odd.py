@@ -137,3 +137,10 @@ def test_a_250_character_data_file_name_gets_a_short_default_run_folder(corpus, 
     assert len(os.fsencode(run.name)) <= 255 and (run / "checkpoint.npz").exists()
     assert run.name.startswith(short_name("x" * 246)) and short_name("x" * 246) != short_name("x" * 245 + "y")
     assert short_name("corpus") == "corpus" and len(short_name("é" * 100).encode()) <= 80
+
+
+def test_a_run_of_a_trillion_epochs_is_refused_naming_epochs(corpus, tmp_path):
+    """Its history alone (224 B per epoch) would need 224 TB: the refusal names --epochs, not --out."""
+    p = npegg_process("train", "--data", corpus, "--out", tmp_path / "r", *TINY[:8], "--epochs", str(10**12))
+    refused(p, f"--epochs {10**12}: the run's history", "choose fewer epochs")
+    assert not (tmp_path / "r").exists()
