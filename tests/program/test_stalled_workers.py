@@ -120,3 +120,51 @@ def test_a_bad_worker_timeout_is_refused_before_any_work(corpus, tmp_path):  # n
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 2 and "NPEGG_WORKER_TIMEOUT" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_stopped_worker_is_replaced_and_the_bits_stay(corpus, engine, request, monkeypatch):  # noqa: F811
+    """SIGSTOP of a worker process (of a Ray actor's process) during epoch 4, with a 2 s timeout:
+    the run rebuilds from its last save (epoch 2), replays on the remaining worker, and ends with
+    the one-process bits, as for a killed worker (test_workers.py)."""
+    import numpy as np
+    from npegg.program.blas import default_blas_threads
+    from npegg.program.config import TrainConfig
+    from npegg.program.data import load_corpus
+    from npegg.program.runs import make_run
+    from npegg.program.shard import ParallelRun
+    from npegg.tree import flatten
+    if engine == "ray":
+        request.getfixturevalue("ray_session")
+    monkeypatch.setenv("NPEGG_WORKER_TIMEOUT", "2")
+    default_blas_threads()                      # as `npegg train` does: the workers' BLAS thread count
+    cfg = TrainConfig(data=str(corpus), hidden_dim=8, n_layers=1, pop_size=12, group_size=2, tokens_per_update=16,
+                      epochs=6, eval_every=2).resolved()
+    data = load_corpus(cfg.data)
+
+    def trained(workers, stop_at=None):
+        said, stopped = [], []
+        r = ParallelRun(make_run(cfg, data), data.train, workers, engine, say=said.append)
+        try:
+            while r.epoch < cfg.epochs:
+                if r.epoch == 2:
+                    r.checkpoint_trees()
+                if r.epoch == stop_at:
+                    stopped.append(r.pids()[1])
+                    os.kill(stopped[0], signal.SIGSTOP)
+                r.epoch_step()
+            return r.checkpoint_trees(), said, r.workers
+        finally:
+            r.close()
+            for pid in stopped:
+                if not _gone(pid):
+                    os.kill(pid, signal.SIGCONT)
+
+    (want, _), _, _ = trained(1)
+    (got, _), said, left = trained(2, stop_at=4)
+    assert left == 1 and len(said) == 1, said
+    assert "worker 1" in said[0] and "stopped answering" in said[0] and "the limit is 2 s" in said[0]
+    assert "continuing with 1 worker from epoch 2 (replaying 2 epochs)" in said[0]
+    for tree in ("params", "opt_state", "hidden", "data"):
+        fa, fb = flatten(want[tree]), flatten(got[tree])
+        assert all(np.array_equal(fa[k], fb[k]) for k in fa), tree
