@@ -30,7 +30,7 @@ class Browser:
     def __init__(self, width: int = 1100, height: int = 1400, timeout: float = 60.0):
         exe = chromium_path()
         if exe is None:
-            raise RuntimeError("chromium not found: apt-get install -y chromium (.ci/run does)")
+            raise RuntimeError("chromium not found: apt-get install -y chromium (tests/conftest.py does, as root)")
         self.timeout = timeout
         self._profile = tempfile.mkdtemp(prefix="npegg-chromium-")
         to_browser_r, self._to_browser = os.pipe()
@@ -48,10 +48,12 @@ class Browser:
         self._buf = b""
         self._id = 0
         self.events: list[dict] = []
+        self.requested: list[str] = []    # the URL of every request the page made, in order
         try:
             target = self.send("Target.createTarget", url="about:blank")["targetId"]
             self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
             self.send("Page.enable", session=True)
+            self.send("Network.enable", session=True)   # every request is recorded: see requests()
             self.send("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
                       deviceScaleFactor=1, mobile=False)
         except BaseException:
@@ -92,24 +94,39 @@ class Browser:
                     return self.events.pop(i)
             self.events.append(self._read_message(deadline))
 
+    def _note_requests(self) -> None:
+        self.requested += [e["params"]["request"]["url"] for e in self.events
+                           if e.get("method") == "Network.requestWillBeSent"]
+
     def open(self, url: str) -> None:
         """Navigate and wait for the load event (which waits for every image)."""
+        self._note_requests()
         self.events.clear()
         result = self.send("Page.navigate", session=True, url=url)
         if result.get("errorText"):
             raise RuntimeError(f"cannot open {url}: {result['errorText']}")
         self.wait_event("Page.loadEventFired")
 
+    def requests(self) -> list[str]:
+        """Every URL requested since the browser started (pages, scripts, fonts, images, fetches)."""
+        self._note_requests()
+        self.events = [e for e in self.events if e.get("method") != "Network.requestWillBeSent"]
+        return list(self.requested)
+
     def evaluate(self, expression: str):
-        """The JSON value of a JavaScript expression in the page."""
-        result = self.send("Runtime.evaluate", session=True, expression=expression, returnByValue=True)
+        """The JSON value of a JavaScript expression in the page (a promise is awaited)."""
+        result = self.send("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
+                           awaitPromise=True)
         if "exceptionDetails" in result:
             raise RuntimeError(f"javascript error: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def screenshot(self) -> bytes:
-        """PNG bytes of the visible viewport."""
-        return base64.b64decode(self.send("Page.captureScreenshot", session=True, format="png")["data"])
+    def screenshot(self, clip: dict | None = None) -> bytes:
+        """PNG bytes of the visible viewport, or of ``clip`` ({x, y, width, height} in page pixels)."""
+        params = {"format": "png"}
+        if clip:
+            params.update(clip={**clip, "scale": 1})
+        return base64.b64decode(self.send("Page.captureScreenshot", session=True, **params)["data"])
 
     def close(self) -> None:
         try:

@@ -17,21 +17,42 @@ settings.load_profile(os.environ.get("NPEGG_HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="session")
 def small_book(tmp_path_factory):
-    """The book built once per session by ``tutorials/build.py --small --keep-going``: this build
-    IS the run of every chapter and solution (tests/test_tutorials.py reads its book.json) and
-    the site that tests/test_book.py opens in a browser."""
+    """The site built once per session by ``docs/build.py --small``: this build IS the run of every
+    chapter and solutions file (tests/test_tutorials.py reads its build.json) and the site that
+    tests/test_book.py checks and opens in a browser."""
     import json
     import subprocess
-    import sys
     from types import SimpleNamespace
 
     root = Path(__file__).resolve().parent.parent
-    out = tmp_path_factory.mktemp("book")
-    proc = subprocess.run([sys.executable, str(root / "tutorials" / "build.py"), "--out", str(out), "--small",
-                           "--keep-going", "--jobs", "2"], capture_output=True, text=True, timeout=1800)
-    manifest = out / "book.json"
-    return SimpleNamespace(out=out, proc=proc, log=f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}",
+    out = tmp_path_factory.mktemp("site")
+    proc = subprocess.run([sys.executable, str(root / "docs" / "build.py"), "--out", str(out), "--small",
+                           "--jobs", "2"], capture_output=True, text=True, timeout=3000)
+    manifest = out / "build.json"
+    return SimpleNamespace(out=out, html=out / "html", proc=proc, log=f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}",
                            manifest=json.loads(manifest.read_text()) if manifest.is_file() else None)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium for the browser tests, installed here when it is missing and the tests
+    run as root (as on CI and a fresh machine of this project), so that the README's test command
+    needs nothing else; otherwise the tests stop and say how to install it."""
+    import shutil
+    import subprocess
+    from browser import chromium_path
+
+    if chromium_path() is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            pytest.fail("the browser tests need Chromium: sudo apt-get install chromium (Debian/Ubuntu), "
+                        "or run the tests as root on Debian and they install it themselves")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+            assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    path = chromium_path()
+    assert path is not None, "apt-get installed chromium but it is not on PATH"
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """Every chapter and solution runs in its small setting, writes its figures and keeps its claims.
 
-The chapters are run once per session, as notebooks, by the book build (the ``small_book``
-fixture in conftest.py: ``tutorials/build.py --small``); these tests read what that run recorded
-in ``book.json``. Chapters are discovered by glob (``tutorials/NN_*.py``, solutions in
+The chapters are run once per session, as notebooks, by the site build (the ``small_book``
+fixture in conftest.py: ``docs/build.py --small``); these tests read what that run recorded in
+``build.json`` (each page's last, hidden cell writes its record, so a record means it ran to the end). Chapters are discovered by glob (``tutorials/NN_*.py``, solutions in
 ``tutorials/solutions/NN_*.py``), so a new one is tested without touching this file. Each chapter
 declares ``FIGURES = [...]`` at module level, read here with ``ast`` (the chapter is not
 imported). One chapter also runs as a plain ``python`` script, the other way readers run them.
@@ -31,11 +31,11 @@ def declared_figures(path: Path) -> list:
 
 
 def ran(book, path: Path) -> dict:
-    """What the book build recorded for one source file; fails with the build's log if it failed."""
-    assert book.manifest is not None, f"the book build wrote no book.json:\n{book.log}"
+    """What the site build recorded for one source file; fails with the build's log if it did not run."""
+    assert book.manifest is not None, f"the site build wrote no build.json:\n{book.log}"
     entry = book.manifest["pages"].get(path.relative_to(ROOT).as_posix())
-    assert entry is not None, f"{path.name} is not in the book"
-    assert not entry["error"], f"{path.name} failed in the book build:\n{entry['error']}"
+    assert entry is not None, f"{path.name} is not in the site"
+    assert entry["ran"], f"{path.name} did not run to its end in the site build:\n{book.log}"
     assert entry["small"] is True, f"{path.name} did not run in the small setting"
     return entry
 
@@ -54,7 +54,7 @@ def test_chapter_runs_small(chapter, small_book):
     entry = ran(small_book, chapter)
     assert entry["plotting"], f"{chapter.name} ran without matplotlib: figures not checked"
     assert sorted(entry["figures"]) == sorted(figures), f"{chapter.name}: wrote {entry['figures']}, declares {figures}"
-    missing = [f for f in figures if not (small_book.out / "figures" / f).is_file()]
+    missing = [f for f in figures if not (small_book.out / "figures" / f).is_file()]   # NPEGG_TUTORIAL_OUT
     assert not missing, f"{chapter.name} did not write {missing}"
     for name, c in entry["claims"].items():   # book.check raises on a drift; read back as a second look
         if c["checked"]:

@@ -2,13 +2,16 @@
 
 Not part of the story; the chapters import it so that each of them stays about ES.
 
-- The small setting (seconds; what the test suite and ``build.py --small`` run) or the full
+- The small setting (seconds; what the test suite and ``docs/build.py --small`` run) or the full
   one is chosen in each chapter's first code cell, ``SMALL = book.choose_setting(None)``: None
   takes ``NPEGG_TUTORIAL_SMALL`` (1 = small), and a reader in a notebook writes True or False.
 - ``NPEGG_TUTORIAL_OUT`` is the folder the figures are written to (default ``tutorials/figures``).
 - matplotlib is optional: without it ``pyplot()`` returns None and the chapters skip their plots.
 - ``check(name, value, expected, tol)`` is how prose and code stay together: every number the
   prose quotes is computed by the chapter and checked here, and a drift stops the chapter.
+- ``NPEGG_BOOK_RECORDS`` is set by the site build (``docs/build.py``): the plumbing lines below
+  (``[setting]``, ``[claim]``, ``[figure]``, ``[done]``) are then not printed, so they never show
+  on a page, and ``write_record`` leaves what the run did in that folder for the tests.
 - BLAS runs on one thread, as ``npegg train`` does (``npegg/program/blas.py`` explains why: on
   the 2-core machine the book was measured on, small multithreaded matmuls were up to 20x
   slower); set ``NPEGG_BLAS_THREADS=2`` to change it.
@@ -28,6 +31,7 @@ def _env_small() -> bool:
 
 SMALL = _env_small()
 OUT = Path(os.environ.get("NPEGG_TUTORIAL_OUT") or Path(__file__).resolve().parent / "figures")
+RECORDS = os.environ.get("NPEGG_BOOK_RECORDS", "")   # set by the site build: stay quiet, keep records
 try:
     from npegg.program.blas import default_blas_threads
     default_blas_threads()
@@ -46,8 +50,14 @@ def choose_setting(small: bool | None = None) -> bool:
         raise TypeError(f"choose_setting(small=...) takes True, False or None, not {small!r}")
     global SMALL
     SMALL = _env_small() if small is None else small
-    print(f"[setting] {'small' if SMALL else 'full'}")
+    _say(f"[setting] {'small' if SMALL else 'full'}")
     return SMALL
+
+
+def _say(line: str) -> None:
+    """Print a plumbing line when run as a script or notebook; the site build shows none."""
+    if not RECORDS:
+        print(line)
 
 
 def setting(small, full):
@@ -61,7 +71,7 @@ def check(name: str, value: float, expected: float, tol: float, *, full_only: bo
     ``expected`` is the number as written in the text and ``tol`` how far the computation may
     honestly move from it (its rounding, or its Monte-Carlo error: say which beside the call).
     ``full_only=True`` marks a number that only the full setting reproduces; the small setting
-    records it unchecked (the full build, ``build.py`` without ``--small``, checks it).
+    records it unchecked (the full build, ``docs/build.py`` without ``--small``, checks it).
     Returns ``value`` so the call can sit inside an expression.
     """
     value_f, expected_f, tol_f = float(value), float(expected), float(tol)
@@ -72,7 +82,7 @@ def check(name: str, value: float, expected: float, tol: float, *, full_only: bo
     if checked and not (math.isfinite(value_f) and abs(value_f - expected_f) <= tol_f):
         raise ClaimDrift(f"claim {name!r}: computed {value_f:.6g}, the text says {expected_f:.6g} ± {tol_f:.3g}")
     state = "ok" if checked else "not checked in the small setting"
-    print(f"[claim] {name}: {value_f:.6g} (text: {expected_f:.6g} ± {tol_f:.3g}) {state}")
+    _say(f"[claim] {name}: {value_f:.6g} (text: {expected_f:.6g} ± {tol_f:.3g}) {state}")
     return value
 
 
@@ -102,7 +112,7 @@ def save(fig, name: str) -> None:
     path = OUT / name
     fig.savefig(path, bbox_inches="tight")
     _saved.append(name)
-    print(f"[figure] {path}")
+    _say(f"[figure] {path}")
     if "ipykernel" in sys.modules:
         from IPython.display import Image, display
         display(Image(filename=str(path), metadata={"npegg_figure": name}))  # the saved file itself
@@ -111,7 +121,7 @@ def save(fig, name: str) -> None:
 
 
 def record() -> dict:
-    """What this run did, for the book builder: setting, figures written, claims checked."""
+    """What this run did: setting, figures written, claims checked, seconds since import."""
     return {"small": SMALL, "plotting": _plotting, "figures": list(_saved), "claims": dict(CLAIMS),
             "seconds": time.perf_counter() - _T0}
 
@@ -122,4 +132,15 @@ def finish(figures: list[str]) -> None:
     if _plotting and missing:
         raise RuntimeError(f"declared figures not written: {missing}")
     mode = "small" if SMALL else "full"
-    print(f"[done] {mode} setting, {time.perf_counter() - _T0:.1f} s wall time")
+    _say(f"[done] {mode} setting, {time.perf_counter() - _T0:.1f} s wall time")
+
+
+def write_record(page: str) -> None:
+    """Leave ``record()`` in NPEGG_BOOK_RECORDS for ``page`` (its path in the repository): the site
+    build adds this call as a hidden last cell, so a record means the page ran to its end."""
+    if not RECORDS:
+        raise RuntimeError("write_record is for the site build: NPEGG_BOOK_RECORDS is not set")
+    import json
+    dest = Path(RECORDS) / (page.replace("/", "__") + ".json")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps({"page": page, **record()}), encoding="utf-8")
