@@ -14,7 +14,8 @@ Sphinx runs with ``-W --keep-going``: every page is built, and then any warning 
 (exit status 1) — a cell that raises (a drifted claim among them), output on stderr, an output
 showing a traceback, a broken cross-reference, a docstring that does not parse. Written to
 ``OUT``: ``html/`` (the site; open ``html/index.html``), ``build.json`` (per executed page: ran to
-its end, setting, figures, claims), ``records/`` and ``doctrees/`` (Sphinx's cache).
+its end, setting, figures, claims), ``records/``, ``figures/``, ``jupyter/`` (the kernel: this
+interpreter) and ``doctrees/`` (Sphinx's cache).
 ``--only 03`` executes only the pages whose file name contains ``03`` (the others are shown
 without outputs): quicker while writing one chapter.
 
@@ -69,10 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     records = out / "records"
     records.mkdir(parents=True)
+    # The kernel every page runs in: this interpreter (not whatever "python3" Jupyter finds first),
+    # logging only errors (its TCP notice would otherwise print once per page).
+    spec = out / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.log_level=ERROR"],
+        "display_name": "Python 3 (npegg site)", "language": "python"}))
     os.environ.update({
         "NPEGG_TUTORIAL_SMALL": "1" if args.small else "0", "MPLBACKEND": "Agg",
         "NPEGG_TUTORIAL_OUT": str(out / "figures"), "NPEGG_BOOK_RECORDS": str(records),
         "NPEGG_SITE_SKIP": os.pathsep.join(skip), "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "JUPYTER_PATH": os.pathsep.join([str(out / "jupyter")] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]),
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tutorials")]
                                       + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])})
     from sphinx.cmd.build import build_main

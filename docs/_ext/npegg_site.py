@@ -4,6 +4,8 @@
   and each solutions file (``tutorials/solutions/NN_*.py``, plain Python) becomes a page with a
   title and a link back to its chapter's exercises. Both are added to the source text as it is
   read (``source-read``), so the files in the repository stay plain scripts.
+- A chapter's last cell, ``book.finish(FIGURES)`` (plumbing: every declared figure was written),
+  runs but is not shown.
 - Each executed page ends with a hidden cell (tag ``remove-cell``) that calls
   ``_book.write_record(page)``: the record of what ran (setting, figures, checked claims) goes to
   ``$NPEGG_BOOK_RECORDS``, which ``docs/build.py`` gathers into ``build.json`` for the tests. A page
@@ -15,8 +17,9 @@
   (``code``, **bold**, ``::``). ``plain_docstring`` keeps that reST and protects the rest: an
   indented block (a formula laid out over lines) becomes a literal block, so its alignment stays,
   and ``|x|``, a lone ``*`` or a trailing ``_`` are escaped instead of read as markup.
-- An output cell showing a traceback is a build warning (``-W`` makes it a failure): a chapter
-  that catches an error and prints it has still gone wrong.
+- An output written to stderr (a warning, say), or one showing a traceback, is a build warning,
+  with its text (``-W`` makes it a failure): a chapter that warns, or catches an error and prints
+  it, has still gone wrong.
 """
 from __future__ import annotations
 
@@ -74,6 +77,7 @@ def on_source_read(app, docname: str, source: list) -> None:
             link = (f"\n\n# %% [markdown]\n# **Solutions**, each checked when the book is built: "
                     f"[solutions to chapter {int(m.group(1))}](solutions/{stem}.py).\n")
             text = text[:end] + link + text[end:]
+        text = text.replace("\n# %%\nbook.finish(FIGURES)", '\n# %% tags=["remove-cell"]\nbook.finish(FIGURES)')
         source[0] = HEADER + text + _record_cell(docname)
     elif m := SOLUTION.match(docname):
         stem = docname.split("/")[-1]
@@ -156,9 +160,12 @@ def on_doctree_read(app, doctree) -> None:
     docname = app.env.docname
     for node in doctree.findall(nodes.literal_block):
         classes = node.get("classes", [])
-        if "output" in classes and "Traceback (most recent call last)" in node.astext():
-            log.warning(f"{docname}: an output shows a traceback:\n{node.astext()[-2000:]}",
-                        location=node)
+        if "output" not in classes:
+            continue
+        if "stderr" in classes:
+            log.warning(f"{docname}: a cell wrote to stderr:\n{node.astext()[-2000:]}", location=node)
+        elif "Traceback (most recent call last)" in node.astext():
+            log.warning(f"{docname}: an output shows a traceback:\n{node.astext()[-2000:]}", location=node)
 
 
 def setup(app):
