@@ -1,4 +1,4 @@
-"""The README's promises: its two commands, and its quick start, which is run as written."""
+"""The README's promises: its two commands, its quick start (run as written), its links into the site."""
 import re
 import subprocess
 import sys
@@ -41,3 +41,15 @@ def test_quick_start_runs_and_reaches_the_stated_loss(tmp_path):
     # may end elsewhere, and is held to the quality the README promises instead.
     assert printed["1000"] <= 3.0, printed            # the issue's bar (reference JAX: 2.36 and 3.00)
     assert printed["1000"] < printed["250"] / 100
+
+
+def test_readme_is_a_front_door_whose_links_resolve():
+    """About a hundred lines that link into the site's pages (the book, the guide, the reference),
+    every relative link to a file of the repository, and the sentence on other machines' digits."""
+    assert len(README.splitlines()) <= 130, f"README.md has {len(README.splitlines())} lines"
+    links = [m for m in re.findall(r"\]\(([^)\s]+)\)", README) if not re.match(r"[a-z]+:|#", m)]
+    broken = [link for link in links if not (ROOT / link.split("#")[0]).exists()]
+    assert not broken, f"README.md links to missing files: {broken}"
+    for page in ("tutorials/README.md", "docs/guide/index.md", "docs/guide/train.md", "docs/determinism.md"):
+        assert page in links, f"README.md does not link {page}"
+    assert "python docs/build.py" in README
