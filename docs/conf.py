@@ -45,8 +45,9 @@ myst_dmath_double_inline = True
 autosummary_generate = True
 autosummary_ignore_module_all = True
 autodoc_member_order = "bysource"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True}   # every public name
 autodoc_typehints = "description"
+autodoc_inherit_docstrings = False     # a method without its own docstring does not borrow, say, pytest's
 autodoc_mock_imports = []
 
 # --- maths: MathJax 3 served from the site's own _static folder (the sphinx-mathjax-offline wheel
