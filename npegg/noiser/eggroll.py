@@ -34,6 +34,8 @@ get_nonlora_update_params); ``EggRoll._leaf_grad`` (one leaf's G, PARAM leaves i
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .. import fitness as F
@@ -300,6 +302,20 @@ class EggRoll(Noiser):
         """The hook for the factors the update sums, (A (c, a, R), B (c, b, R), scale (c,)): here the
         forward's own unit factors and s·σ/√r (``AltEggRoll`` takes their signs)."""
         return unit_lora(frozen, sigma, info, shape, key)
+
+
+def eggroll_keywords(fn):
+    """Decorator for a subclass's ``init_noiser(…, **kwargs)`` that passes EggRoll's settings on: its
+    signature lists EggRoll's keywords too, so ``ES.create``'s check of keyword names accepts them
+    (and still refuses a misspelling)."""
+    own = inspect.signature(fn)
+    named = [p for p in own.parameters.values() if p.kind != p.VAR_KEYWORD]
+    have = {p.name for p in named}
+    inherited = [p for p in inspect.signature(EggRoll.init_noiser.__func__).parameters.values()
+                 if p.kind == p.KEYWORD_ONLY and p.name not in have]
+    rest = [p for p in own.parameters.values() if p.kind == p.VAR_KEYWORD]
+    fn.__signature__ = own.replace(parameters=named + inherited + rest)
+    return fn
 
 
 def _check_rows_seen(rows_seen, params, kinds: dict, n: int) -> dict:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import fitness as F
 from .. import optim
-from .eggroll import EggRoll
+from .eggroll import EggRoll, eggroll_keywords
 
 
 class EggRollBS(EggRoll):
@@ -45,6 +45,7 @@ class EggRollBS(EggRoll):
     the estimate is clipped to a global norm before the optimizer."""
 
     @classmethod
+    @eggroll_keywords
     def init_noiser(cls, params, sigma, lr, *args, solver=None, solver_kwargs=None, group_size=0,
                     trust_region_norm=1.0, **kwargs):
         """EggRoll's settings, plus: group_size G ≥ 3 (required: members 0 and 1 of a group are

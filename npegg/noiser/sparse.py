@@ -36,7 +36,7 @@ import numpy as np
 from .. import keys as K
 from ..noise import parse_iterinfo
 from ..models.base_model import PARAM
-from .eggroll import EggRoll, member_signs
+from .eggroll import EggRoll, eggroll_keywords, member_signs
 
 
 def hashed_positions(key, epoch: int, members, noise_reuse: int, shape, k: int):
@@ -77,6 +77,7 @@ class Sparse(EggRoll):
     Overrides EggRoll's perturbation hooks, as OpenES does."""
 
     @classmethod
+    @eggroll_keywords
     def init_noiser(cls, params, sigma, lr, *args, rank=1, q_multiplier=1, **kwargs):
         """EggRoll's settings. ``rank`` and ``q_multiplier`` are accepted as the reference does and
         must stay 1: the reference never uses them, so another value would be silently ignored."""
