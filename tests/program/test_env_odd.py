@@ -30,7 +30,7 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.parametrize("value", ["²", "two", "0", "-1", "1.5", "99999"])
-def test_a_bad_npeg_blas_threads_is_refused_by_name(corpus, tmp_path, value):
+def test_a_bad_npegg_blas_threads_is_refused_by_name(corpus, tmp_path, value):
     p = npegg_process("train", "--data", corpus, "--out", tmp_path / "r", *TINY, env={"NPEGG_BLAS_THREADS": value})
     refused(p, "NPEGG_BLAS_THREADS must be a whole number of threads from 1 to 4096", repr(value))
     assert not (tmp_path / "r").exists()
