@@ -140,6 +140,9 @@ class ES:
         return np.arange(self.pop_size)
 
     def _forward(self, state: ESState, iterinfo, *inputs, **kwargs):
+        noise = self.frozen_noiser_params.get("noise") if isinstance(self.frozen_noiser_params, dict) else None
+        if iterinfo is not None and hasattr(noise, "gather_for"):
+            noise.gather_for(iterinfo[1])           # a model's member chunks then share one draw per leaf
         return self.model.forward(self.noiser, self.frozen_noiser_params, state.noiser_params, self.frozen_params,
                                   state.params, self.es_tree_key, iterinfo, *inputs, **kwargs)
 

@@ -139,7 +139,9 @@ class NoiseTable:
     seed: table seed. log2_size: the table has 2**log2_size entries (default 2²³ = 32 MiB).
     overflow: "wrap" or "clamp" (step 3). cache_bytes: slices already built for the same
     (key, epoch, members, shape) are reused from a small read-only cache, so that a forward
-    over T time steps draws each member's noise once; it changes no value.
+    over T time steps draws each member's noise once; it changes no value. ``gather_for``: the
+    population a forward is about to draw noise for in member chunks; a chunk's request is then
+    a view of the whole population's noise, drawn once per leaf and reused by the update.
     """
 
     seed: int = 0
@@ -151,6 +153,7 @@ class NoiseTable:
     _cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _views: dict = field(default_factory=dict, init=False, repr=False)
     _cached: int = field(default=0, init=False, repr=False)
+    _population: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         for name, value, ok, allowed in (("seed", self.seed, lambda v: 0 <= v < 2**64, "in [0, 2**64)"),
@@ -238,7 +241,28 @@ class NoiseTable:
         return view
 
     # -- the source interface -------------------------------------------------------------------
-    def _cached_or(self, tag, key, epoch, members, noise_reuse, shape, rank, build):
+    def gather_for(self, members) -> None:
+        """Draw noise for the population ``members`` (a contiguous ascending range of ids, else
+        None: no population) whole: a later request for a contiguous run of them gets a view of
+        the population's noise, which is built once per (leaf, epoch) and cached. Only speed
+        changes: a row of noise is the same bits however it was gathered."""
+        members = None if members is None else np.asarray(members, dtype=np.int64)
+        if members is not None and not (members.ndim == 1 and members.size > 1 and
+                                        np.array_equal(members, np.arange(members[0], members[0] + members.size))):
+            members = None
+        self._population = members
+
+    def _cached_or(self, tag, key, epoch, members, noise_reuse, shape, rank, build, member_bytes=None):
+        """``build(starts)`` for these members, or its cached result; a run of the ``gather_for``
+        population is sliced from the population's (member_bytes: one member's bytes of it)."""
+        pop = self._population
+        if pop is not None and member_bytes is not None and 0 < len(members) < len(pop) \
+                and member_bytes * len(pop) <= self.cache_bytes // 4:
+            lo = int(members[0]) - int(pop[0])
+            hi = lo + len(members)
+            if 0 <= lo and hi <= len(pop) and pop[lo:hi].tobytes() == members.tobytes():
+                whole = self._cached_or(tag, key, epoch, pop, noise_reuse, shape, rank, build)   # cached: it fits
+                return tuple(o[lo:hi] for o in whole) if isinstance(whole, tuple) else whole[lo:hi]
         te = 0 if noise_reuse == 0 else int(epoch) // int(noise_reuse)
         ck = (tag, np.asarray(key).tobytes(), te, tuple(shape), rank, members.tobytes())
         hit = self._cache.get(ck)
@@ -263,9 +287,10 @@ class NoiseTable:
         members = np.asarray(members, dtype=np.int64)
 
         def build(starts):
-            m = self.slices(starts, (a + b) * rank).reshape(len(members), a + b, rank)  # (P, a+b, r)
+            m = self.slices(starts, (a + b) * rank).reshape(len(starts), a + b, rank)  # (P, a+b, r)
             return m[:, b:], m[:, :b]
-        return self._cached_or("lr", key, epoch, members, noise_reuse, shape, rank, build)
+        return self._cached_or("lr", key, epoch, members, noise_reuse, shape, rank, build,
+                               (a + b) * rank * self.table.itemsize)
 
     def full(self, key, epoch, members, shape, noise_reuse):
         """Unit full-rank noise of every member: (P, *shape), unsigned, unscaled."""
@@ -273,8 +298,8 @@ class NoiseTable:
         n = int(np.prod(shape, dtype=np.int64))
 
         def build(starts):
-            return self.slices(starts, n).reshape((len(members),) + tuple(shape))
-        return self._cached_or("full", key, epoch, members, noise_reuse, shape, 0, build)
+            return self.slices(starts, n).reshape((len(starts),) + tuple(shape))
+        return self._cached_or("full", key, epoch, members, noise_reuse, shape, 0, build, n * self.table.itemsize)
 
 
 @dataclass
@@ -302,8 +327,8 @@ class Int8NoiseTable(NoiseTable):
 
         def build(starts):
             m = self.slices(starts, 2 * n).astype(np.int32)  # (P, 2n)
-            return (m[:, 0::2] * m[:, 1::2]).reshape((len(members),) + tuple(shape))
-        return self._cached_or("full", key, epoch, members, noise_reuse, shape, 0, build)
+            return (m[:, 0::2] * m[:, 1::2]).reshape((len(starts),) + tuple(shape))
+        return self._cached_or("full", key, epoch, members, noise_reuse, shape, 0, build, 4 * n)
 
 
 class InjectedNoise:
