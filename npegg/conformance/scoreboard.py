@@ -109,9 +109,9 @@ def render(reports: list[dict]) -> str:
     found = False
     for r in reports:
         for op, row in r["operations"].items():
-            if row["status"] in (DIFFERS, KNOWN):
+            if row["status"] in (DIFFERS, KNOWN, "inconclusive"):     # inconclusive: a statistical row (json:)
                 found = True
-                verdict = VERDICTS.get((r["adapter"], op), "no verdict recorded yet")
+                verdict = row.get("verdict") or VERDICTS.get((r["adapter"], op), "no verdict recorded yet")
                 lines += [f"- **{r['adapter']} · `{op}`** ({row['status']}): {row['message']}",
                           f"  - minimal case: {row.get('extra', {}).get('minimal', '')[:500]}",
                           f"  - verdict: {verdict}"]

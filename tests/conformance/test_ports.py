@@ -264,12 +264,14 @@ def _verdict(epochs, reference, name):
     return r
 
 
+@pytest.mark.slow
 def test_torcheggroll_is_statistically_equivalent(npegg_reference):
     """Equivalent within ±20 %; measured it needs ~7 % fewer epochs than npegg (ratio 0.93)."""
     r = _verdict([REG.torcheggroll_epochs(s) for s in range(K_TORCHEGGROLL)], npegg_reference, "torcheggroll")
     assert r.verdict == "equivalent", r.summary()
 
 
+@pytest.mark.slow
 def test_eggroll_es_needs_fewer_epochs(npegg_reference):
     """Its full-rank product noise at npegg's σ and learning rate reaches the target sooner than npegg's
     rank-1 EGGROLL on this small MLP: the whole 90 % interval of the ratio lies below 1."""
@@ -277,6 +279,7 @@ def test_eggroll_es_needs_fewer_epochs(npegg_reference):
     assert r.ci[1] < 1.0, r.summary()
 
 
+@pytest.mark.slow
 def test_eggroll_trainer_default_is_statistically_different(npegg_reference):
     """Its default (noise_reuse = 0: members built on each other, no antithetic pairs) does not reach the
     target within 100 epochs (npegg: about 60), so 5 seeds suffice: the interval is npegg's alone."""

@@ -96,11 +96,13 @@ def npegg_reference():
     return S.npegg_epochs(range(K))
 
 
+@pytest.mark.slow
 def test_npegg_is_equivalent_to_itself_with_other_seeds(npegg_reference):
     r = S.tost(S.npegg_epochs(range(K, 2 * K)), npegg_reference, MARGIN, log=True, metric="epochs to MSE 300")
     assert r.equivalent, r.summary()
 
 
+@pytest.mark.slow
 def test_halved_learning_rate_is_reported_different(npegg_reference):
     """lr/2 needs ~1.7× the epochs: the whole interval lies above the margin (not merely 'inconclusive')."""
     r = S.tost(S.npegg_epochs(range(K), lr=S.REGRESSION["lr"] / 2), npegg_reference, MARGIN, log=True,

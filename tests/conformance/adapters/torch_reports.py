@@ -50,23 +50,28 @@ VERDICTS = {
 }
 
 
-def stat_row(name: str, result, k: int) -> dict:
+def stat_row(name: str, result, k: int, k_reference: int) -> dict:
     """The ``es_step`` row of a statistical comparison (``stats.Equivalence``)."""
     from npegg.conformance.protocol import DIFFERS, STAT_EQUIV
     status = {"equivalent": STAT_EQUIV, "different": DIFFERS}.get(result.verdict, "inconclusive")
     return {"level": 3, "status": status, "cases": k, "exact": 0, "within": 0, "failing": int(status == DIFFERS),
             "worst_ratio": 0.0, "message": result.summary(), "minimal_case": "", "replay": "", "seconds": 0.0,
-            "expected_failure": False, "extra": {"minimal": "the regression problem of npegg.conformance.stats, "
-                                                            f"{k} seeds a side"},
+            "expected_failure": False, "extra": {"minimal": "the regression problem of npegg.conformance.stats: "
+                                                            f"{k} seeds of the port, {k_reference} of npegg"},
             "verdict": STAT_VERDICTS.get(name, "")}
 
 
 STAT_VERDICTS = {
-    "torcheggroll": "its own RNG on the regression problem, against npegg's: see the ratio and interval.",
+    "torcheggroll": "equivalent within the ±20 % margin; it needs about 7 % fewer epochs than npegg (the interval "
+    "excludes 1). npegg run with Gaussian noise drawn per pair instead of its table needs 0.957× [0.902, 1.017] "
+    "npegg's epochs, and torcheggroll 0.971× [0.907, 1.039] of that: the gap is consistent with npegg's "
+    "Irwin–Hall table (overlapping slices, kurtosis 2.85), but neither comparison is significant at 20 seeds.",
     "eggroll-trainer": "the port is wrong: by default (noise_reuse = 0) each member is built on the previous "
-    "member's perturbed weights (a random walk of P steps) and no antithetic pairs are used.",
-    "eggroll-es": "its noise is not EGGROLL's (elementwise products, full rank, variance σ²/r): a different "
-    "algorithm, run at npegg's σ and learning rate.",
+    "member's perturbed weights (a random walk of P steps) and no antithetic pairs are used; it does not reach "
+    "the target within 100 epochs. With noise_reuse = 1 its odd members run the unperturbed model.",
+    "eggroll-es": "a different algorithm: its noise is elementwise products (full rank, variance σ²/r), not "
+    "EGGROLL's rank-r A Bᵀ/√r. At npegg's σ and learning rate (mapped) it needs about 16 % fewer epochs on "
+    "this small MLP, outside the margin's lower end: not a bug in the ES sense, but not EGGROLL.",
 }
 
 
@@ -103,7 +108,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             report = level1(adapter, tmp)
         r = S.tost(stat(), reference, REG.MARGIN, log=True, metric=f"{name}: epochs to MSE 300")
-        report["operations"]["es_step"] = stat_row(name, r, k)
+        report["operations"]["es_step"] = stat_row(name, r, k, K_REFERENCE)
         (OUT / f"{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
         print(f"{name}: {r.summary()}")
     return 0
