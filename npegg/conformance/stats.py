@@ -71,7 +71,11 @@ def t_cdf(t: float, df: float) -> float:
         raise ValueError(f"df must be > 0, got {df}")
     if math.isinf(t):
         return 1.0 if t > 0 else 0.0
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    y = t * t / (df + t * t)            # 1 − x, formed directly: near t = 0, x = ν/(ν + t²) rounds to 1
+    if y < 0.5:
+        tail = 0.5 * (1.0 - _betainc(0.5, df / 2.0, y))        # I_x(a, b) = 1 − I_{1−x}(b, a)
+    else:
+        tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
     return 1.0 - tail if t >= 0 else tail
 
 
