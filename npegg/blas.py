@@ -4,8 +4,9 @@
 ``ES`` or calling ``forward``/``step`` leaves the process as it was. Whoever runs the loop
 chooses, with ``blas_threads`` (a context manager) or ``set_blas_threads`` (for the rest of the
 process); the examples, the book and ``npegg train`` choose one thread per process, and get
-more cores through more processes (``npegg.parallel``, whose worker processes start with one
-BLAS thread unless the user's environment sets one), not more BLAS threads.
+more cores through more processes (``npegg.parallel``), not more BLAS threads. Worker processes
+take the coordinator's count when they start (``npegg.parallel.engine.SameBlasThreads``): every
+replica must compute the same bits, and the count is part of what float bits depend on.
 
 Why one thread: ES's matmuls are tall and thin, (P·T, D) @ (D, O) with D of 32 to 256, and a
 multithreaded OpenBLAS splits them badly; on a 2-vCPU machine that shares one core's vector

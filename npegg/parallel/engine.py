@@ -160,9 +160,34 @@ class Population:
         self.engine.close()
 
 
+class SameBlasThreads:
+    """A worker's setup: the coordinator's BLAS thread count first, then the user's ``setup``.
+
+    Every replica applies the same update to the same parameters, and OpenBLAS splits a matmul's
+    sums differently on one thread and on two, so a worker on another thread count than the
+    coordinator would compute other float bits and be refused as diverged. Workers therefore
+    start on the count in force in the coordinator when they are made (``npegg.blas``)."""
+
+    def __init__(self, threads, setup=None):
+        self.threads, self.setup = threads, setup
+
+    def __call__(self):
+        if self.threads is not None:
+            from ..blas import set_blas_threads
+            set_blas_threads(int(self.threads))
+        if self.setup is not None:
+            self.setup()
+
+
 def make_engine(engine: str = "local", workers: int = 1, **options) -> Engine:
-    """``"local"`` (worker processes; one worker = the serial twin in this process) or ``"ray"``."""
+    """``"local"`` (worker processes; one worker = the serial twin in this process) or ``"ray"``.
+
+    Remote workers run ``SameBlasThreads``: the coordinator's BLAS thread count, then ``setup``."""
     check_int("workers", workers, 1)
+    if workers > 1 and engine in ("local", "ray"):
+        from ..blas import blas_info
+        info = blas_info()
+        options = {**options, "setup": SameBlasThreads(info[0]["num_threads"] if info else None, options.get("setup"))}
     if engine == "local":
         if workers == 1:
             return SerialEngine()

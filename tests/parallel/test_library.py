@@ -77,3 +77,30 @@ def test_the_example_refuses_bad_flags_with_one_usage_line(argv, words):
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert "error:" in p.stderr and words in p.stderr, p.stderr
+
+
+class _WideSquaredError:
+    """−‖f(x)‖² of a 256-wide MLP on fixed inputs: matmuls big enough that OpenBLAS splits them."""
+
+    def __call__(self, es, state, members):
+        x = np.linspace(-1, 1, 256 * len(members), dtype=np.float32).reshape(len(members), 256)
+        return -(es.forward_members(state, members, x) ** 2).sum(axis=1)
+
+
+def test_workers_take_the_coordinators_blas_threads():
+    """A coordinator on 2 BLAS threads: the workers start on 2 as well (npegg.parallel.engine.
+    SameBlasThreads), so their replicas compute the coordinator's bits and the run equals the serial one."""
+    from npegg.blas import blas_info, blas_threads
+    if not blas_info():
+        pytest.fail("no BLAS visible to threadpoolctl: NumPy's wheels always ship OpenBLAS")
+    runs = []
+    with blas_threads(2):
+        for workers in (1, 2):
+            es, state = ES.create(MLP, dict(in_dim=256, out_dim=256, hidden_dims=[256]), pop_size=64, group_size=8,
+                                  seed=0, sigma=0.1, lr=0.1)
+            runs.append(es.train(state, _WideSquaredError(), 3, workers=workers).params)
+    from npegg.tree import tree_items
+    serial, parallel = dict(tree_items(runs[0])), dict(tree_items(runs[1]))
+    assert serial.keys() == parallel.keys()
+    for path, value in serial.items():
+        assert np.array_equal(value, parallel[path]), path
