@@ -116,6 +116,7 @@ OPERATIONS: dict[str, Operation] = dict([
          "members": _NOISE["members"], "sigma_shift": "int"}, {"y": "(P, N, D) int8"}, exact=True),
     _op("int8_noisy_standard", 1, "y = clip(p + ⌊s·E / 2^(4+σs)⌋, ±127)   (nano-egg get_noisy_standard)",
         {"p": "(D,) int8", "E": "(P, D) int32 unit (a product of two table entries)",
+         "E_factors": "(P, D, 2) int8, the two table entries whose product is E (for ports that inject table entries)",
          "members": _NOISE["members"], "sigma_shift": "int"}, {"y": "(P, D) int8"}, exact=True),
     _op("qegg_fitness", 1, "f_k = sign(R_2k − R_2k+1) as int8   (nano-egg convert_fitnesses, fast_fitness)",
         {"raw": "(P,) int32, P even"}, {"f": "(P/2,) int8"}, exact=True),
@@ -149,7 +150,8 @@ OPERATIONS: dict[str, Operation] = dict([
          "members": "(P,)", "sigma": "float", "rank": "int"}, {"ll": "(P, T) float32", "state": "(P, L, D) float32"}),
     _op("egg_forward", 3, "nano-egg's int8 EGG model over a sequence (reset at byte 0): logits, per-step ll, final state",
         {"param/<path>": "int8 leaves (blocks/… stacked (L, …))", "tokens_in": "(P, T) uint8", "tokens_tgt": "(P, T) uint8",
-         "state0": "(P, L, H) int8", "A/<path>, B/<path>": "int8 unit factors", "E/<path>": "int32 unit", "members": "(P,)",
+         "state0": "(P, L, H) int8", "A/<path>, B/<path>": "int8 unit factors", "E/<path>": "int32 unit",
+         "E_factors/<path>": "(…, 2) int8 entries whose product is E", "members": "(P,)",
          "sigma_shift": "int"}, {"logits": "(P, T, V) int8", "ll": "(P, T) int32", "state": "(P, L, H) int8"}, exact=True),
     _op("qegg_update", 3, "Q-EGGROLL: Z = Σᵢ fᵢ Aᵢ Bᵢᵀ over even members; θ ± 1 where 16|Z| ≥ τ; clip ±127",
         {"param/<path>": "int8 leaves", "fitness": "(P/2,) int8", "A/<path>, B/<path>, E/<path>":

@@ -171,7 +171,7 @@ class JaxReference:
         self.egg_ns = load_nano_egg()                     # its draws redirected: levels 1 and 3
         self._patch_nano_egg(self.egg_ns)
         self._log2 = np.zeros(0, np.int32)
-        self.about = (f"HyperscaleES b77f7d6 + nano-egg a04bab2 from {REFERENCE_IMPL}, jax {jax.__version__}, "
+        self.about = (f"HyperscaleES b77f7d6 + nano-egg a04bab2 (../shared/reference-impl), jax {jax.__version__}, "
                       f"optax {optax.__version__}")
 
     # -- nano-egg plumbing ---------------------------------------------------------------------------
