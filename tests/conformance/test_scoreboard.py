@@ -28,6 +28,10 @@ def test_the_scoreboard_block_is_what_the_results_render_to():
 def test_every_listed_implementation_is_on_the_scoreboard_with_its_claims():
     reports = {r["backend"]: r for r in _reports()}
     for spec, _ in scoreboard.read_adapters_file(ADAPTERS):
+        if spec.startswith("json:"):                       # rows computed elsewhere: carried over verbatim
+            row = json.loads((REPO / spec[5:]).read_text())
+            assert row in _reports(), f"{spec} differs from its copy in {RESULTS.name}: rerun {scoreboard.COMMAND}"
+            continue
         assert spec in reports, f"{spec} is in {ADAPTERS.name} but not in {RESULTS.name}: rerun {scoreboard.COMMAND}"
         mod, attr = spec.split(":")
         claims = load_adapter(f"{REPO / mod}:{attr}" if mod.endswith(".py") else spec).claims
