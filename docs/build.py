@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if out.exists():
         shutil.rmtree(out)
+    # autosummary writes the API pages into the source tree; a module that has gone must not leave
+    # its page behind (one build at a time per checkout, then).
+    shutil.rmtree(DOCS / "api" / "generated", ignore_errors=True)
     records = out / "records"
     records.mkdir(parents=True)
     # The kernel every page runs in: this interpreter (not whatever "python3" Jupyter finds first),
