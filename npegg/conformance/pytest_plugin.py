@@ -36,6 +36,7 @@ class ConformanceItem(pytest.Item):
         self.backend, self.adapter, self.op, self.xfail = backend, adapter, op, xfail
 
     def runtest(self):
+        """Run the operation's cases (``runner.check_op``); skip if not claimed, xfail if expected."""
         from .runner import check_op
         cfg = self.config
         if self.op not in set(self.adapter.claims):
@@ -51,15 +52,19 @@ class ConformanceItem(pytest.Item):
             raise ConformanceFailure(res, f"{self.op} is listed in --conformance-xfail but passed ({res.cases} cases)")
 
     def repr_failure(self, excinfo):
+        """The failure as the kit words it (message, minimal case, replay command), not a traceback."""
         if isinstance(excinfo.value, ConformanceFailure):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
+        """(backend, no line number, a one-line label) for pytest's report."""
         return self.backend, None, f"conformance {self.adapter.name} {self.op}"
 
 
 class ConformanceFailure(Exception):
+    """A failed (or unexpectedly passing) operation, carrying the kit's report as its message."""
+
     def __init__(self, res, text=None):
         super().__init__(text or "\n".join(filter(None, [
             f"{res.op}: {res.status} after {res.cases} case(s) ({res.exact} exact, {res.within} within tolerance)",
