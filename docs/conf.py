@@ -48,8 +48,8 @@ autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True}   # every public name
 autodoc_typehints = "description"
 autodoc_inherit_docstrings = False     # a method without its own docstring does not borrow, say, pytest's
-autodoc_mock_imports = ["pytest", "hypothesis"]   # npegg.conformance's test-side modules import them; the
-# docs extra alone does not install them, and documenting those modules needs only their names
+autodoc_mock_imports = ["pytest", "hypothesis"]   # npegg.conformance's test-side modules import them;
+# documenting those modules needs only their names, so the API pages build with or without them
 
 # --- maths: MathJax 3 served from the site's own _static folder (the sphinx-mathjax-offline wheel
 # carries MathJax 3.2.2's files; the `docs` extra in pyproject.toml says why this one), so a page
