@@ -432,6 +432,10 @@ if plt:
 #    leaves the antithetic update unchanged, exactly, but changes the update of a population
 #    whose $P$ members draw *independent* noise. Measure both with random fitnesses and noise
 #    ($P = 64$, $d = 10$).
+# 3. **A generation with no information.** When every member scores the same (a flat region, or a
+#    broken score), show that all three shapers return zero fitnesses, so `es.step` leaves the
+#    parameters exactly as they were. What would centered ranks that broke ties by member order
+#    do instead?
 #
 # **Next**, chapter 3: matrices, and the low-rank perturbations that make ES cheap enough for
 # large networks — ending with the whole of EGGROLL written from scratch.

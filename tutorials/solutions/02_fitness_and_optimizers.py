@@ -34,6 +34,35 @@ def exercise_2(P=64, d=10, c=5.0):
     return anti, indep
 
 
+def exercise_3(P=64, d=10, sigma=0.1):
+    """Equal scores carry no information. z-scores: (R − R̄)/√(0 + 10⁻⁵) = 0. Centered ranks: tied scores
+    share their mean rank (P − 1)/2, which centres to 0. Pair signs: sign(0) = 0. So f = 0 and the step is
+    exactly zero. Ranks that broke ties by member order would give f_n = n/(P − 1) − ½: partners differ by
+    −1/(P − 1), and the step is Σ_k −ε_k/(P − 1), scaled: a small step along pure noise."""
+    from npegg import fitness
+    from npegg.es import ES
+    from npegg.models import Parameter
+
+    R = np.full(P, 0.5)                 # 0.5: its mean is exact (for 0.7 the mean's rounding leaves
+    for shaper in (fitness.zscore, fitness.centered_ranks, fitness.pair_sign):   # z-scores of ±1e-14, equal
+        assert not np.any(shaper(R)), shaper.__name__                            # for all: cancelled in pairs)
+    assert np.ptp(fitness.zscore(np.full(P, 0.7))) == 0                 # a constant, whatever its rounding
+    es, state = ES.create(Parameter, dict(raw_value=np.ones(d)), pop_size=P, sigma=sigma, lr=1.0,
+                          fitness="centered_ranks")
+    new = es.step(state, R)
+    assert np.array_equal(new.params, state.params)                       # not one bit moves
+    eps = (es.forward(state) - state.params) / sigma                      # (P, d): s_n ε_n
+    by_order = np.arange(P) / (P - 1) - 0.5                               # ties broken by member order
+    g_order = by_order @ eps / (P * sigma)
+    pairs = eps[0::2]                                                     # ε_k
+    expected = -pairs.sum(0) / ((P - 1) * P * sigma)                     # partners differ by −1/(P − 1)
+    assert np.abs(g_order - expected).max() < 1e-3 * np.abs(expected).max()   # ε read back from float32 θ ± σε
+    print(f"exercise 3: equal scores give zero fitnesses and an unchanged θ; order-broken ties would step "
+          f"|ĝ| = {np.linalg.norm(g_order):.3f} along noise")
+    return np.linalg.norm(g_order)
+
+
 if __name__ == "__main__":
     exercise_1()
     exercise_2()
+    exercise_3()
