@@ -189,7 +189,16 @@ class LayerNorm(Model):
 
     @classmethod
     def _forward(cls, cp, x, *args, **kwargs):
-        y = layer_norm(x) * per_member(call_submodule(Parameter, "weight", cp), 1, x.ndim)
+        y = layer_norm(x)                                  # a fresh array: scaled and shifted in place
+        w = per_member(call_submodule(Parameter, "weight", cp), 1, x.ndim)
+        y = np.multiply(y, w, out=y) if _fits(y, w) else y * w
         if "bias" in cp.params:
-            y = y + per_member(call_submodule(Parameter, "bias", cp), 1, x.ndim)
+            b = per_member(call_submodule(Parameter, "bias", cp), 1, x.ndim)
+            y = np.add(y, b, out=y) if _fits(y, b) else y + b
         return y
+
+
+def _fits(y: np.ndarray, v: np.ndarray) -> bool:
+    """Whether y ∘ v can be written into y (a fresh, writeable array) and give the same bits as a
+    new array: v adds no dtype and no axis of its own."""
+    return y.flags.writeable and np.result_type(y, v) == y.dtype and np.broadcast_shapes(y.shape, v.shape) == y.shape

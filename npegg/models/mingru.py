@@ -37,12 +37,19 @@ from __future__ import annotations
 import numpy as np
 
 from .. import keys as K
-from .common import MM, Model, Parameter, call_submodule, merge_inits, per_member
+from .common import MM, Model, Parameter, _fits, call_submodule, merge_inits, per_member
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """σ(x) = ½ + ½ tanh(x/2): no exp overflow warning, keeps the dtype."""
-    return 0.5 + 0.5 * np.tanh(0.5 * x)
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """σ(x) = ½ + ½ tanh(x/2): no exp overflow warning, keeps the dtype. ``out=x`` overwrites x
+    (the same operations in the same order, so the same bits, without the three temporaries)."""
+    if out is None:
+        return 0.5 + 0.5 * np.tanh(0.5 * x)
+    np.multiply(x, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def linear_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
@@ -72,10 +79,20 @@ def linear_scan_loop(a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None)
     on a CPU the faster of the two (module docstring)."""
     h = np.zeros_like(b[:, 0]) if h0 is None else np.asarray(h0, dtype=b.dtype)  # (P, D)
     out = np.empty_like(b)
-    for t in range(b.shape[1]):
-        h = a[:, t] * h + b[:, t]
-        out[:, t] = h
+    if a.dtype != b.dtype:                        # a·h would round in a's precision: keep that
+        for t in range(b.shape[1]):
+            h = a[:, t] * h + b[:, t]
+            out[:, t] = h
+        return out
+    for t in range(b.shape[1]):                   # the same two roundings, written straight into out
+        h = np.multiply(a[:, t], h, out=out[:, t])
+        h += b[:, t]
     return out
+
+
+def _plus(y: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """y + v, written into y (a fresh matmul result) where that is the same array (``common._fits``)."""
+    return np.add(y, v, out=y) if _fits(y, v) else y + v
 
 
 class MinGRUCell(Model):
@@ -96,9 +113,11 @@ class MinGRUCell(Model):
     @classmethod
     def _gates(cls, cp, x):
         """a = 1 − z and b = z ⊙ h̃ for every step: (P, T, D) each."""
-        z = sigmoid(call_submodule(MM, "Wz", cp, x) + per_member(call_submodule(Parameter, "bz", cp), 1, x.ndim))
-        h_tilde = call_submodule(MM, "Wh", cp, x) + per_member(call_submodule(Parameter, "bh", cp), 1, x.ndim)
-        return 1 - z, z * h_tilde
+        z = _plus(call_submodule(MM, "Wz", cp, x), per_member(call_submodule(Parameter, "bz", cp), 1, x.ndim))
+        z = sigmoid(z, out=z)
+        h_tilde = _plus(call_submodule(MM, "Wh", cp, x), per_member(call_submodule(Parameter, "bh", cp), 1, x.ndim))
+        h_tilde *= z                                                 # b = z ⊙ h̃, in h̃'s buffer
+        return 1 - z, h_tilde
 
     @classmethod
     def _forward(cls, cp, x, s, keep=None, *args, **kwargs):
