@@ -119,6 +119,11 @@ def start_indices(key, epoch: int, members, noise_reuse: int, table_size: int) -
 
 def parse_iterinfo(epoch, members) -> tuple[int, np.ndarray]:
     """Validate an iterinfo pair; returns (epoch as int, members as (P,) int64)."""
+    if type(members) is np.ndarray and members.dtype == np.int64 and members.ndim == 1 \
+            and isinstance(epoch, (int, np.integer)) and not isinstance(epoch, bool):
+        if members.size and members.min() < 0:    # the common case, checked without conversions
+            raise ValueError("iterinfo members (member ids) must be >= 0")
+        return int(epoch), members
     members = np.atleast_1d(np.asarray(members))
     if members.ndim != 1 or not np.issubdtype(members.dtype, np.integer):
         raise ValueError(f"iterinfo members must be a 1-D integer array, got {members.dtype} {members.shape}")

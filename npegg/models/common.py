@@ -201,4 +201,5 @@ class LayerNorm(Model):
 def _fits(y: np.ndarray, v: np.ndarray) -> bool:
     """Whether y ∘ v can be written into y (a fresh, writeable array) and give the same bits as a
     new array: v adds no dtype and no axis of its own."""
-    return y.flags.writeable and np.result_type(y, v) == y.dtype and np.broadcast_shapes(y.shape, v.shape) == y.shape
+    return y.flags.writeable and np.result_type(y.dtype, v.dtype) == y.dtype and v.ndim <= y.ndim and \
+        all(d in (1, e) for d, e in zip(v.shape[::-1], y.shape[::-1]))
