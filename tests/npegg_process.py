@@ -26,3 +26,35 @@ def write_word_corpus(root: Path, seed: int) -> Path:
     for i in range(12):
         (root / f"doc{i:02d}.txt").write_text(" ".join(rng.choice(WORDS, 25)) + ".\n")
     return root
+
+
+def npegg_started(*argv, cwd=None, env=None, stdout=subprocess.PIPE, **popen) -> subprocess.Popen:
+    """``python -m npegg ARGV`` started in its own session (so a test can signal its whole process
+    group, as a terminal or ``timeout`` does), text stdout piped, stderr captured."""
+    return subprocess.Popen([sys.executable, "-m", "npegg", *map(str, argv)], stdout=stdout,
+                            stderr=subprocess.PIPE, text=True, env={**ENV, **(env or {})}, cwd=cwd,
+                            start_new_session=True, **popen)
+
+
+def read_until(proc: subprocess.Popen, pattern: str) -> list:
+    """The lines of ``proc``'s stdout up to the first one matching the regex ``pattern``; fails
+    (with what it read and stderr) if the output ends first."""
+    import re
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    proc.wait(timeout=60)
+    raise AssertionError(f"no line matching {pattern!r}; exit {proc.returncode}\n{''.join(lines)}\n{proc.stderr.read()}")
+
+
+def finish(proc: subprocess.Popen, timeout=120) -> tuple:
+    """(exit status, the rest of stdout, stderr) of ``proc``; killed with its group if it hangs."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    return proc.returncode, out or "", err or ""

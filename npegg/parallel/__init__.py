@@ -6,6 +6,6 @@ twin), ``local`` (worker processes, standard library), ``ray_engine`` (Ray actor
 only there), ``loop`` (``ES.train``'s loop). Nothing here imports ``npegg.program``.
 """
 from .engine import (Engine, Population, SerialEngine, WorkerDiverged, WorkerError, WorkerLost,  # noqa: F401
-                     make_engine)
+                     STOP_SIGNALS, make_engine, signals_held)
 from .plan import chunk_size, deal, member_chunks, usable_cores  # noqa: F401
 from .replica import ESJob, ESReplica, tree_digest  # noqa: F401

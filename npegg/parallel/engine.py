@@ -102,22 +102,32 @@ class SerialEngine(Engine):
         return [None]
 
 
+#: the signals that ask a process to stop: Ctrl-C, ``kill``/``timeout``/systemd/Slurm/``docker stop``, a closed terminal
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 @contextmanager
-def _sigint_held():
-    """Hold a SIGINT (Ctrl-C) that arrives inside the block and deliver it when the block ends, to
-    the handler that was there before. Only the main thread can set signal handlers; elsewhere the
-    block runs unprotected."""
+def signals_held(signums=STOP_SIGNALS):
+    """Hold the stop signals (Ctrl-C, SIGTERM, SIGHUP) that arrive inside the block and deliver them,
+    in order, when the block ends: to the handler that was there before (a Python handler is called,
+    a default disposition is re-raised, an ignored signal stays ignored). Only the main thread can set
+    signal handlers; elsewhere the block runs unprotected."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    previous = {s: signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if held and callable(previous):
-        previous(signal.SIGINT, held[0])
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    for signum, frame in held:
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
 class Population:
@@ -142,8 +152,9 @@ class Population:
 
     def update(self, raw) -> None:
         """Every replica applies the update from the same raw scores (workers first, so they overlap).
-        A Ctrl-C meanwhile waits until every replica has it, so none is left an epoch behind."""
-        with _sigint_held():
+        A Ctrl-C (or SIGTERM, SIGHUP) meanwhile waits until every replica has it, so none is left an
+        epoch behind."""
+        with signals_held():
             self.engine.update(raw)
             self.master.update(raw)
 

@@ -20,9 +20,10 @@ hung worker is noticed within ``silence`` + 1 s (default 30 s) and is then handl
 ``close`` kills it (SIGKILL reaches a stopped process too). Heartbeats (about 40 bytes a second
 while a worker computes) are not counted in ``bytes_up``.
 
-A worker whose parent disappears sees its pipe close and exits. Workers ignore SIGINT: Ctrl-C
-reaches the whole process group, and it is the coordinator that decides what happens (save, then
-``close``), so no worker is left behind.
+A worker whose parent disappears sees its pipe close and exits. Workers ignore SIGINT, SIGTERM and
+SIGHUP: Ctrl-C reaches the whole process group (and ``timeout``, systemd and Slurm signal every
+process), and it is the coordinator that decides what happens (save, then ``close``), so no worker
+is left behind.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .engine import Engine, WorkerError, WorkerLost
+from .engine import STOP_SIGNALS, Engine, WorkerError, WorkerLost
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 BEAT = 1.0                                          # seconds between a busy worker's heartbeats
@@ -48,7 +49,8 @@ _BEAT_MSG = ("beat", -1, None)
 def _worker_main(conn, index: int, beat: float = BEAT) -> None:
     """A worker's whole life: build the replica, then answer requests until "stop" or EOF.
     A thread sends a heartbeat every ``beat`` seconds while the worker owes a reply."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
     lock, busy = threading.Lock(), threading.Event()
 
     def send(msg):
@@ -174,15 +176,15 @@ def _environ(values: dict):
 
 @contextmanager
 def _sigint_ignored():
-    """Start children with SIGINT ignored: the disposition survives exec, so a Ctrl-C that reaches
-    the process group while a spawned worker is still importing cannot kill it with a traceback."""
+    """Start children with the stop signals ignored: the disposition survives exec, so a Ctrl-C (or a
+    SIGTERM to the group) while a spawned worker is still importing cannot kill it with a traceback."""
     main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS} if main else {}
     try:
         yield
     finally:
-        if main:
-            signal.signal(signal.SIGINT, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _death(proc) -> str:

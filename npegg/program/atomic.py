@@ -2,13 +2,15 @@
 
 Every file a run writes (checkpoint, metrics, sample, curve) goes through ``atomic_write``::
 
-    .<name>.<8 hex>.tmp   written in the destination folder, flushed, fsynced
-    os.replace(tmp, name)  one rename: a reader sees the old file or the new one, never half
-    fsync(folder)          the rename itself survives a power cut (POSIX; best effort)
+    .<name>.npegg-<pid>-<8 hex>.tmp   written in the destination folder, flushed, fsynced
+    os.replace(tmp, name)             one rename: a reader sees the old file or the new one, never half
+    fsync(folder)                     the rename itself survives a power cut (POSIX; best effort)
 
 A process killed between the first and the second step (``kill -9``, a power cut) leaves its
-temporary file behind. ``remove_stale_temps`` deletes those of one run folder; the program calls
-it when a run starts or resumes (two runs writing into one folder at once are not supported).
+temporary file behind. ``remove_stale_temps`` deletes those of one run folder: only names of that
+exact form (``npegg-`` and the writer's pid make them npegg's own, never a user's file that merely
+looks similar), and only when the writer is no longer running. The program calls it when it has
+taken the run folder's lock (``run_folder.py``), so no other ``npegg train`` writes there.
 """
 from __future__ import annotations
 
@@ -18,13 +20,27 @@ import uuid
 from pathlib import Path
 from typing import Callable, IO
 
-#: the temporary names ``atomic_write`` uses: a dot, the final name, a dot, 8 hex digits, ".tmp"
-TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.tmp$")
+#: the temporary names ``atomic_write`` uses: ".", the final name, ".npegg-", the writer's pid, "-", 8 hex digits, ".tmp"
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.npegg-(?P<pid>[1-9][0-9]{0,9})-[0-9a-f]{8}\.tmp$")
 
 
 def temp_path(path: Path) -> Path:
-    """A fresh temporary name beside ``path`` (matches ``TEMP_NAME``)."""
-    return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    """A fresh temporary name beside ``path`` (matches ``TEMP_NAME``, with this process's pid)."""
+    return path.parent / f".{path.name}.npegg-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (it may belong to another user). On Windows, where
+    ``os.kill(pid, 0)`` would send a Ctrl-C, every pid counts as running (stale temps stay)."""
+    if pid == os.getpid() or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):        # no such process; a pid no process can have
+        return False
+    except OSError:                                    # PermissionError: another user's process
+        return True
+    return True
 
 
 def fsync_folder(folder: Path) -> None:
@@ -66,13 +82,15 @@ def atomic_write(path, write: Callable[[IO[bytes]], None] | bytes | str) -> Path
 
 
 def remove_stale_temps(folder) -> list[Path]:
-    """Delete the temporary files interrupted writes left in ``folder``; returns what was removed."""
+    """Delete the temporary files that interrupted npegg writes left in ``folder`` (``TEMP_NAME``, and
+    their writer no longer running); returns what was removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for p in folder.iterdir():
-        if TEMP_NAME.match(p.name) and p.is_file() and not p.is_symlink():
+        m = TEMP_NAME.match(p.name)
+        if m and not process_running(int(m["pid"])) and p.is_file() and not p.is_symlink():
             try:
                 p.unlink()
                 removed.append(p)

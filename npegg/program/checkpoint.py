@@ -47,6 +47,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .checkpoint_read import _META, _SCALARS, FORMAT, VERSION, CheckpointError, read_members
+from .run_folder import contents
 from .fingerprint import fingerprint_mismatch, model_fingerprint, tree_differences  # noqa: F401 (re-exported)
 
 
@@ -219,19 +220,28 @@ def load_checkpoint(path, expect: dict | None = None) -> Checkpoint:
     return Checkpoint(trees=trees, config=config, scalars=scalars, fingerprint=fingerprint)
 
 
-def prepare_run_dir(path, overwrite: bool = False) -> Path:
-    """Create the run folder ``path``; refuse a non-empty existing one unless ``overwrite``.
+def check_run_dir(path, overwrite: bool = False) -> None:
+    """Refuse a ``path`` that is a file, or a non-empty folder unless ``overwrite`` (``RunDirError``).
 
-    With ``overwrite=True`` nothing is deleted: the run writes its files over same-named ones.
+    The run folder's lock file (``run_folder.LOCK``) does not count: it holds no work of anyone's.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path} exists and is a file, not a run folder; choose another --out")
     if path.is_dir() and not overwrite:
-        present = sorted(p.name for p in path.iterdir())
+        present = contents(path)
         if present:
             shown = ", ".join(present[:3]) + (", …" if len(present) > 3 else "")
             raise RunDirError(f"run folder {path} already exists and is not empty ({shown}); "
                               f"pass --overwrite to write into it anyway, or choose another --out")
+
+
+def prepare_run_dir(path, overwrite: bool = False) -> Path:
+    """Create the run folder ``path``; refuse a non-empty existing one unless ``overwrite`` (``check_run_dir``).
+
+    With ``overwrite=True`` nothing is deleted: the run writes its files over same-named ones.
+    """
+    path = Path(path)
+    check_run_dir(path, overwrite)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -7,19 +7,24 @@
     npegg eval runs/<run> --data some.txt
 
 Every flag is checked, and the data read, before any training starts. Exit status: 0 done;
-2 a bad command line (a flag's value, an existing ``--out`` folder, ``--resume`` with settings
-that differ from the checkpoint's); 1 bad data or an unusable checkpoint; 130 interrupted (the
-last finished epoch is saved and ``--resume`` continues it).
+2 a bad command line (a flag's value, an existing ``--out`` folder or one another run is using,
+``--resume`` with settings that differ from the checkpoint's); 1 bad data or an unusable
+checkpoint; 130, 143, 129 stopped by Ctrl-C, SIGTERM, SIGHUP (the last finished epoch is saved
+and ``--resume`` continues it). A reader of the output who goes away (``| head``) stops the
+printing, not the command.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__
 from .blas import default_blas_threads
 from .commands import InputError, UsageError, cmd_eval, cmd_export_vectors, cmd_sample
 from .config import EMBEDDING_UPDATES, SCHEDULES, TrainConfig
+from .progress import QuietStream
+from .stopping import exit_status, stop_signals, stopped_by
 from .train_command import cmd_train
 
 
@@ -119,9 +124,24 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _standard_fds() -> None:
+    """Give a closed stdin, stdout or stderr (``>&-``) the null device, so that no file npegg opens
+    later (a checkpoint, the run folder's lock) becomes descriptor 1 or 2 and receives its output."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv=None, stdout=None) -> int:
     """Run ``npegg`` with ``argv`` (default sys.argv[1:]); returns the exit status."""
-    stdout = sys.stdout if stdout is None else stdout
+    _standard_fds()
+    stdout = QuietStream(sys.stdout if stdout is None else stdout)
+    stderr = QuietStream(sys.stderr)
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -134,11 +154,16 @@ def main(argv=None, stdout=None) -> int:
         return 2
     command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
                "export-vectors": cmd_export_vectors}[args.command]
-    try:
-        return command(args, stdout)
-    except UsageError as e:
-        print(f"npegg {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except InputError as e:
-        print(f"npegg {args.command}: error: {e}", file=sys.stderr)
-        return 1
+    with stop_signals():
+        try:
+            return command(args, stdout)
+        except UsageError as e:
+            print(f"npegg {args.command}: error: {e}", file=stderr, flush=True)
+            return 2
+        except InputError as e:
+            print(f"npegg {args.command}: error: {e}", file=stderr, flush=True)
+            return 1
+        except KeyboardInterrupt as e:                  # before training began, or in eval, sample, export
+            note = " before the first epoch; nothing was saved" if args.command == "train" else ""
+            print(f"npegg {args.command}: {stopped_by(e)}{note}", file=stderr, flush=True)
+            return exit_status(e)

@@ -8,6 +8,7 @@ turns into one line on stderr. ``npegg train`` is in ``train_command``.
 from __future__ import annotations
 
 import hashlib
+import sys
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -109,12 +110,12 @@ def restore_run(run, ckpt, where) -> None:
 
 
 def _restored(where):
-    """(run with the checkpoint's params, its config) for sampling and evaluation."""
+    """(run with the checkpoint's params, its config, the checkpoint) for sampling and evaluation."""
     ckpt = read_checkpoint(where)
     cfg = saved_config(ckpt, where)
     run = make_run(cfg, None)
     restore_run(run, ckpt, where)
-    return run, cfg
+    return run, cfg, ckpt
 
 
 def cmd_sample(args, stdout) -> int:
@@ -130,7 +131,7 @@ def cmd_sample(args, stdout) -> int:
     except UnicodeEncodeError as e:
         raise UsageError(f"--prompt: character {e.object[e.start]!r} at position {e.start} is a lone surrogate, "
                          f"not text; give UTF-8 text") from e
-    run, _ = _restored(args.checkpoint)
+    run, _, _ = _restored(args.checkpoint)        # sampling reads no data: nothing to compare with the training data
     out = sample_bytes(run.logits_fn, prompt, args.length, args.temperature, args.seed)
     print((prompt + out).replace(b"\0", b"\n\n").decode("utf-8", errors="replace"), file=stdout)
     return 0
@@ -138,7 +139,7 @@ def cmd_sample(args, stdout) -> int:
 
 def cmd_eval(args, stdout) -> int:
     """``npegg eval``: bpb = −(1/N) Σ log₂ p(xₜ | x₍<t₎) of a checkpoint on its validation split or other data."""
-    run, cfg = _restored(args.checkpoint)
+    run, cfg, ckpt = _restored(args.checkpoint)
     data = args.data if args.data is not None else cfg.data
     max_docs = args.max_docs if args.max_docs is not None else (None if args.data else cfg.max_docs)
     split = args.split or ("valid" if args.data is None else "all")
@@ -146,6 +147,11 @@ def cmd_eval(args, stdout) -> int:
         corpus = load_corpus(data, max_docs=max_docs, valid_fraction=cfg.valid_fraction)
     except DataError as e:
         raise InputError(f"--data: {e}") from e
+    trained = ckpt.config.get("corpus", {})
+    if args.data is None and args.max_docs is None and trained.get("sha256") not in (None, corpus_digest(corpus)):
+        print(f"npegg eval: warning: the data at {data or 'the default stdlib corpus'} is not the data the checkpoint "
+              f"was trained on ({trained.get('description')}): it has changed since, so these are not the run's "
+              f"validation numbers", file=sys.stderr, flush=True)
     if split == "valid":
         lanes = plan_lanes(corpus.valid, cfg.eval_lanes, cfg.eval_warmup, context=int(corpus.train[-1]))
     else:

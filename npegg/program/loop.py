@@ -44,6 +44,11 @@ class History:
         return {"epoch": np.asarray(self.epoch, np.int64), "train_bpb": np.asarray(self.train_bpb, np.float64),
                 "valid_bpb": np.asarray(self.valid_bpb, np.float64), "seconds": np.asarray(self.seconds, np.float64)}
 
+    def upto(self, epoch: int) -> "History":
+        """The rows of epochs ``<= epoch`` (a history a step ahead of its run, cut back to it)."""
+        n = sum(1 for e in self.epoch if e <= epoch)
+        return History(self.epoch[:n], self.train_bpb[:n], self.valid_bpb[:n], self.seconds[:n])
+
     @classmethod
     def from_tree(cls, t: dict) -> "History":
         """Inverse of ``tree``."""

@@ -7,9 +7,13 @@ On a terminal (``stream.isatty()``) every ``update`` rewrites the same line with
 When the stream is not a terminal (CI logs, pipes, files) a carriage return would garble the
 log, so the same text is printed as an ordinary line on the first epoch, every ``every`` epochs,
 and on the last. No dependency: just ``write`` and ``flush`` on the stream.
+
+``QuietStream`` wraps the program's output so that a reader who goes away (``npegg train | head``,
+quitting ``less``, a closed stdout, ``/dev/full``) stops the printing, not the run.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Callable, Iterable, Optional
@@ -46,6 +50,48 @@ def format_table(rows: Iterable[tuple[str, Optional[float]]], headers: tuple[str
     lines = [f"{headers[0]:<{w0}}  {headers[1]:>{w1}}", f"{'-' * w0}  {'-' * w1}"]
     lines += [f"{a:<{w0}}  {b:>{w1}}" for a, b in cells]
     return "\n".join(lines)
+
+
+class QuietStream:
+    """A text stream whose first failed write or flush (a broken pipe, a closed or full stdout) ends
+    its output silently: later writes are dropped, and the file descriptor underneath is pointed at
+    the null device, so that Python's own flush at exit finds nothing to complain about."""
+
+    def __init__(self, stream):
+        self.stream, self.broken = stream, stream is None
+
+    def _quiet(self) -> None:
+        self.broken = True
+        try:
+            fd = self.stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+        except (OSError, ValueError, AttributeError):   # no descriptor (a StringIO), or already closed
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self.stream.write(text)
+            except (OSError, ValueError):                # BrokenPipeError, ENOSPC, "I/O on closed file"
+                self._quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self._quiet()
+
+    def isatty(self) -> bool:
+        try:
+            return not self.broken and bool(self.stream.isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
 
 
 class Progress:

@@ -2,14 +2,19 @@
 
 Every flag is checked, and the data read, before any training starts. Flags that may differ on
 ``--resume`` (``RESUMABLE``) change how long the run goes and what it reports, not its maths.
-An interrupt (Ctrl-C) saves the last finished epoch and exits 130; ``--resume`` continues it.
+
+The run folder is this process's alone from before anything is written in it (``run_folder``).
+Every save writes the checkpoint and the metrics together, at the same epoch (``_Saver``). A stop
+(Ctrl-C, SIGTERM, SIGHUP: ``stopping``) saves the last finished epoch, prints one line and exits
+130, 143 or 129; ``--resume`` continues it. ``--resume`` of a file other than its folder's
+``checkpoint.npz`` (a backup) continues into ``--out`` or a new folder, never over the newer run.
 """
 from __future__ import annotations
 
 import datetime
 import importlib.util
 import sys
-from dataclasses import asdict, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +24,7 @@ from ..tree import flatten
 from .baselines import baselines as measure_baselines
 from .atomic import remove_stale_temps
 from .blas import blas_config, config_differences
-from .checkpoint import RunDirError, prepare_run_dir, save_checkpoint
+from .checkpoint import RunDirError, check_run_dir
 from .commands import (CHECKPOINT, InputError, UsageError, checkpoint_path, corpus_digest, explicit_flags,
                        read_checkpoint, read_corpus, restore_run, saved_config)
 from .config import ConfigError, TrainConfig
@@ -28,10 +33,13 @@ from .evaluate import sample_bytes
 from .loop import Diverged, History, train
 from .preflight import PreflightError, check_disk, check_memory, disk_full, disk_full_message, short_name
 from .progress import Progress, format_duration, format_rate, format_table
-from .report import plot_curve, results_table, write_metrics, write_sample
+from .report import plot_curve, results_table, write_sample
+from .run_folder import FolderBusy, claim, claim_new, contents, in_use
 from .runs import make_run
 from .runs.backprop_run import data_bytes_per_epoch, member_bytes_per_epoch
+from .saving import Saver, summary
 from .shard import ParallelRun, check_workers
+from .stopping import signals_held, stopped_by, exit_status, stopping
 from ..parallel import WorkerError
 
 #: flags that may differ when resuming: they change how long the run goes and what it reports, not its maths
@@ -88,43 +96,76 @@ def _train_config(args):
     except ConfigError as e:
         raise UsageError(str(e)) from e
     cfg = cfg.resolved()
-    if args.out:
-        out = Path(args.out)
-    elif args.resume:
-        out = checkpoint_path(args.resume).parent
-    else:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = short_name(Path(cfg.data).stem) if cfg.data else "stdlib"
-        out = Path("runs") / f"{name}-{cfg.mode}-{cfg.cell}-{stamp}"
-        n = 1
-        while out.exists():
-            out, n = Path("runs") / f"{name}-{cfg.mode}-{cfg.cell}-{stamp}-{n}", n + 1
-    resuming_here = args.resume and out.resolve() == checkpoint_path(args.resume).parent.resolve()
-    if out.exists() and (not out.is_dir() or (not resuming_here and not args.overwrite)):
-        try:
-            prepare_run_dir(out, overwrite=False)               # raises with the standard message
-        except RunDirError as e:
-            raise UsageError(f"--out: {e}") from e
+    where = _where(args, cfg)
+    target = where.out or Path("runs") / where.stem
+    if cfg.data and Path(cfg.data).is_dir():
+        data, folder = Path(cfg.data).resolve(), target.absolute().resolve()
+        if folder == data or data in folder.parents:
+            flag = f"--out {target}" if where.out else f"the default run folder {target}"
+            raise UsageError(f"{flag} is inside --data {cfg.data}: the run's own files would become part of "
+                             f"its corpus; choose an --out outside it")
+    if where.out is not None and where.out.exists() and not where.out.is_dir():
+        raise UsageError(f"--out: {where.out} exists and is a file, not a run folder; choose another --out")
     try:
         check_memory(cfg)
-        check_disk(cfg, out)                                    # a checkpoint beside the one it replaces
     except PreflightError as e:
         raise UsageError(str(e)) from e
-    return cfg, ckpt, out
+    return cfg, ckpt, where
 
 
-def _save(run, history, cfg, corpus, out: Path) -> None:
-    trees, scalars = run.checkpoint_trees()
-    trees = {**trees, "history": history.tree()}
-    save_checkpoint(out / CHECKPOINT, trees, scalars=scalars, fingerprint=run.fingerprint(),
-                    config={"train": asdict(cfg), "corpus": {"name": corpus.name, "sha256": corpus_digest(corpus),
-                                                             "description": corpus.description},
-                            "npegg": __version__, "blas": blas_config()})
+@dataclass
+class _Where:
+    """Where a run writes: ``out`` (None: a new folder ``runs/<stem>``), and whether it continues the
+    checkpoint of that very folder (``here``); ``source`` is the checkpoint resumed from."""
+    out: Path | None
+    stem: str
+    here: bool
+    source: Path | None
+
+
+def _where(args, cfg) -> _Where:
+    """The run folder: --out; else a resumed folder's own; else (a fresh run, or a resume from a file
+    that is not its folder's checkpoint.npz, which must not write over that folder's newer run) a new one."""
+    source = checkpoint_path(args.resume) if args.resume else None
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stem = f"{short_name(Path(cfg.data).stem) if cfg.data else 'stdlib'}-{cfg.mode}-{cfg.cell}-{stamp}"
+    out = Path(args.out) if args.out else (source.parent if source is not None and source.name == CHECKPOINT else None)
+    here = (source is not None and out is not None and source.name == CHECKPOINT
+            and out.absolute().resolve() == source.parent.absolute().resolve())
+    return _Where(out, stem, here, source)
+
+
+def _claim(args, where: _Where):
+    """Lock the run folder (``run_folder.claim``), then check under the lock that it may be written."""
+    flag = f"--out {where.out}" if args.out else (f"--resume {args.resume}" if where.here else "--out")
+    try:
+        if where.out is not None and where.out.is_dir() and not where.here and not args.overwrite \
+                and contents(where.out):                # someone's folder: refused, and no lock file left in it
+            busy = in_use(where.out)
+            if busy:
+                raise busy
+            check_run_dir(where.out)
+        folder = claim(where.out) if where.out is not None else claim_new(Path("runs"), where.stem)
+    except RunDirError as e:
+        raise UsageError(f"--out: {e}") from e
+    except FolderBusy as e:
+        todo = ("wait for it to finish before resuming it, or continue it in a new folder with --out NEW"
+                if where.here and not args.out else "wait for it to finish, or choose another --out")
+        raise UsageError(f"{flag}: {e}; {todo}") from e
+    except OSError as e:
+        raise UsageError(f"{flag}: cannot write there ({e.strerror or e})") from e
+    if not where.here and not args.overwrite and contents(folder.path):   # filled since the first look
+        folder.release()
+        try:
+            check_run_dir(folder.path)
+        except RunDirError as e:
+            raise UsageError(f"--out: {e}") from e
+    return folder
 
 
 def cmd_train(args, stdout) -> int:
     """``npegg train``: a new or resumed run to ``--epochs``, then its report; returns the exit status."""
-    cfg, ckpt, out = _train_config(args)
+    cfg, ckpt, where = _train_config(args)
     if cfg.method == "backprop" and args.workers not in (None, 1):
         raise UsageError(f"--workers: --method backprop runs in one process; got {args.workers}")
     try:
@@ -134,39 +175,48 @@ def cmd_train(args, stdout) -> int:
         raise UsageError(str(e)) from e
     if args.engine == "ray" and importlib.util.find_spec("ray") is None:
         raise UsageError("--engine ray: Ray is not installed (pip install 'npegg[ray]')")
-    corpus = read_corpus(cfg)
-    if ckpt is not None and ckpt.config.get("corpus", {}).get("sha256") != corpus_digest(corpus):
-        raise InputError(f"--resume: the data ({cfg.data or 'the shipped default corpus'}, --max-docs {cfg.max_docs}) "
-                         f"is not the data the checkpoint was trained on ({ckpt.config.get('corpus', {}).get('description')})")
+    folder = _claim(args, where)
     try:
-        run = make_run(cfg, corpus)
-    except DataError as e:
-        raise InputError(f"--data: {e}") from e
-    history = History.empty()
-    if ckpt is not None:
-        restore_run(run, ckpt, args.resume)
-        history = saved_history(ckpt, args.resume, run.epoch)
-        differs = config_differences(ckpt.config["blas"], blas_config()) if isinstance(ckpt.config.get("blas"), dict) else []
-        if differs:
-            print(f"npegg train: warning: this machine's NumPy/BLAS differs from the checkpoint's ({'; '.join(differs)}); "
-                  f"float results continue, but not bit for bit", file=sys.stderr)
-    out = prepare_run_dir(out, overwrite=True)
-    remove_stale_temps(out)                                     # left by a run killed in the middle of a save
-    say = lambda text="": print(text, file=stdout, flush=True)  # noqa: E731
-    if cfg.method == "es":
-        run = ParallelRun(run, corpus.train, workers, args.engine, say=say)
-    try:
-        return _run_and_report(run, history, cfg, corpus, ckpt, out, say, stdout)
-    except OSError as e:
-        if not disk_full(e):
-            raise
-        raise InputError(disk_full_message(e, out, run.epoch)) from None
+        where.out = folder.path
+        try:                                                    # in the claimed folder: no probe in another's way
+            check_disk(cfg, folder.path)                        # a checkpoint beside the one it replaces
+        except PreflightError as e:
+            raise UsageError(str(e)) from e
+        corpus = read_corpus(cfg)
+        if ckpt is not None and ckpt.config.get("corpus", {}).get("sha256") != corpus_digest(corpus):
+            raise InputError(f"--resume: the data ({cfg.data or 'the shipped default corpus'}, --max-docs {cfg.max_docs}) "
+                             f"is not the data the checkpoint was trained on ({ckpt.config.get('corpus', {}).get('description')})")
+        try:
+            run = make_run(cfg, corpus)
+        except DataError as e:
+            raise InputError(f"--data: {e}") from e
+        history = History.empty()
+        if ckpt is not None:
+            restore_run(run, ckpt, args.resume)
+            history = saved_history(ckpt, args.resume, run.epoch)
+            differs = config_differences(ckpt.config["blas"], blas_config()) if isinstance(ckpt.config.get("blas"), dict) else []
+            if differs:
+                print(f"npegg train: warning: this machine's NumPy/BLAS differs from the checkpoint's ({'; '.join(differs)}); "
+                      f"float results continue, but not bit for bit", file=sys.stderr)
+        remove_stale_temps(folder.path)                         # left by a run killed in the middle of a save
+        say = lambda text="": print(text, file=stdout, flush=True)  # noqa: E731
+        if cfg.method == "es":
+            run = ParallelRun(run, corpus.train, workers, args.engine, say=say)
+        try:
+            return _run_and_report(run, history, cfg, corpus, where, say, stdout)
+        except OSError as e:
+            if not disk_full(e):
+                raise
+            raise InputError(disk_full_message(e, folder.path, run.epoch)) from None
+        finally:
+            if isinstance(run, ParallelRun):
+                run.close()                                     # no worker outlives the command
     finally:
-        if isinstance(run, ParallelRun):
-            run.close()                                         # no worker outlives the command
+        folder.release()
 
 
-def _run_and_report(run, history, cfg, corpus, ckpt, out, say, stdout) -> int:
+def _run_and_report(run, history, cfg, corpus, where, say, stdout) -> int:
+    out = where.out
     n_params = sum(int(np.size(v)) for v in flatten(run.checkpoint_trees()[0]["params"]).values())
     say(f"npegg {__version__} · {cfg.mode} mode · {cfg.cell} cell · hidden {cfg.hidden_dim} × {cfg.n_layers} "
         f"layer{'s' if cfg.n_layers > 1 else ''} · {n_params:,} parameters")
@@ -184,58 +234,80 @@ def _run_and_report(run, history, cfg, corpus, ckpt, out, say, stdout) -> int:
     else:
         say(f"ES: population {cfg.pop_size} in groups of {cfg.group_size}, rank {cfg.rank}, {how}; "
             f"{cfg.tokens_per_update} bytes per member per epoch")
-    say(f"run folder: {out}" + (f" (resuming at epoch {run.epoch})" if ckpt is not None else ""))
+    resumed = "" if where.source is None else (f" (resuming at epoch {run.epoch})" if where.here else
+                                               f" (resuming at epoch {run.epoch} from {where.source})")
+    say(f"run folder: {out}{resumed}")
     if isinstance(run, ParallelRun):
-        where = "this process" if run.workers == 1 and run.engine_name == "local" else f"{run.engine_name} engine"
-        say(f"workers: {run.workers} ({where}); members in chunks of {run.chunk}")
+        where_ = "this process" if run.workers == 1 and run.engine_name == "local" else f"{run.engine_name} engine"
+        say(f"workers: {run.workers} ({where_}); members in chunks of {run.chunk}")
 
     progress = Progress(cfg.epochs, data_bytes_per_epoch(cfg), stream=stdout, every=cfg.eval_every,
                         start_epoch=run.epoch, member_bytes_per_epoch=member_bytes_per_epoch(cfg))
-    save = lambda: _save(run, history, cfg, corpus, out)  # noqa: E731
+    saver = Saver(run, history, cfg, corpus, base, where.out, where.here)
     try:                      # overflow shows up as Diverged below, not as NumPy's warnings
+        if where.here and history.epoch:
+            saver.metrics(history)                              # metrics a kill -9 left a save behind, redone
         if isinstance(run, ParallelRun):
             run.say = progress.message                          # a lost worker is reported between progress lines
             run.start()                                         # workers start before the clock does
         with np.errstate(over="ignore", invalid="ignore"):
-            history = train(run, history, on_epoch=lambda e, t, v: progress.update(e, t, v), save=save,
+            history = train(run, history, on_epoch=lambda e, t, v: progress.update(e, t, v), save=saver,
                             on_start=lambda: setattr(progress, "t0", progress.clock()))  # rate and ETA from epoch 1
     except WorkerError as e:
         progress.close()
-        if not (out / CHECKPOINT).exists():                     # e.g. the workers never started: nothing to resume
+        if saver.epoch is None:                                 # e.g. the workers never started: nothing to resume
             raise InputError(f"{e}\nthe run stopped at epoch {run.epoch}; no checkpoint was written yet") from e
-        raise InputError(f"{e}\nthe run stopped at epoch {run.epoch}; the last checkpoint is {out / CHECKPOINT}; "
-                         f"continue with  npegg train --resume {out}") from e
-    except KeyboardInterrupt:
+        raise InputError(f"{e}\nthe run stopped at epoch {run.epoch}; the last checkpoint is {out / CHECKPOINT} "
+                         f"(epoch {saver.epoch}); continue with  npegg train --resume {out}") from e
+    except KeyboardInterrupt as e:                              # Ctrl-C, SIGTERM, SIGHUP (stopping.py)
+        stopping()
         progress.close()
-        save()
-        say(f"interrupted: epoch {run.epoch} saved to {out / CHECKPOINT}; continue with  npegg train --resume {out}")
-        return 130
+        if not history.epoch:
+            say(f"{stopped_by(e)} before the first epoch: nothing was saved")
+            return exit_status(e)
+        if history.epoch[-1] < run.epoch:                       # stopped between an epoch's step and its row
+            history.add(run.epoch, float("nan"), None, history.seconds[-1])
+        if saver.epoch != run.epoch:
+            saver()
+        say(f"{stopped_by(e)}: epoch {run.epoch} saved to {out / CHECKPOINT}; continue with  npegg train --resume {out}")
+        return exit_status(e)
     except Diverged as e:
         progress.close()
-        kept = f"the last good checkpoint ({out / CHECKPOINT}) is kept" if (out / CHECKPOINT).exists() else "nothing was saved"
+        if saver.epoch is not None:
+            kept = f"the last good checkpoint ({out / CHECKPOINT}, epoch {saver.epoch}) is kept"
+        else:
+            kept = f"nothing was saved in {out}" + (f" ({where.source} is untouched)" if where.source else "")
         raise InputError(f"{e}; {kept}. Try a smaller --sigma or --lr") from e
     progress.close()
+    return _report(run, history, cfg, corpus, base, saver, say)
 
-    valid = history.valid_bpb[-1]
-    done = history.epoch[-1] - (history.epoch[0] if history.epoch else 0)
-    secs = history.seconds[-1]
-    rate = member_bytes_per_epoch(cfg) * max(done, 1) / max(secs, 1e-9)           # member-bytes / s
-    data_rate = data_bytes_per_epoch(cfg) * max(done, 1) / max(secs, 1e-9)        # data-stream bytes / s
-    say(results_table(base, valid, f"npegg {cfg.mode}/{cfg.cell}, epoch {run.epoch}"))
-    sample = b""
-    if cfg.sample_bytes:
-        sample = sample_bytes(run.logits_fn, b"", cfg.sample_bytes, temperature=0.8, seed=cfg.seed)
-        write_sample(out / "sample.txt", sample)
-    summary = {"npegg": __version__, "config": asdict(cfg), "corpus": {"name": corpus.name, "description": corpus.description},
-               "validation": run.lanes.describe(), "baselines": base,
-               "result": {"epoch": run.epoch, "valid_bpb": valid, "train_bpb": history.train_bpb[-1],
-                          "seconds": secs, "population_bytes_per_second": rate,
-                          "data_bytes_per_second": data_rate, "member_bytes_per_second": rate}}
-    write_metrics(out, history, summary)
-    png = plot_curve(out / "curve.png", history, base, f"{corpus.name}: {cfg.mode}/{cfg.cell}, D={cfg.hidden_dim}, "
-                     f"L={cfg.n_layers}, P={cfg.pop_size}")
-    say(f"{format_duration(secs)} of training: {format_rate(data_rate)} of the data stream, "
-        f"{format_rate(rate)} member-bytes (through {'the model' if cfg.method == 'backprop' else 'every member'})")
+
+def _report(run, history, cfg, corpus, base, saver, say) -> int:
+    """After the last epoch: the results table, then sample.txt and curve.png (a stop meanwhile leaves
+    checkpoint and metrics at the last epoch and skips them; ``--resume`` writes them)."""
+    out = saver.out
+    try:
+        if saver.epoch != run.epoch:
+            saver()                                             # e.g. a finished run resumed into a new --out
+        valid, secs = history.valid_bpb[-1], history.seconds[-1]
+        result = summary(run, history, cfg, corpus, base)["result"]
+        say(results_table(base, valid, f"npegg {cfg.mode}/{cfg.cell}, epoch {run.epoch}"))
+        sample = b""
+        if cfg.sample_bytes:
+            sample = sample_bytes(run.logits_fn, b"", cfg.sample_bytes, temperature=0.8, seed=cfg.seed)
+            with signals_held():
+                write_sample(out / "sample.txt", sample)
+        with signals_held():
+            png = plot_curve(out / "curve.png", history, base, f"{corpus.name}: {cfg.mode}/{cfg.cell}, D={cfg.hidden_dim}, "
+                             f"L={cfg.n_layers}, P={cfg.pop_size}")
+    except KeyboardInterrupt as e:
+        stopping()
+        say(f"{stopped_by(e)}: epoch {run.epoch} is saved with its metrics in {out}; sample.txt and curve.png were "
+            f"not written (npegg train --resume {out} writes them)")
+        return exit_status(e)
+    say(f"{format_duration(secs)} of training: {format_rate(result['data_bytes_per_second'])} of the data stream, "
+        f"{format_rate(result['member_bytes_per_second'])} member-bytes "
+        f"(through {'the model' if cfg.method == 'backprop' else 'every member'})")
     say(f"wrote {out / CHECKPOINT}, metrics.csv, metrics.json" + (", sample.txt" if sample else "")
         + (", curve.png" if png else ""))
     if png is None:

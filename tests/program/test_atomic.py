@@ -1,5 +1,8 @@
 """Atomic writes of the run folder's files, the clean-up of stale temporaries, and the BLAS record."""
 import json
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -20,13 +23,26 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
-def test_stale_temps_of_any_file_are_removed_and_nothing_else(tmp_path):
-    keep = ["checkpoint.npz", "notes.tmp", ".hidden", ".checkpoint.npz.xyz.tmp"]
+def dead_pid() -> int:
+    """The pid of a process that has ended (a real child, reaped)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_only_npegg_temps_of_ended_writers_are_removed(tmp_path):
+    """Issue 19 item 7: a user's file named like an old temporary (`.<name>.<8 hex>.tmp`) is not
+    npegg's; a temporary whose writer still runs is not stale. Only `.<name>.npegg-<pid>-<hex>.tmp`
+    of a pid that has ended goes."""
+    keep = ["checkpoint.npz", "notes.tmp", ".hidden", ".checkpoint.npz.xyz.tmp", ".notes.txt.1a2b3c4d.tmp",
+            ".notes.txt.npegg-x-1a2b3c4d.tmp", f".checkpoint.npz.npegg-{os.getpid()}-1a2b3c4d.tmp"]
     for name in keep:
         (tmp_path / name).write_text("user data")
-    stale = [temp_path(tmp_path / n) for n in ("checkpoint.npz", "metrics.csv", "curve.png")]
+    gone = dead_pid()
+    stale = [tmp_path / f".{n}.npegg-{gone}-{i:08x}.tmp" for i, n in enumerate(("checkpoint.npz", "metrics.csv", "curve.png"))]
     for p in stale:
         p.write_bytes(b"\0" * 100)
+    assert temp_path(tmp_path / "x").name.startswith(f".x.npegg-{os.getpid()}-")
     assert remove_stale_temps(tmp_path) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
 
