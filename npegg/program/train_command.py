@@ -178,8 +178,9 @@ def cmd_train(args, stdout) -> int:
     folder = _claim(args, where)
     try:
         where.out = folder.path
-        try:                                                    # in the claimed folder: no probe in another's way
-            check_disk(cfg, folder.path)                        # a checkpoint beside the one it replaces
+        try:                                                    # in the claimed folder: no probe in another's way;
+            with signals_held():                                # its probe file is never left behind by a Ctrl-C
+                check_disk(cfg, folder.path)                    # a checkpoint beside the one it replaces
         except PreflightError as e:
             raise UsageError(str(e)) from e
         corpus = read_corpus(cfg)

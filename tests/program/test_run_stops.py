@@ -111,11 +111,27 @@ def test_a_burst_of_ctrl_c_cannot_abort_the_save_the_first_one_asked_for(corpus,
     assert not [q for q in out.iterdir() if q.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("delay", [0.1, 0.4, 0.9, 1.6, 2.5])
+def numpy_loaded(pid: int) -> bool:
+    """NumPy's core library is mapped into process ``pid``: Python itself has started and npegg's
+    ``entry`` is importing (before that, a Ctrl-C is the interpreter's own affair: Python prints
+    "Could not import runpy module" and a traceback, whatever the program)."""
+    try:
+        return "_multiarray_umath" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="watches the process start through /proc (Linux)")
+@pytest.mark.parametrize("delay", [0.0, 0.3, 0.8, 1.5, 2.5])
 def test_ctrl_c_during_start_up_is_one_clean_line_and_the_folder_is_whole_or_absent(corpus, tmp_path, delay):
+    """SIGINT `delay` s after NumPy is loaded: during the imports, the flag checks, the corpus, the
+    lock, the space probe, the baselines, the workers' start or epoch 0's validation."""
     out = tmp_path / "run"
     p = npegg_started("train", "--data", corpus, *TINY, *FOREVER, "--out", out)
     try:
+        deadline = time.monotonic() + 60
+        while not numpy_loaded(p.pid) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
         time.sleep(delay)
         os.killpg(p.pid, signal.SIGINT)
         status, text, err = finish(p)
