@@ -269,11 +269,12 @@ class LocalEngine(Engine):
         ctx = mp.get_context(self.start_method)
         env = {k: "1" for k in _BLAS_ENV if k not in os.environ}
         try:
-            with _environ(env), _sigint_ignored():
+            with _environ(env):
                 for w in range(self.workers):
                     parent, child = ctx.Pipe()
                     proc = ctx.Process(target=_worker_main, args=(child, w, self.beat), name=f"npegg-worker-{w}", daemon=True)
-                    proc.start()
+                    with _sigint_ignored():             # as short as possible: a signal to the coordinator
+                        proc.start()                    # meanwhile is lost (an ignored signal is not kept)
                     child.close()
                     self.procs.append(proc)
                     self.links.append(_Link(parent, proc))
