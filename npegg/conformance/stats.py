@@ -20,13 +20,17 @@ that K seeds cannot tell; ``Equivalence.verdict`` says which of the three it is.
 The t distribution is computed here (NumPy is npegg's only dependency): its CDF from the
 regularised incomplete beta function (a continued fraction), the quantile by bisection.
 
-The fixed problem is the seed notebook's regression, y = x² + x + 1 on [−10, 10] (as
+The fixed problems are the seed notebook's regression and a tiny byte language model. The first is the seed notebook's regression, y = x² + x + 1 on [−10, 10] (as
 ``examples/regression.py``), made small: an MLP 1 → 16 → 16 → 1 with the notebook's ``pqn``
 activation, P members all scored on the epoch's batch (one group, since the PyTorch ports have
 no groups), constant σ and learning rate, SGD. The batches depend only on the epoch and the
 initial parameters only on the seed (``regression_init``), so a port loaded with the same
 initial parameters and fed the same batches differs from npegg only in its noise and its
-arithmetic. Mirrors: no reference function (the reference has no statistical tests).
+arithmetic. The byte LM (``bytelm_*``) is npegg's ByteLM at width 8 with the direct path, trained
+on the bytes of a fixed order-1 Markov source over 16 letters (``bytelm_data``): every member reads
+the epoch's window (a function of the epoch only), the metric is the plain model's validation bits
+per byte after E epochs, so a port's byte LM is compared on the quantity ``npegg train`` reports.
+Mirrors: no reference function (the reference has no statistical tests).
 """
 from __future__ import annotations
 
@@ -249,3 +253,67 @@ def npegg_epochs(seeds, **overrides) -> np.ndarray:
     """npegg's epochs to the target MSE for each seed (K,): the reference sample of ``tost``."""
     target = overrides.pop("target", REGRESSION["target_mse"])
     return np.array([epochs_to_target(regression_curve(s, stop_at=target, **overrides), target) for s in seeds])
+
+
+# -- the fixed problem: a tiny byte language model ------------------------------------------------
+
+#: the byte LM problem's settings: ByteLM (minGRU, 1 layer, width 8, direct path), Adam, one group
+BYTELM = dict(hidden_dim=8, pop_size=64, sigma=0.05, lr=0.05, tokens=64, epochs=100, letters=16, train_bytes=20_000,
+              valid_bytes=4096)
+
+
+def bytelm_data() -> tuple[np.ndarray, np.ndarray]:
+    """(train, valid) uint8 bytes 'a'… of an order-1 Markov source over ``letters`` symbols whose rows of
+    transition probabilities are Dirichlet(0.3) draws of ``np.random.default_rng(0)``; train from
+    ``default_rng(1)``, valid from ``default_rng(2)``, each chain starting at 'a'. A bigram table is the
+    best model of it, which the direct path can hold."""
+    k = BYTELM["letters"]
+    cum = np.random.default_rng(0).dirichlet(np.full(k, 0.3), size=k).cumsum(axis=1)      # (k, k)
+
+    def chain(n, seed):
+        u, out, s = np.random.default_rng(seed).random(n), np.empty(n, np.uint8), 0
+        for i in range(n):
+            s = min(int(np.searchsorted(cum[s], u[i])), k - 1)
+            out[i] = 97 + s
+        return out
+    return chain(BYTELM["train_bytes"], 1), chain(BYTELM["valid_bytes"], 2)
+
+
+def bytelm_window(epoch: int, train: np.ndarray, tokens: int = BYTELM["tokens"]) -> np.ndarray:
+    """The epoch's (tokens + 1,) window of the training bytes, every member's: a function of the epoch only."""
+    start = int(np.random.default_rng([3, epoch]).integers(0, len(train) - tokens - 1))
+    return train[start:start + tokens + 1]
+
+
+def bytelm_es(seed: int, **overrides):
+    """npegg's ES and initial state for the byte LM problem (``BYTELM`` with ``overrides``)."""
+    from ..es import ES
+    from ..models.lm import ByteLM
+    cfg = {**BYTELM, **overrides}
+    return ES.create(ByteLM, dict(hidden_dim=cfg["hidden_dim"], n_layers=1, cell="mingru", mlp_ratio=0,
+                                  direct_path=True), pop_size=cfg["pop_size"], sigma=cfg["sigma"], lr=cfg["lr"],
+                     seed=seed, solver="adam")
+
+
+def bytelm_bpb(seed: int, epochs: int | None = None, **overrides) -> float:
+    """npegg's validation bits per byte after ``epochs`` (default ``BYTELM['epochs']``): raw score of a
+    member = Σₜ log p of the epoch's window from a zero state; validation = the plain model over the
+    whole validation stream as one sequence, −mean log₂ p."""
+    from ..models.lm import ByteLM
+    cfg = {**BYTELM, **overrides}
+    epochs = cfg["epochs"] if epochs is None else epochs
+    es, state = bytelm_es(seed, **overrides)
+    train, valid = bytelm_data()
+    P = es.pop_size
+    zero = ByteLM.init_state(es.frozen_params, P)                                        # (P, 1, D)
+    for epoch in range(epochs):
+        w = np.broadcast_to(bytelm_window(epoch, train, cfg["tokens"]), (P, cfg["tokens"] + 1))
+        ll, _ = es.forward(state, w[:, :-1], zero, targets=w[:, 1:])                      # (P, T) nats
+        state = es.step(state, ll.sum(axis=1, dtype=np.float64))
+    ll, _ = es.evaluate(state, valid[None, :-1], ByteLM.init_state(es.frozen_params, 1), targets=valid[None, 1:])
+    return float(-ll.mean() / math.log(2))
+
+
+def npegg_bpb(seeds, **overrides) -> np.ndarray:
+    """npegg's validation bits per byte of the byte LM problem for each seed (K,): ``tost``'s reference sample."""
+    return np.array([bytelm_bpb(s, **overrides) for s in seeds])
