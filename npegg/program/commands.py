@@ -27,6 +27,9 @@ from .runs import make_run
 CHECKPOINT = "checkpoint.npz"
 
 
+MAX_SAMPLE_BYTES = 1_000_000     # the longest ``npegg sample --length``
+
+
 class UsageError(Exception):
     """Exit 2 with this message."""
 
@@ -122,8 +125,8 @@ def cmd_sample(args, stdout) -> int:
     """``npegg sample``: the prompt and ``--length`` bytes sampled at ``--temperature`` from a checkpoint."""
     if not (np.isfinite(args.temperature) and args.temperature >= 0):
         raise UsageError(f"--temperature must be a finite number >= 0; got {args.temperature}")
-    if args.length < 0:
-        raise UsageError(f"--length must be >= 0; got {args.length}")
+    if not 0 <= args.length <= MAX_SAMPLE_BYTES:   # one model step per byte: 10⁶ is minutes, 10¹² never ends
+        raise UsageError(f"--length must be between 0 and {MAX_SAMPLE_BYTES:,} bytes; got {args.length}")
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed must be an integer in [0, 2**32); got {args.seed}")
     try:                    # the bytes typed (surrogateescape gives back bytes that were not UTF-8)

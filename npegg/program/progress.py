@@ -76,6 +76,9 @@ class QuietStream:
         if not self.broken:
             try:
                 self.stream.write(text)
+            except UnicodeEncodeError:                   # an ASCII-only stdout (PYTHONIOENCODING=ascii, LANG=C
+                enc = self.stream.encoding               # on old Pythons): what it cannot show is printed as '?'
+                self.write(text.encode(enc, errors="replace").decode(enc))
             except (OSError, ValueError):                # BrokenPipeError, ENOSPC, "I/O on closed file"
                 self._quiet()
         return len(text)

@@ -129,6 +129,8 @@ def _where(args, cfg) -> _Where:
     source = checkpoint_path(args.resume) if args.resume else None
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     stem = f"{short_name(Path(cfg.data).stem) if cfg.data else 'stdlib'}-{cfg.mode}-{cfg.cell}-{stamp}"
+    if args.out is not None and not args.out.strip():
+        raise UsageError(f"--out must name a folder; got {args.out!r} (leave --out out for a new folder under runs/)")
     out = Path(args.out) if args.out else (source.parent if source is not None and source.name == CHECKPOINT else None)
     here = (source is not None and out is not None and source.name == CHECKPOINT
             and out.absolute().resolve() == source.parent.absolute().resolve())

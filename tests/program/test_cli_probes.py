@@ -272,3 +272,25 @@ def test_export_vectors_into_a_folder_that_cannot_be_made_is_one_clear_error(tmp
     (tmp_path / "a-file").write_text("mine")
     refused(npegg("export-vectors", tmp_path / "a-file" / "vectors"), 1, "a-file/vectors", "cannot create or write")
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+# -- found by the second hostile round (issue 19) ------------------------------------------------------
+def test_an_empty_out_is_refused_not_read_as_the_default(corpus, tmp_path):
+    """--out "" named no folder, and the run silently went to a new default folder under runs/."""
+    p = npegg("train", "--data", corpus, *TINY, "--epochs", "1", "--out", "", cwd=tmp_path)
+    refused(p, 2, "--out must name a folder")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sample_too_long_to_ever_end_is_refused(run_dir):
+    """--length 10¹² ran for ever without a word (one model step per byte)."""
+    p = npegg("sample", run_dir, "--length", "1000000000000")
+    refused(p, 2, "--length must be between 0 and 1,000,000")
+
+
+def test_a_sample_prints_on_an_ascii_only_stdout(run_dir):
+    """PYTHONIOENCODING=ascii with a non-ASCII prompt was a UnicodeEncodeError traceback, then (once a
+    failed write meant a broken stdout) no output at all: the characters it cannot show print as '?'."""
+    p = npegg("sample", run_dir, "--prompt", "é", "--length", "5", env={"PYTHONIOENCODING": "ascii"})
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert p.stdout.startswith("?")
