@@ -52,7 +52,7 @@ def measure(run_dir: str, reps: int = 4, small: bool = False) -> list[tuple[str,
     from npegg.program.runs import make_run
     from npegg.tree import flatten
 
-    run0, cfg = _restored(run_dir)
+    run0, cfg, _ = _restored(run_dir)
     if cfg.mode != "float" or cfg.method != "es":
         raise SystemExit(f"{run_dir}: a float ES run is needed (this one is --mode {cfg.mode} --method {cfg.method})")
     corpus = read_corpus(cfg)

@@ -10,7 +10,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the subprocess imports npegg from this checkout, installed or not
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+#: (no empty entry when PYTHONPATH is unset: "" means the working folder, which a test may have deleted)
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)}
 WORDS = "the quick brown fox jumps over a lazy dog and every jovial wizard".split()
 
 
