@@ -20,6 +20,8 @@ itself.
 """
 from __future__ import annotations
 
+import io
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +74,10 @@ def save_vectors(path, arrays: dict, *, write=None) -> Path:
     arrays = {VERSION_KEY: np.int32(load_schema()["format_version"]), **arrays}
     validate(path, arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return (write or _write_plain)(path, lambda f: np.savez_compressed(f, **arrays))
+    buf = io.BytesIO()       # the archive is made in memory and written in one piece: NumPy < 1.24's savez
+    np.savez_compressed(buf, **arrays)  # leaves its ZipFile open when the file fails (a full disk), and its
+    data = buf.getvalue()               # clean-up later prints an "Exception ignored … seek of closed file"
+    return (write or _write_plain)(path, lambda f: f.write(data))
 
 
 def noise_table_log2(params: dict, rank: int, floor: int) -> int:
