@@ -125,7 +125,9 @@ def numpy_loaded(pid: int) -> bool:
 @pytest.mark.parametrize("delay", [0.0, 0.3, 0.8, 1.5, 2.5])
 def test_ctrl_c_during_start_up_is_one_clean_line_and_the_folder_is_whole_or_absent(corpus, tmp_path, delay):
     """SIGINT `delay` s after NumPy is loaded: during the imports, the flag checks, the corpus, the
-    lock, the space probe, the baselines, the workers' start or epoch 0's validation."""
+    lock, the space probe, the baselines, the workers' start or epoch 0's validation. A SIGINT that
+    lands while a worker process is being spawned is lost (the one gap docs/guide/guarantees.md
+    states), so if the run is still going 20 s later a second one is sent, as a user would."""
     out = tmp_path / "run"
     p = npegg_started("train", "--data", corpus, *TINY, *FOREVER, "--out", out)
     try:
@@ -134,6 +136,10 @@ def test_ctrl_c_during_start_up_is_one_clean_line_and_the_folder_is_whole_or_abs
             time.sleep(0.002)
         time.sleep(delay)
         os.killpg(p.pid, signal.SIGINT)
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGINT)
         status, text, err = finish(p)
     finally:
         if p.poll() is None:
