@@ -27,6 +27,7 @@ import numpy as np
 
 from .report import Row
 from .rows_lm import byte_windows, fresh_epochs
+from .rows_parallel import _data as random_bytes
 from .timing import compare
 
 VOCAB = 256
@@ -49,10 +50,7 @@ def default_run(s):
     from npegg.program.runs import make_run
     cfg = TrainConfig(**dict(s.roofline_train)).resolved()
     run = make_run(cfg, None)
-    rng = np.random.default_rng(0)
-    data = rng.integers(1, 256, 2_000_000, dtype=np.uint8)
-    data[rng.random(data.size) < 0.001] = 0                                  # document starts
-    run.reader = BatchReader(data, cfg.pop_size, cfg.group_size, cfg.tokens_per_update)
+    run.reader = BatchReader(random_bytes(2_000_000), cfg.pop_size, cfg.group_size, cfg.tokens_per_update)
     return cfg, run
 
 
