@@ -26,9 +26,8 @@ from contextlib import contextmanager
 
 
 def _check(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n (BLAS threads) must be an integer >= 1, got {n!r}")
-    return n
+    from .models.base_model import check_int
+    return check_int("n (BLAS threads)", n, 1)
 
 
 def _blas_controllers():
@@ -47,7 +46,7 @@ def blas_threads(n: int):
             for epoch in range(1000):
                 state = es.step(state, fitness(es.forward(state, x)))
     """
-    _check(n)
+    n = _check(n)
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=n, user_api="blas"):
         yield
@@ -55,7 +54,7 @@ def blas_threads(n: int):
 
 def set_blas_threads(n: int) -> bool:
     """Put every loaded BLAS on ``n`` threads for the rest of the process; True if there was one."""
-    _check(n)
+    n = _check(n)
     controllers = _blas_controllers()
     controllers.limit(limits=n)
     return bool(controllers.lib_controllers)
