@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from npegg.program.checkpoint import load_checkpoint
+from npegg_process import ENV
 from test_cli import corpus  # noqa: F401  (the tiny corpus fixture)
 from test_workers import TINY, _session_processes
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers through /proc (Linux)")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _workers(sid: int) -> list:
@@ -33,8 +33,7 @@ def _workers(sid: int) -> list:
 
 
 def _start(corpus, out, timeout="2"):  # noqa: F811
-    env = {**os.environ, "NPEGG_WORKER_TIMEOUT": timeout,
-           "PYTHONPATH": os.pathsep.join([str(ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep))}
+    env = {**ENV, "NPEGG_WORKER_TIMEOUT": timeout}
     return subprocess.Popen([sys.executable, "-m", "npegg", "train", "--data", str(corpus), "--epochs", "100000",
                              "--out", str(out), *TINY, "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -113,8 +112,7 @@ def test_ctrl_c_with_a_stopped_worker_saves_and_stops(corpus, tmp_path):  # noqa
 
 
 def test_a_bad_worker_timeout_is_refused_before_any_work(corpus, tmp_path):  # noqa: F811
-    env = {**os.environ, "NPEGG_WORKER_TIMEOUT": "soon",
-           "PYTHONPATH": os.pathsep.join([str(ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep))}
+    env = {**ENV, "NPEGG_WORKER_TIMEOUT": "soon"}
     p = subprocess.run([sys.executable, "-m", "npegg", "train", "--data", str(corpus), "--epochs", "2",
                         "--out", str(tmp_path / "t"), *TINY, "--workers", "2"],
                        capture_output=True, text=True, env=env, timeout=120)

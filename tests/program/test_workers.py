@@ -18,6 +18,7 @@ from npegg.program.shard import ParallelRun
 from npegg.program.config import TrainConfig
 from npegg.program.runs import make_run
 from npegg.tree import flatten
+from npegg_process import ENV
 from test_cli import corpus, run  # noqa: F401  (the tiny corpus fixture)
 
 TINY = ["--hidden-dim", "8", "--n-layers", "1", "--pop-size", "12", "--group-size", "2", "--tokens-per-update", "16",
@@ -128,8 +129,7 @@ def test_ctrl_c_saves_and_leaves_no_worker_behind(corpus, tmp_path):  # noqa: F8
     """SIGINT to the whole process group, as a terminal sends it: exit 130, a checkpoint, and no
     process of that session left (workers, the spawn resource tracker, the coordinator)."""
     out = tmp_path / "cc"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2])] +
-                                                       os.environ.get("PYTHONPATH", "").split(os.pathsep))}
+    env = ENV
     proc = subprocess.Popen([sys.executable, "-m", "npegg", "train", "--data", str(corpus), "--epochs", "100000",
                              "--out", str(out), *TINY[:-4], "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -162,9 +162,7 @@ def test_a_bad_ray_address_is_one_clear_error_not_a_traceback(corpus, tmp_path):
     """RAY_ADDRESS naming no cluster: exit 1 with a message naming --engine ray and RAY_ADDRESS, no
     traceback, and no advice to --resume a run that saved nothing. A subprocess, so that the test
     session's own Ray instance (ray_session) cannot hide the address."""
-    env = {**os.environ, "RAY_ADDRESS": "not-a-ray-address",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2])] +
-                                         os.environ.get("PYTHONPATH", "").split(os.pathsep))}
+    env = {**ENV, "RAY_ADDRESS": "not-a-ray-address"}
     proc = subprocess.run([sys.executable, "-m", "npegg", "train", "--data", str(corpus), "--epochs", "2",
                            "--out", str(tmp_path / "r"), *TINY, "--engine", "ray", "--workers", "2"],
                           capture_output=True, text=True, env=env, timeout=120)
