@@ -312,12 +312,13 @@ if plt:
 # wins on both counts, clearly.
 #
 # The paper puts the same question at a larger scale (Sarkar et al., *Evolution Strategies at the
-# Hyperscale*, [arXiv:2511.16652](https://arxiv.org/abs/2511.16652), its integer-only language-model
-# pretraining experiment; the version and place of each quoted figure are in
-# [the references](references.md)): it reports its int8 EGG
-# language model trained by EGGROLL on MiniPile at **3.40** bits per byte against **3.58** for its
-# backprop baseline at equal data — ES ahead, with populations of $2^{18}$–$2^{20}$ — for about
-# **180×** backprop's compute. Those are the paper's numbers, not this chapter's: what we can
+# Hyperscale*, [arXiv:2511.16652v2](https://arxiv.org/abs/2511.16652v2), section 6.1 "Pure Integer
+# Language Model Pretraining" and figure 2b; these figures are in v2 only, see
+# [the references](references.md)): its int8 EGG language model (6 layers, width 256) trained by
+# EGGROLL on MiniPile reaches a best test loss of **3.40** bits per byte against **3.58** for an
+# fp32 Transformer of the same size trained by backprop with the same data batch (16 sequences a
+# step) — ES ahead, with populations up to $2^{20}$ — and its largest population costs about
+# **180×** backprop's GPU-hours. Those are the paper's numbers, not this chapter's: what we can
 # reproduce on a laptop is the cost side, and the next section explains where it comes from.
 #
 # ## 3. Where the cost comes from: one estimate's variance
@@ -413,7 +414,8 @@ if plt:
 # explains why training works when $d \gg N$): the loss curves in only a few directions, a small
 # cosine still makes progress when the steps are many, fitness shaping and low-rank noise
 # (chapter 3) cut the cost of each member, and backprop's own minibatch gradient is noisy too.
-# The paper's measured price on a real task is ~180× the compute. But the direction of the
+# The paper's measured price on a real task is ~180× backprop's GPU-hours (its largest population,
+# v2 section 6.1). But the direction of the
 # arithmetic is right: **ES pays for not computing a gradient with many more forward passes.**
 #
 # ## 4. What ES buys
@@ -525,7 +527,7 @@ book.check("ES bytes per worker per epoch over 8P (chapter 10's count, W = 8)", 
 # | | backprop (BPTT) | ES (EGGROLL) |
 # |---|---|---|
 # | gradient | exact, a few forward passes (measured in section 3) | estimated; cosine $\approx(1 + (d+1)/N)^{-1/2}$ from $2N$ forward passes |
-# | progress per byte of data | high (section 2) | low at laptop populations; the paper's $2^{18}$–$2^{20}$ members reach 3.40 vs 3.58 bpb |
+# | progress per byte of data | high (section 2) | low at laptop populations; the paper's populations of up to $2^{20}$ reach 3.40 vs 3.58 bpb (v2, section 6.1) |
 # | memory | $O(B\,T\,D\,L)$ activations | $O(P\,D\,L)$ states, flat in $T$ |
 # | needs | a differentiable model and loss | scores only: integer models, any objective |
 # | between machines | $d$ floats per step | $P$ scores per epoch |
