@@ -32,7 +32,8 @@ layer l−1 up to step t, so every input projection, norm, MLP and the head is o
 over all P·T rows (the shared base matmul; EggRoll adds each member's rank-r term). In the loop
 over t the egg cell keeps two matmuls, U_f s and U_h (f ⊙ s); the minGRU only an elementwise
 multiply-add.
-With ``targets`` the head and log-softmax are fused, so the (P, T, 256) logits never exist at
+With low-rank noise the head's and the direct path's rank-r terms ride in one GEMM per member
+(``_folded_head``) instead of two passes over the (P, T, 256) logits. With ``targets`` the head and log-softmax are fused, so the (P, T, 256) logits never exist at
 once. Row-wise work runs on cache-sized member chunks (``_member_chunks``; a chunk of members gets
 their own iterinfo, so nothing about the noise changes): the MLP and head always, and for the
 minGRU the whole model. The minGRU's forward is the faster of the two, and a plain forward
@@ -236,7 +237,13 @@ class ByteLM(Model):
 
     @classmethod
     def _head(cls, cp, h, tokens):
-        """head · h (+ direct[token]): h (P, T, D), tokens (P, T) → logits (P, T, V), a fresh array."""
+        """head · h (+ direct[token]): h (P, T, D), tokens (P, T) → logits (P, T, V), a fresh array.
+
+        With low-rank noise (``Noiser.lowrank_factors``) both rank-r terms ride in one GEMM per
+        member (``_folded_head``); otherwise each leaf goes through the noiser on its own."""
+        folded = _folded_head(cp, h, tokens)
+        if folded is not None:
+            return folded
         logits = call_submodule(MM, "head", cp, h)
         if "direct" in cp.params:
             logits += call_submodule(Embedding, "direct", cp, tokens)
@@ -270,6 +277,45 @@ class ByteLM(Model):
         for sl, sub in _member_chunks(cp, P, T * cp.params["head"].shape[0] * h.itemsize):
             out[sl] = log_softmax_at(cls._head(sub, h[sl], tokens[sl]), targets[sl])
         return out
+
+
+def _folded_head(cp, h, tokens):
+    """The perturbed logits as one (T, K) @ (K, V) GEMM per member, or None without low-rank noise.
+
+    With head W (V, D) perturbed by s_h·A_h B_hᵀ and direct E (V, V) by s_d·A_d B_dᵀ (rank r)::
+
+        logits_p = h W_pᵀ + E_p[t]
+                 = [h | s_h·(h B_h) | s_d·A_d[t]] · [Wᵀ ; A_hᵀ ; B_dᵀ]  +  E[t]       K = D + 2r
+
+    the same sums as the unfused path (``do_mm``, ``do_emb``) summed in another order: float32
+    results within a few ulps of it (``docs/determinism.md``), and one pass over the (T, V)
+    logits instead of three.
+    """
+    if cp.iterinfo is None:
+        return None
+    lowrank = lambda name: cp.noiser.lowrank_factors(cp.frozen_noiser_params, cp.noiser_params, cp.params[name],
+                                                     cp.es_tree_key[name], cp.iterinfo)
+    head = lowrank("head")
+    direct = lowrank("direct") if "direct" in cp.params else None
+    if head is None or ("direct" in cp.params and direct is None):
+        return None
+    a_h, b_h, s_h = head                                                      # (P, V, r), (P, D, r), (P,)
+    cols = [h, np.matmul(h, b_h) * s_h[:, None, None]]                        # (P, T, D), (P, T, r)
+    rows = [cp.params["head"].T, a_h.transpose(0, 2, 1)]                      # (D, V), (P, r, V)
+    if direct is not None:
+        a_d, b_d, s_d = direct                                                # (P, V, r) each, (P,)
+        cols.append(a_d[np.arange(len(tokens))[:, None], tokens] * s_d[:, None, None])   # (P, T, r)
+        rows.append(b_d.transpose(0, 2, 1))                                   # (P, r, V)
+    x = np.concatenate(cols, axis=-1)                                         # (P, T, K)
+    w = np.empty((len(h), x.shape[-1], rows[0].shape[-1]), np.result_type(x, *rows))   # (P, K, V)
+    lo = 0
+    for r in rows:
+        w[:, lo:lo + r.shape[-2]] = r
+        lo += r.shape[-2]
+    logits = np.matmul(x, w)                                                  # (P, T, V)
+    if direct is not None:
+        logits += np.take(cp.params["direct"], tokens, axis=0)
+    return logits
 
 
 def _member_chunks(cp, n: int, bytes_per_member: int):

@@ -57,6 +57,13 @@ class Noiser:
         return param
 
     @classmethod
+    def lowrank_factors(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo):
+        """(A (P, a, r), B (P, b, r), scale (P,)) when this noiser's perturbed matmul and embedding
+        are exactly ``x Wᵀ + scale·(x B) Aᵀ`` and ``E[t] + scale·A[t] Bᵀ`` (W, E of shape (a, b)), so
+        that a model may fold the rank-r term into a matmul of its own; None otherwise (here)."""
+        return None
+
+    @classmethod
     def convert_fitnesses(cls, frozen_noiser_params, noiser_params, raw_scores):
         """f = raw scores (P,), unchanged."""
         return raw_scores

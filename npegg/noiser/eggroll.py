@@ -180,6 +180,16 @@ class EggRoll(Noiser):
         return np.matmul(rows, b.transpose(0, 2, 1))
 
     @classmethod
+    def lowrank_factors(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo):
+        """Unit factors A (P, a, r), B (P, b, r) and each member's s·σ/√r (P,) (``unit_lora``), the
+        perturbation ``do_mm`` and ``do_emb`` add; None for a subclass whose forward hooks add
+        another one (OpenES's full rank, Sparse's entries) and for the plain model."""
+        if iterinfo is None or cls._matmul_noise.__func__ is not EggRoll._matmul_noise.__func__ \
+                or cls._embedding_noise.__func__ is not EggRoll._embedding_noise.__func__:
+            return None
+        return unit_lora(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape, base_key)
+
+    @classmethod
     def get_noisy_standard(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo):
         """p unperturbed (or with freeze_nonlora), else p + s·σ·e: (P, *p.shape)."""
         if iterinfo is None or frozen_noiser_params["freeze_nonlora"]:

@@ -309,3 +309,62 @@ def test_rows_seen_are_the_only_embedding_rows_a_member_reads(cell):
         changed["emb"][tok[p, 4]] += np.arange(8.0)                       # a row it reads: a real difference
         moved = ByteLM.forward(EggRoll, fnp, nnp, frozen, changed, keys, *one, targets=tgt[p:p + 1])[0]
         assert np.abs(moved - base[0]).max() > 1e-3
+
+
+# -- the folded head ------------------------------------------------------------------------------
+def _head_case(rank, direct, noiser=EggRoll, P=6, T=7, D=16, **settings):
+    init = ByteLM.rand_init(K.key(11), D, 1, cell="mingru", direct_path=direct)
+    params = dict(init.params)
+    rng = np.random.default_rng(rank)
+    if direct:                                               # starts at 0: give it entries to add
+        params["direct"] = rng.normal(0, 1, params["direct"].shape).astype(np.float32)
+    keys = simple_es_tree_key(params, K.key(5), init.scan_map)
+    fnp, nnp = noiser.init_noiser(params, 0.05, 0.1, rank=rank, noise=NOISE, **settings)
+    cp = CommonParams(noiser, fnp, nnp, init.frozen_params, params, keys, (3, np.arange(P) + 4))
+    h = rng.normal(0, 1, (P, T, D)).astype(np.float32)
+    tok = rng.integers(0, 256, (P, T)).astype(np.uint8)
+    return cp, h, tok
+
+
+def _unfolded_head(cp, h, tok):
+    from npegg.models.common import MM, Embedding, call_submodule
+    logits = call_submodule(MM, "head", cp, h)
+    if "direct" in cp.params:
+        logits += call_submodule(Embedding, "direct", cp, tok)
+    return logits
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+@pytest.mark.parametrize("direct", [False, True])
+def test_folded_head_equals_the_noisers_matmuls_within_their_rounding_bound(rank, direct):
+    """The head's rank-r terms folded into one GEMM per member = do_mm + do_emb summed in their own
+    order: the same K = D + 2r + 1 terms per logit, so each side is within γ_{K+5}·Σ|terms| of the
+    exact sum (npegg.conformance.tolerance) and the two within twice that of each other."""
+    from npegg.conformance.tolerance import gamma
+    from npegg.models.lm import _folded_head
+    cp, h, tok = _head_case(rank, direct)
+    folded, plain = _folded_head(cp, h, tok), _unfolded_head(cp, h, tok)
+    assert folded is not None and folded.dtype == plain.dtype == np.float32 and folded.shape == plain.shape
+    f64 = lambda a: np.abs(np.asarray(a, np.float64))
+    a_h, b_h, s_h = unit_lora(cp.frozen_noiser_params, 0.05, cp.iterinfo, cp.params["head"].shape, cp.es_tree_key["head"])
+    terms = f64(h) @ f64(cp.params["head"]).T + np.abs(s_h)[:, None, None] * np.matmul(np.matmul(f64(h), f64(b_h)), f64(a_h).transpose(0, 2, 1))
+    if direct:
+        a_d, b_d, s_d = unit_lora(cp.frozen_noiser_params, 0.05, cp.iterinfo, (256, 256), cp.es_tree_key["direct"])
+        rows = f64(a_d)[np.arange(len(tok))[:, None], tok]                       # (P, T, r)
+        terms += f64(cp.params["direct"])[tok] + np.abs(s_d)[:, None, None] * np.matmul(rows, f64(b_d).transpose(0, 2, 1))
+    bound = 2 * gamma(h.shape[-1] + 2 * rank + 6) * terms
+    assert np.all(np.abs(folded.astype(np.float64) - plain) <= bound)
+
+
+def test_the_head_folds_only_for_eggroll_style_noise():
+    """EggRoll and the noisers whose forward is EggRoll's fold; OpenES (full rank) and Sparse (k
+    entries) add another perturbation, so their head goes through their own do_mm and do_emb."""
+    from npegg.models.lm import _folded_head
+    from npegg.noiser import AltEggRoll, EggRollBS, OpenES, Sparse
+    for noiser, folds, settings in ((EggRoll, True, {}), (AltEggRoll, True, {}), (EggRollBS, True, {"group_size": 3}),
+                                    (OpenES, False, {}), (Sparse, False, {})):
+        cp, h, tok = _head_case(1, True, noiser=noiser, **settings)
+        assert (_folded_head(cp, h, tok) is not None) == folds, noiser.__name__
+        np.testing.assert_allclose(ByteLM._head(cp, h, tok), _unfolded_head(cp, h, tok), rtol=1e-5, atol=1e-5)
+    cp, h, tok = _head_case(1, True)
+    assert _folded_head(cp._replace(iterinfo=None), h, tok) is None             # the plain model: shared GEMM
