@@ -23,7 +23,9 @@ while a worker computes) are not counted in ``bytes_up``.
 A worker whose parent disappears sees its pipe close and exits. Workers ignore SIGINT, SIGTERM and
 SIGHUP: Ctrl-C reaches the whole process group (and ``timeout``, systemd and Slurm signal every
 process), and it is the coordinator that decides what happens (save, then ``close``), so no worker
-is left behind.
+is left behind. A worker is spawned with those signals blocked (``_spawning``): one that arrives
+while it starts waits in the kernel until the worker has set them to be ignored, and one that
+reaches the coordinator meanwhile is delivered to it once the spawn is over, never lost.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .engine import STOP_SIGNALS, Engine, WorkerError, WorkerLost
+from .engine import STOP_SIGNALS, Engine, WorkerError, WorkerLost, signals_held
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 BEAT = 1.0                                          # seconds between a busy worker's heartbeats
@@ -50,7 +52,9 @@ def _worker_main(conn, index: int, beat: float = BEAT) -> None:
     """A worker's whole life: build the replica, then answer requests until "stop" or EOF.
     A thread sends a heartbeat every ``beat`` seconds while the worker owes a reply."""
     for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+        signal.signal(s, signal.SIG_IGN)                # this drops any that came while we started (_spawning)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     lock, busy = threading.Lock(), threading.Event()
 
     def send(msg):
@@ -175,16 +179,39 @@ def _environ(values: dict):
 
 
 @contextmanager
-def _sigint_ignored():
-    """Start children with the stop signals ignored: the disposition survives exec, so a Ctrl-C (or a
-    SIGTERM to the group) while a spawned worker is still importing cannot kill it with a traceback."""
-    main = threading.current_thread() is threading.main_thread()
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS} if main else {}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+def _spawning(tracker: bool):
+    """Around ``proc.start()``: a stop signal that comes meanwhile neither kills the new worker (with a
+    traceback, while it imports) nor is lost to the coordinator.
+
+    The quirk: the spawning thread *blocks* the stop signals rather than ignoring them. An ignored
+    signal is discarded; a blocked one waits in the kernel, and the mask is inherited through fork
+    and exec. So the worker starts with them blocked, and one sent to it waits until ``_worker_main``
+    has set them to SIG_IGN (which discards it) and unblocked them. One sent to the coordinator waits
+    until the mask is restored, or is taken by another of its threads; either way it reaches the
+    holding handler of ``signals_held`` (no Python handler runs halfway through a spawn) and is
+    delivered to the coordinator's own handler at the end of the block. multiprocessing's resource
+    tracker unblocks SIGINT and SIGTERM in the calling thread when it starts itself, which would let
+    them through to the worker, so with ``tracker`` (spawn, forkserver) it is started before the
+    block. Without ``pthread_sigmask`` (Windows) the signals are ignored around the spawn instead:
+    the worker is protected, and a signal to the coordinator in those milliseconds is lost."""
+    if not hasattr(signal, "pthread_sigmask"):
+        main = threading.current_thread() is threading.main_thread()
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS} if main else {}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        return
+    if tracker:
+        from multiprocessing import resource_tracker
+        resource_tracker.ensure_running()
+    with signals_held():
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)     # pending ones now reach the holding handler
 
 
 def _death(proc) -> str:
@@ -273,11 +300,11 @@ class LocalEngine(Engine):
                 for w in range(self.workers):
                     parent, child = ctx.Pipe()
                     proc = ctx.Process(target=_worker_main, args=(child, w, self.beat), name=f"npegg-worker-{w}", daemon=True)
-                    with _sigint_ignored():             # as short as possible: a signal to the coordinator
-                        proc.start()                    # meanwhile is lost (an ignored signal is not kept)
-                    child.close()
-                    self.procs.append(proc)
-                    self.links.append(_Link(parent, proc))
+                    with _spawning(tracker=self.start_method != "fork"):   # a stop signal meanwhile comes
+                        proc.start()                                       # at the end of the block, when
+                        child.close()                                      # close() knows this worker
+                        self.procs.append(proc)
+                        self.links.append(_Link(parent, proc))
             for w in range(self.workers):
                 data = pickle.dumps((self.setup, job, snapshot, shares[w]), protocol=pickle.HIGHEST_PROTOCOL)
                 self.bytes_down[w] += len(data)
