@@ -39,20 +39,37 @@ def chromium():
     run as root (as on CI and a fresh machine of this project), so that the README's test command
     needs nothing else; otherwise the tests stop and say how to install it."""
     import shutil
-    import subprocess
     from browser import chromium_path
 
     if chromium_path() is None:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             pytest.fail("the browser tests need Chromium: sudo apt-get install chromium (Debian/Ubuntu), "
                         "or run the tests as root on Debian and they install it themselves")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
-            assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        apt_get("update", "-qq")
+        apt_get("install", "-y", "-qq", "chromium")
     path = chromium_path()
     assert path is not None, "apt-get installed chromium but it is not on PATH"
     return path
+
+
+def apt_get(*args: str, wait: float = 600.0) -> None:
+    """Run ``apt-get *args`` with no questions asked; while another apt or dpkg holds its lock (a
+    fresh machine's daily upgrade at boot, a second test session installing too), wait for it, up
+    to ``wait`` seconds, instead of failing at once (apt 2.6's DPkg::Lock::Timeout covers the
+    install's lock but not the one ``update`` takes on the package lists)."""
+    import subprocess
+    import time
+
+    cmd = ["apt-get", "-o", f"DPkg::Lock::Timeout={int(wait)}", *args]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    give_up = time.monotonic() + wait
+    while True:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=wait + 1200)
+        if proc.returncode == 0:
+            return
+        if "Could not get lock" not in proc.stderr or time.monotonic() > give_up:
+            pytest.fail(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        time.sleep(5)
 
 
 @pytest.fixture(scope="session")

@@ -234,7 +234,9 @@ def ink(png: bytes) -> float:
     return float((px.min(axis=2) < 0.9).mean())
 
 
-def test_pages_render_in_chromium(book, served, chromium):
+# The browser tests ask for `chromium` first: pytest sets fixtures up in that order, so a missing
+# browser is installed (or reported) before the minutes-long build of the site, not after it.
+def test_pages_render_in_chromium(chromium, book, served):
     """The start page, every chapter, a solutions page and an API page in headless Chromium:
     formulas typeset with a size, fractions stacked, superscripts raised (centre above the base's), no TeX left as text (in
     the page or its sidebar), every figure decoded, no code block cut, ink on the screen."""
@@ -262,7 +264,7 @@ def test_pages_render_in_chromium(book, served, chromium):
     assert stacked > 20 and raised > 50, "the book has too few fractions or superscripts to check the layout with"
 
 
-def test_chapter_3_update_equation_is_typeset(book, served, chromium):
+def test_chapter_3_update_equation_is_typeset(chromium, book, served):
     """The one-matmul update of chapter 3, Σ fₙ Âₙ Bₙᵀ = [f₁Â₁ ⋯ f_PÂ_P] [B₁ᵀ; ⋮; B_Pᵀ]: a display
     formula with both underbraces and brackets stretched over the three-row column, several text
     lines tall."""
@@ -275,7 +277,7 @@ def test_chapter_3_update_equation_is_typeset(book, served, chromium):
     assert len(eq["stretched"]) >= 2 and min(eq["stretched"]) > 2 * eq["line"], f"brackets not stretched: {eq}"
 
 
-def test_search_finds_a_term_and_no_request_leaves_the_machine(book, served, chromium):
+def test_search_finds_a_term_and_no_request_leaves_the_machine(chromium, book, served):
     """The search page lists the chapters that mention 'antithetic'; over the pages opened, every
     request (page, script, font, search index) went to the local server."""
     with Browser(width=1300, height=1000) as browser:
