@@ -369,8 +369,8 @@ def _lowrank_term(x, first, second, scale):
     p = x.shape[0]
     x3 = x.reshape(p, -1, x.shape[-1])                          # (P, N, I)
     if first.shape[-1] == 1:                                    # rank 1: row-wise dots, then outer products
-        u = np.einsum("pni,pi->pn", x3, first[..., 0]) * scale[:, None]  # (P, N)
-        out = u[:, :, None] * second[:, None, :, 0]             # (P, N, O)
+        u = np.matmul(x3, first) * scale[:, None, None]         # (P, N, 1): one GEMV per member
+        out = u * second[:, None, :, 0]                         # (P, N, O)
     else:
         u = np.matmul(x3, first) * scale[:, None, None]         # (P, N, R)
         out = np.matmul(u, second.transpose(0, 2, 1))           # (P, N, O)

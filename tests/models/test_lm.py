@@ -368,3 +368,33 @@ def test_the_head_folds_only_for_eggroll_style_noise():
         np.testing.assert_allclose(ByteLM._head(cp, h, tok), _unfolded_head(cp, h, tok), rtol=1e-5, atol=1e-5)
     cp, h, tok = _head_case(1, True)
     assert _folded_head(cp._replace(iterinfo=None), h, tok) is None             # the plain model: shared GEMM
+
+
+def _exact_log_softmax_at(logits, targets):
+    z = np.asarray(logits, np.float64)
+    m = z.max(-1, keepdims=True)
+    lse = m[..., 0] + np.log(np.exp(z - m).sum(-1))
+    return np.take_along_axis(z, targets[..., None].astype(int), -1)[..., 0] - lse, z.max(-1) - lse, lse - m[..., 0]
+
+
+@pytest.mark.parametrize("spread", [3.0, 30.0, 500.0])
+def test_log_softmax_at_is_within_its_rounding_bound_of_float64(spread):
+    """Blocks (P, T, V) whose rows sit at different heights (spread: up to 500 apart, so some rows'
+    means lie more than SHIFT_SLACK below their block's maximum and take their own). Against the
+    float64 value: z − c, exp (NumPy's SIMD exp: ≤ 4 ulp), the sum of V positive terms (γ_V), log
+    (≤ 4 ulp) and the final difference give |Δ| ≤ γ_{V+16} + 8u·(|z_t − c| + |log Σ|), c − max z ≤ 60."""
+    from npegg.conformance.tolerance import U, gamma
+    from npegg.models.lm import SHIFT_SLACK
+    rng = np.random.default_rng(int(spread))
+    P, T, V = 4, 50, 256
+    logits = (rng.normal(0, 3, (P, T, V)) + rng.uniform(-spread, 0, (P, T, 1))).astype(np.float32)
+    targets = rng.integers(0, V, (P, T))
+    got = log_softmax_at(logits.copy(), targets)
+    exact, _, log_sum = _exact_log_softmax_at(logits, targets)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    block_gap = logits.max(axis=(1, 2))[:, None] - logits.max(-1)               # c − max z for a block shift
+    worst = np.minimum(block_gap, SHIFT_SLACK + 3 * 3.0)                        # rows far below take their own max
+    bound = gamma(V + 16) + 8 * U * (np.abs(exact) + np.abs(log_sum) + 2 * worst)
+    assert np.all(np.abs(got - exact) <= bound)
+    if spread == 500.0:
+        assert (block_gap > SHIFT_SLACK + 20).any()                              # the per-row path was taken
