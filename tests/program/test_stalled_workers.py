@@ -32,10 +32,10 @@ def _workers(sid: int) -> list:
     return sorted(found)
 
 
-def _start(corpus, out, timeout="2"):  # noqa: F811
+def _start(corpus, out, *extra, timeout="2"):  # noqa: F811
     env = {**ENV, "NPEGG_WORKER_TIMEOUT": timeout}
     return subprocess.Popen([sys.executable, "-m", "npegg", "train", "--data", str(corpus), "--epochs", "100000",
-                             "--out", str(out), *TINY, "--workers", "2"],
+                             "--out", str(out), *TINY, "--workers", "2", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
 
@@ -93,9 +93,14 @@ def test_a_stopped_worker_is_lost_after_the_timeout_and_the_run_goes_on(corpus, 
 
 def test_ctrl_c_with_a_stopped_worker_saves_and_stops(corpus, tmp_path):  # noqa: F811
     """SIGSTOP a worker, then at once Ctrl-C the process group: the save waits for the hung worker
-    no longer than the timeout, replays without it, saves, exits 130, and leaves no process."""
+    no longer than the timeout, replays without it, saves, exits 130, and leaves no process.
+
+    The run saves only when stopped (``--save-every`` = ``--epochs``), so the Ctrl-C always finds
+    a save to make, which needs every worker. With the saves every 2 epochs, a test process slowed
+    down (a loaded machine) could read "epoch 1" after the run had saved epoch k and Ctrl-C it
+    before epoch k + 1: nothing to save, rightly no wait for the hung worker, and this test failed."""
     out, seen = tmp_path / "stall-cc", []
-    proc = _start(corpus, out)
+    proc = _start(corpus, out, "--save-every", "100000")
     try:
         _stop_a_worker(proc, seen)
         os.killpg(proc.pid, signal.SIGINT)
