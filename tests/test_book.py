@@ -77,6 +77,7 @@ def pages(book) -> list[Path]:
     return sorted(p for p in book.html.rglob("*.html") if "_static" not in p.parts)
 
 
+@pytest.mark.main_pass_only
 def test_every_chapter_and_solution_has_a_page_linked_from_the_start_page(book):
     start = book.html / "docs" / "index.html"
     linked = {(start.parent / urlparse(h).path).resolve() for t, h in parse(start).refs if t == "a"}
@@ -89,6 +90,7 @@ def test_every_chapter_and_solution_has_a_page_linked_from_the_start_page(book):
     assert (book.html / "docs" / "api" / "index.html").resolve() in linked
 
 
+@pytest.mark.main_pass_only
 def test_chapters_and_solutions_link_each_other(book):
     """A chapter links its solutions page; the solutions page has a title and links back to the
     chapter's exercises."""
@@ -100,6 +102,7 @@ def test_chapters_and_solutions_link_each_other(book):
         assert re.search(r"<h1>Solutions: Chapter \d+", solution.read_text(encoding="utf-8")), solution
 
 
+@pytest.mark.main_pass_only
 def test_links_resolve_and_nothing_comes_from_another_machine(book):
     """Every relative link and resource points to a file of the site (an anchor to an id in it);
     scripts, styles, fonts and images are all the site's own: only <a> may point elsewhere."""
@@ -121,6 +124,7 @@ def test_links_resolve_and_nothing_comes_from_another_machine(book):
     assert checked > 50 * len(CHAPTERS)
 
 
+@pytest.mark.main_pass_only
 def test_plumbing_never_shows_and_a_small_build_says_so(book):
     """No [claim]/[figure]/[setting]/[done] line and no path of the build folder on any page;
     every page carries the small-build notice at its top (all but the top index.html, which only
@@ -143,6 +147,7 @@ def library_modules() -> list[str]:
     return sorted(n for n in names if not n.startswith("npegg.program") and not n.endswith(".__main__"))
 
 
+@pytest.mark.main_pass_only
 def test_the_api_reference_documents_every_public_name(book):
     """Each library module has a page, and each public class and function defined in it (name not
     starting with '_') is documented there, with its own anchor."""
@@ -236,6 +241,7 @@ def ink(png: bytes) -> float:
 
 # The browser tests ask for `chromium` first: pytest sets fixtures up in that order, so a missing
 # browser is installed (or reported) before the minutes-long build of the site, not after it.
+@pytest.mark.main_pass_only
 def test_pages_render_in_chromium(chromium, book, served):
     """The start page, every chapter, a solutions page and an API page in headless Chromium:
     formulas typeset with a size, fractions stacked, superscripts raised (centre above the base's), no TeX left as text (in
@@ -264,6 +270,7 @@ def test_pages_render_in_chromium(chromium, book, served):
     assert stacked > 20 and raised > 50, "the book has too few fractions or superscripts to check the layout with"
 
 
+@pytest.mark.main_pass_only
 def test_chapter_3_update_equation_is_typeset(chromium, book, served):
     """The one-matmul update of chapter 3, Σ fₙ Âₙ Bₙᵀ = [f₁Â₁ ⋯ f_PÂ_P] [B₁ᵀ; ⋮; B_Pᵀ]: a display
     formula with both underbraces and brackets stretched over the three-row column, several text
@@ -277,6 +284,7 @@ def test_chapter_3_update_equation_is_typeset(chromium, book, served):
     assert len(eq["stretched"]) >= 2 and min(eq["stretched"]) > 2 * eq["line"], f"brackets not stretched: {eq}"
 
 
+@pytest.mark.main_pass_only
 def test_search_finds_a_term_and_no_request_leaves_the_machine(chromium, book, served):
     """The search page lists the chapters that mention 'antithetic'; over the pages opened, every
     request (page, script, font, search index) went to the local server."""
@@ -322,6 +330,7 @@ SMALL = book.choose_setting(None)
 '''
 
 
+@pytest.mark.main_pass_only
 @pytest.mark.parametrize("body, message", [
     ('book.check("slope", 0.9, 0.72, tol=0.01)\n', "ClaimDrift"),
     ('import numpy as np\nnp.log(np.zeros(1))\n', "RuntimeWarning"),

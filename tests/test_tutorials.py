@@ -44,6 +44,7 @@ def test_chapters_found():
     assert CHAPTERS, f"no chapters in {TUTORIALS}"
 
 
+@pytest.mark.main_pass_only
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_runs_small(chapter, small_book):
     """The chapter runs to the end as a notebook in the small setting, writes every declared
@@ -76,6 +77,7 @@ def test_chapter_has_exercises_with_solutions(chapter):
     assert not missing, f"{solution.name} has no exercise_k for k in {missing}"
 
 
+@pytest.mark.main_pass_only
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[f"solutions/{p.stem}" for p in SOLUTIONS])
 def test_solutions_run(solution, small_book):
     """Every solutions file ran to the end in the book build (each exercise_k asserts its own

@@ -97,12 +97,14 @@ def npegg_reference():
     return S.npegg_epochs(range(K))
 
 
+@pytest.mark.main_pass_only
 @pytest.mark.slow
 def test_npegg_is_equivalent_to_itself_with_other_seeds(npegg_reference):
     r = S.tost(S.npegg_epochs(range(K, 2 * K)), npegg_reference, MARGIN, log=True, metric="epochs to MSE 300")
     assert r.equivalent, r.summary()
 
 
+@pytest.mark.main_pass_only
 @pytest.mark.slow
 def test_halved_learning_rate_is_reported_different(npegg_reference):
     """lr/2 needs ~1.7× the epochs: the whole interval lies above the margin (not merely 'inconclusive')."""
@@ -132,6 +134,7 @@ def npegg_bytelm_reference():
     return S.npegg_bpb(range(BYTELM_K))
 
 
+@pytest.mark.main_pass_only
 @pytest.mark.slow
 def test_byte_lm_npegg_is_equivalent_to_itself_with_other_seeds(npegg_bytelm_reference):
     r = S.tost(S.npegg_bpb(range(BYTELM_K, 2 * BYTELM_K)), npegg_bytelm_reference, BYTELM_MARGIN, log=True,
@@ -139,6 +142,7 @@ def test_byte_lm_npegg_is_equivalent_to_itself_with_other_seeds(npegg_bytelm_ref
     assert r.equivalent, r.summary()
 
 
+@pytest.mark.main_pass_only
 @pytest.mark.slow
 def test_byte_lm_quartered_learning_rate_is_reported_different(npegg_bytelm_reference):
     r = S.tost(S.npegg_bpb(range(BYTELM_K), lr=S.BYTELM["lr"] / 4), npegg_bytelm_reference, BYTELM_MARGIN,

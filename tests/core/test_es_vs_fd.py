@@ -16,6 +16,7 @@ so ĝ := −G/(σ²√N) = (1/K) Σₖ dₖ εₖ with dₖ the antithetic diffe
    one as the rank r grows.
 """
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -141,6 +142,7 @@ def test_unbiased_for_linear_objective():
         assert np.all(np.abs(d.mean(0) - grad[n]) <= 5 * se + 1e-12), n
 
 
+@pytest.mark.main_pass_only
 def test_error_shrinks_like_inverse_sqrt_population():
     """RMS error of ĝ over 24 seeds at N = 64 … 4096: fitted log-log slope is −½ ± 0.1.
 
