@@ -2,9 +2,9 @@
 # # Chapter 10 — ES across machines: seeds and scalars
 #
 # Hyperscale means a population far larger than one computer can evaluate: the paper trains with
-# up to $2^{20}$ members per generation (arXiv:2511.16652v2, section 6.1). This chapter is about spreading a population over
-# many workers — processes on a laptop, or machines in a cluster — and why ES is unusually good
-# at it.
+# up to $2^{20}$ members per generation (arXiv:2511.16652v2, section 6.1). This chapter is about
+# spreading a population over many workers — processes on a laptop, or machines in a cluster —
+# and why ES is unusually good at it.
 #
 # **What you will learn.**
 #
