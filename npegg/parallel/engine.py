@@ -7,7 +7,8 @@ One epoch over W workers (``Population``; the replica protocol is in ``replica.p
     ◀──────────────── (raw_w, d_w) ──
     raw = concat_w raw_w   (P,)        check d_w = digest(master) for every w
     ── "update", raw ─────────────▶    update(raw)          (no reply; runs while the master updates)
-    master.update(raw)
+    ── "forward" ─────────────────▶    the next epoch's forward, asked for at once (``prefetch``,
+    master.update(raw)                 local engine), so it too overlaps the master's update
 
 So per epoch and worker, what crosses is the P raw scores down plus the worker's own |S_w| scores
 and a 64-character digest up (measured in ``benchmarks/rows_parallel.py``); parameters cross only
@@ -64,6 +65,9 @@ class Engine:
 
     def update(self, raw) -> None:
         raise NotImplementedError
+
+    def prefetch(self) -> None:
+        """Start the next ``forward`` early, if this engine can (after ``update``); here: no."""
 
     def carried(self) -> list:
         raise NotImplementedError
@@ -156,6 +160,7 @@ class Population:
         epoch behind."""
         with signals_held():
             self.engine.update(raw)
+            self.engine.prefetch()          # the workers' next forward overlaps the master's update
             self.master.update(raw)
 
     def sync_carried(self) -> None:

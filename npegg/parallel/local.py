@@ -250,6 +250,8 @@ class LocalEngine(Engine):
         self.beat = min(BEAT, self.silence / 4)
         self.start_method, self.setup = start_method, setup
         self.procs, self.links, self.seq, self.started = [], [], 0, False
+        self.ahead = None               # the sequence numbers of a forward asked for ahead (``prefetch``)
+        self.early = None               # its replies, when another request had to read past them
 
     # -- messages ------------------------------------------------------------------------------
     # Every request carries a sequence number that its reply echoes, so a reply still owed to a
@@ -316,8 +318,22 @@ class LocalEngine(Engine):
             self.close()
             raise
 
+    def prefetch(self) -> None:
+        """Ask every worker for the next forward now (after "update"): it runs while the coordinator
+        applies its own update, validates or prints. ``forward`` collects it."""
+        if self.ahead is None and self.early is None:
+            self.ahead = [self._send(w, "forward") for w in range(self.workers)]
+
+    def _collect_ahead(self) -> None:
+        """Read the replies of a forward asked for ahead, to be returned by the next ``forward``
+        (a worker answers in order, so a later request's reply comes after them)."""
+        if self.ahead is not None:
+            seqs, self.ahead = self.ahead, None
+            self.early = [self._recv(w, seq) for w, seq in enumerate(seqs)]
+
     def forward(self) -> list:
-        replies = self._ask_all("forward")
+        self._collect_ahead()
+        replies, self.early = self.early or self._ask_all("forward"), None
         self.cpu_seconds = [cpu for _, _, cpu in replies]
         return [(raw, digest) for raw, digest, _ in replies]
 
@@ -326,6 +342,7 @@ class LocalEngine(Engine):
             self._send(w, "update", np.asarray(raw))
 
     def carried(self) -> list:
+        self._collect_ahead()
         return self._ask_all("carried")
 
     def pids(self) -> list:

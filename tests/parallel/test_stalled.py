@@ -56,7 +56,8 @@ def test_a_stopped_worker_process_is_lost_after_the_silence_limit():
         pid = engine.pids()[1]
         os.kill(pid, signal.SIGSTOP)
         with pytest.raises(WorkerLost, match=rf"worker 1 \(pid {pid}\) stopped answering: .*the limit is 2 s") as e:
-            pop.scores()
+            for _ in range(2):          # the next forward was asked for ahead and may be answered already
+                pop.update(pop.scores())
         assert e.value.worker == 1
     finally:
         pop.close()
@@ -148,3 +149,22 @@ def test_a_worker_stopped_while_starting_is_lost_after_the_start_timeout():
         Population(ESReplica(es, state, fitness), SlowJob(es, state, fitness), engine, 64, 16)
     t.join()
     assert engine.procs == [] and not _alive(stopped[0])     # start closed the engine: the stopped worker killed
+
+
+def test_a_forward_asked_for_ahead_is_collected_by_carried_and_forward_alike():
+    """After an update the local engine asks every worker for the next forward at once (prefetch).
+    A ``carried`` request meanwhile reads past it and keeps its replies; the next ``scores`` returns
+    them: the same raw scores, epoch by epoch, as the one-process twin, with a sync between epochs."""
+    from npegg.parallel.engine import SerialEngine
+    local, serial = _population(LocalEngine(2)), _population(SerialEngine())
+    try:
+        for epoch in range(3):
+            got, want = local.scores(), serial.scores()
+            assert np.array_equal(got, want), epoch
+            local.update(got)
+            serial.update(want)
+            assert local.engine.ahead is not None          # the next forward is already on its way
+            local.sync_carried()                            # reads past it; its replies are kept
+            assert local.engine.ahead is None and local.engine.early is not None
+    finally:
+        local.close()
