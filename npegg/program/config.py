@@ -34,9 +34,9 @@ class TrainConfig:
     """Every setting of a run. Field names are the CLI flags with '-' for '_'.
 
     The defaults are tuned so that ``npegg train`` with no flags (the shipped corpus, CPython 3.11.7's stdlib source) gets as low
-    as it can within about 7 minutes on two cores: 3000 epochs since the epoch got cheaper (3.498 bpb
-    in 5 min 38 s; 4000 reached 3.451 but took 9 min 27 s in a slow spell of the machine; 2000, the earlier default, 3.582;
-    lr 0.02 was worse than 0.015 at 4000 epochs: 3.560 against 3.520 at epoch 2400). What the study showed
+    as it can within about 7 minutes on two cores: 4000 epochs (3.451 bpb; 3000, the previous default,
+    3.498; 2000, the one before, 3.582; lr 0.02 was worse than 0.015 at 4000 epochs: 3.560 against 3.520
+    at epoch 2400; the time of the default run is in the README). What the study showed
     (``benchmarks/lm_study.py``, results in ``benchmarks/lm_study.md``; the runs behind these
     choices in ``benchmarks/lm_tuning_record.md``):
 
@@ -71,7 +71,7 @@ class TrainConfig:
     mlp_ratio: int = 0             # float mode: each layer's MLP is D → mD → D; 0 = no MLP branch
     direct_path: bool = True       # float mode: a learned (256, 256) table from each byte to the next's logits
     embedding_update: str = "seen"  # float ES: "seen" leaves each member's unread embedding rows out of the update
-    epochs: int = 3000
+    epochs: int = 4000
     pop_size: int = 1024
     group_size: int = 8
     tokens_per_update: int = 100
