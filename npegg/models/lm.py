@@ -236,12 +236,13 @@ class ByteLM(Model):
         return cls._head(cp, h, tokens), new_state
 
     @classmethod
-    def _head(cls, cp, h, tokens):
+    def _head(cls, cp, h, tokens, factors=None):
         """head · h (+ direct[token]): h (P, T, D), tokens (P, T) → logits (P, T, V), a fresh array.
 
         With low-rank noise (``Noiser.lowrank_factors``) both rank-r terms ride in one GEMM per
-        member (``_folded_head``); otherwise each leaf goes through the noiser on its own."""
-        folded = _folded_head(cp, h, tokens)
+        member (``_folded_head``); otherwise each leaf goes through the noiser on its own.
+        ``factors``: ``_head_factors`` of these members, when the caller already has them."""
+        folded = _folded_head(cp, h, tokens, factors)
         if folded is not None:
             return folded
         logits = call_submodule(MM, "head", cp, h)
@@ -274,12 +275,30 @@ class ByteLM(Model):
         """log softmax(``_head``)[target] in member chunks: h (P, T, D), tokens, targets (P, T) → (P, T)."""
         P, T, _ = h.shape
         out = np.empty((P, T), dtype=h.dtype)
+        factors = _head_factors(cp)                 # looked up once for all P members, sliced per chunk
         for sl, sub in _member_chunks(cp, P, T * cp.params["head"].shape[0] * h.itemsize):
-            out[sl] = log_softmax_at(cls._head(sub, h[sl], tokens[sl]), targets[sl])
+            part = None if factors is None else {k: tuple(f[sl] for f in v) for k, v in factors.items()}
+            out[sl] = log_softmax_at(cls._head(sub, h[sl], tokens[sl], part), targets[sl])
         return out
 
 
-def _folded_head(cp, h, tokens):
+def _head_factors(cp):
+    """{"head": (A, B, s)[, "direct": (A, B, s)]}: the unit low-rank factors of the head (and the
+    direct table) for cp's members, ``Noiser.lowrank_factors``; None for the plain model or when
+    a leaf has no low-rank noise (then the head goes through the noiser unfolded)."""
+    if cp.iterinfo is None:
+        return None
+    out = {}
+    for name in ("head", "direct"):
+        if name in cp.params:
+            out[name] = cp.noiser.lowrank_factors(cp.frozen_noiser_params, cp.noiser_params, cp.params[name],
+                                                  cp.es_tree_key[name], cp.iterinfo)
+            if out[name] is None:
+                return None
+    return out
+
+
+def _folded_head(cp, h, tokens, factors=None):
     """The perturbed logits as one (T, K) @ (K, V) GEMM per member, or None without low-rank noise.
 
     With head W (V, D) perturbed by s_h·A_h B_hᵀ and direct E (V, V) by s_d·A_d B_dᵀ (rank r)::
@@ -291,15 +310,11 @@ def _folded_head(cp, h, tokens):
     results within a few ulps of it (``docs/determinism.md``), and one pass over the (T, V)
     logits instead of three.
     """
-    if cp.iterinfo is None:
+    factors = _head_factors(cp) if factors is None else factors
+    if factors is None:
         return None
-    lowrank = lambda name: cp.noiser.lowrank_factors(cp.frozen_noiser_params, cp.noiser_params, cp.params[name],
-                                                     cp.es_tree_key[name], cp.iterinfo)
-    head = lowrank("head")
-    direct = lowrank("direct") if "direct" in cp.params else None
-    if head is None or ("direct" in cp.params and direct is None):
-        return None
-    a_h, b_h, s_h = head                                                      # (P, V, r), (P, D, r), (P,)
+    direct = factors.get("direct")
+    a_h, b_h, s_h = factors["head"]                                           # (P, V, r), (P, D, r), (P,)
     cols = [h, np.matmul(h, b_h) * s_h[:, None, None]]                        # (P, T, D), (P, T, r)
     rows = [cp.params["head"].T, a_h.transpose(0, 2, 1)]                      # (D, V), (P, r, V)
     if direct is not None:
