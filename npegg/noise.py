@@ -76,8 +76,10 @@ HASH_MULT = 0x45D9F3B
 #: C = float32(1/sqrt(43690)); its bits are fixed here so no backend depends on a libm.
 TABLE_SCALE = np.array([0x3B9CC4BF], dtype=np.uint32).view(np.float32)[0]
 _CHUNK = 1 << 20
-#: the most bytes one strided view of the table may span (a 32-bit NumPy's index limit)
-VIEW_BYTES = 2**31 - 1
+#: the most bytes one strided view of the table may span: the platform's index limit, 2³¹ − 1 on a
+#: 32-bit NumPy (wasm32, armv7); on a 64-bit one the whole window matrix is one view, so a gather
+#: is one fancy index (no sort into blocks)
+VIEW_BYTES = int(np.iinfo(np.intp).max)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -216,7 +218,7 @@ class NoiseTable:
         return self.size if self.overflow == "wrap" else self.size - size + 1
 
     def _rows_per_view(self, size: int) -> int:
-        """Rows of one view, so that a view holds at most 2³¹ − 1 bytes: a 32-bit NumPy (wasm32,
+        """Rows of one view, so that a view holds at most ``VIEW_BYTES`` bytes: a 32-bit NumPy (wasm32,
         armv7) cannot make an array, even a view, whose size in bytes overflows its index."""
         return max(1, VIEW_BYTES // (size * self.table.itemsize))
 
@@ -268,6 +270,8 @@ class NoiseTable:
             if 0 <= lo and hi <= len(pop) and pop[lo:hi].tobytes() == members.tobytes():
                 whole = self._cached_or(tag, key, epoch, pop, noise_reuse, shape, rank, build)   # cached: it fits
                 return tuple(o[lo:hi] for o in whole) if isinstance(whole, tuple) else whole[lo:hi]
+        if self.cache_bytes == 0:                                  # no cache: nothing to look up or keep
+            return build(start_indices(key, epoch, members, noise_reuse, self.size))
         te = 0 if noise_reuse == 0 else int(epoch) // int(noise_reuse)
         ck = (tag, np.asarray(key).tobytes(), te, tuple(shape), rank, members.tobytes())
         hit = self._cache.get(ck)

@@ -97,9 +97,10 @@ class Linear(Model):
 
     @classmethod
     def _forward(cls, cp, x, *args, **kwargs):
-        y = call_submodule(MM, "weight", cp, x)  # (P, ..., O)
+        y = call_submodule(MM, "weight", cp, x)  # (P, ..., O), a fresh array from the noiser's do_mm
         if "bias" in cp.params:
-            y = y + per_member(call_submodule(Parameter, "bias", cp), 1, y.ndim)
+            b = per_member(call_submodule(Parameter, "bias", cp), 1, y.ndim)
+            y = np.add(y, b, out=y) if _fits(y, b) else y + b                # in place: the same bits
         return y
 
 

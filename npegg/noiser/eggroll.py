@@ -80,9 +80,13 @@ def get_lora_update_params(frozen, sigma, iterinfo, shape, key):
 def get_nonlora_update_params(frozen, sigma, iterinfo, shape, key):
     """Scaled full-rank noise of every member: s·σ·e, (P, *shape)."""
     epoch, members = parse_iterinfo(*iterinfo)
-    e = frozen["noise"].full(key, epoch, members, shape, frozen["noise_reuse"])
+    noise = frozen["noise"]
+    e = noise.full(key, epoch, members, shape, frozen["noise_reuse"])
     scale = member_signs(frozen, members) * np.float32(sigma)  # float32 scale: float32 noise stays float32
-    return e * scale.reshape((-1,) + (1,) * len(shape))
+    scale = scale.reshape((-1,) + (1,) * len(shape))
+    if isinstance(noise, NoiseTable) and e.flags.writeable and e.dtype == np.result_type(e.dtype, scale.dtype):
+        return np.multiply(e, scale, out=e)   # a NoiseTable's writeable noise is a fresh copy (what it caches is read-only)
+    return e * scale
 
 
 class EggRoll(Noiser):
@@ -194,8 +198,12 @@ class EggRoll(Noiser):
         """p unperturbed (or with freeze_nonlora), else p + s·σ·e: (P, *p.shape)."""
         if iterinfo is None or frozen_noiser_params["freeze_nonlora"]:
             return param
-        return param + get_nonlora_update_params(frozen_noiser_params, noiser_params["sigma"], iterinfo,
-                                                 param.shape, base_key)
+        noisy = get_nonlora_update_params(frozen_noiser_params, noiser_params["sigma"], iterinfo, param.shape,
+                                          base_key)                         # (P, *shape), a fresh array
+        if noisy.dtype != np.result_type(noisy.dtype, param.dtype):         # e.g. a float64 model
+            return param + noisy
+        noisy += param                       # p added in place: the same bits as p + s·σ·e (+ commutes)
+        return noisy
 
     # -- fitness and update -------------------------------------------------------------------------
     @classmethod
