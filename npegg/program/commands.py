@@ -18,16 +18,13 @@ import numpy as np
 from .atomic import atomic_write
 from .blas import set_blas_threads
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ConfigError, TrainConfig
+from .config import MAX_SAMPLE_BYTES, ConfigError, TrainConfig
 from .data import Corpus, DataError, load_corpus
 from .evaluate import plan_lanes, sample_bytes
 from .fingerprint import tree_differences
 from .runs import make_run
 
 CHECKPOINT = "checkpoint.npz"
-
-
-MAX_SAMPLE_BYTES = 1_000_000     # the longest ``npegg sample --length``
 
 
 class UsageError(Exception):
@@ -114,6 +111,8 @@ def restore_run(run, ckpt, where) -> None:
 
 def _restored(where):
     """(run with the checkpoint's params, its config, the checkpoint) for sampling and evaluation."""
+    if not where.strip():                         # "" is no path: it would read ./checkpoint.npz
+        raise UsageError(f"the checkpoint argument must name a run folder or its checkpoint.npz; got {where!r}")
     ckpt = read_checkpoint(where)
     cfg = saved_config(ckpt, where)
     run = make_run(cfg, None)
@@ -142,6 +141,8 @@ def cmd_sample(args, stdout) -> int:
 
 def cmd_eval(args, stdout) -> int:
     """``npegg eval``: bpb = −(1/N) Σ log₂ p(xₜ | x₍<t₎) of a checkpoint on its validation split or other data."""
+    if args.max_docs is not None and args.max_docs < 1:
+        raise UsageError(f"--max-docs must be an integer >= 1; got {args.max_docs}")
     run, cfg, ckpt = _restored(args.checkpoint)
     data = args.data if args.data is not None else cfg.data
     max_docs = args.max_docs if args.max_docs is not None else (None if args.data else cfg.max_docs)
@@ -218,6 +219,8 @@ def cmd_export_vectors(args, stdout) -> int:
     from ..oracle.float_vectors import export_float_vectors
     from ..oracle.lm_vectors import export_lm_vectors
     s = export_settings(args)
+    if not args.dir.strip():                      # "" is no path: it would write into the current folder
+        raise UsageError(f"the dir argument must name a folder; got {args.dir!r}")
     out = Path(args.dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty folder; choose a new one")

@@ -18,6 +18,7 @@ SCHEDULES = ("constant", "linear", "cosine")
 METHODS = ("es", "backprop")
 EMBEDDING_UPDATES = ("seen", "all")
 MAX_SIGMA_SHIFT = 27               # 4 + 27 = 31: the widest shift of an int32 perturbation
+MAX_SAMPLE_BYTES = 1_000_000       # the longest sample (--sample-bytes, npegg sample --length): one model step per byte
 
 
 #: settings added after checkpoints were already being written, with the value those older runs
@@ -151,6 +152,8 @@ class TrainConfig:
         for name in ("eval_every", "save_every", "sample_bytes", "eval_warmup", "noise_reuse"):
             if int(getattr(self, name)) < 0:
                 bad(name.replace("_", "-"), f"must be >= 0; got {getattr(self, name)}")
+        if self.sample_bytes > MAX_SAMPLE_BYTES:    # 10⁶ is minutes after the last epoch, 10¹¹ never ends
+            bad("sample-bytes", f"must be between 0 and {MAX_SAMPLE_BYTES:,} bytes; got {self.sample_bytes}")
         if not 0 <= self.sigma_shift <= MAX_SIGMA_SHIFT:
             bad("sigma-shift", f"must be an integer in 0..{MAX_SIGMA_SHIFT} (noise is shifted right by 4 + it, "
                                f"at most 31 bits; beyond that every perturbation is 0); got {self.sigma_shift}")

@@ -175,7 +175,9 @@ def _folder_documents(folder: Path) -> tuple[list[bytes], int]:
 
 def absolute_path(path) -> Path:
     """``path`` (``~`` expanded) made absolute against the current folder; DataError when it is
-    relative and the current folder no longer exists (deleted under a running shell)."""
+    empty, or relative and the current folder no longer exists (deleted under a running shell)."""
+    if str(path) == "":                 # Path("") is the current folder: a path was meant and not given
+        raise DataError("the data path is an empty string; give a file or folder, or omit it for the default")
     p = Path(path).expanduser()
     if p.is_absolute():
         return p

@@ -53,6 +53,9 @@ def _train_config(args):
     """(config, checkpoint or None, run folder) from the flags, checked before anything is read."""
     given = explicit_flags(args)
     ckpt = None
+    if args.resume is not None and not args.resume.strip():    # "" is no path, not "no --resume"
+        raise UsageError(f"--resume must name a run folder or its checkpoint.npz; got {args.resume!r} "
+                         f"(leave --resume out for a new run)")
     if "data" in given:                 # stored absolute, so --resume and eval work from any folder
         try:
             given["data"] = str(absolute_path(given["data"]))

@@ -294,3 +294,42 @@ def test_a_sample_prints_on_an_ascii_only_stdout(run_dir):
     p = npegg("sample", run_dir, "--prompt", "é", "--length", "5", env={"PYTHONIOENCODING": "ascii"})
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     assert p.stdout.startswith("?")
+
+
+# -- found by the third hostile round ------------------------------------------------------------------
+def test_a_sample_too_long_to_ever_end_is_refused_by_train_too(corpus, tmp_path):
+    """--sample-bytes 10¹¹ was accepted: the run trained, then sampled for ever after its last epoch."""
+    p = npegg("train", "--data", corpus, *TINY, "--epochs", "1", "--out", tmp_path / "run",
+              "--sample-bytes", "100000000000", timeout=60)
+    refused(p, 2, "--sample-bytes", "1,000,000")
+    assert not (tmp_path / "run").exists() and "epoch" not in p.stdout
+
+
+def test_an_empty_resume_is_refused_not_read_as_a_new_run(corpus, tmp_path):
+    """--resume "" was read as no --resume at all: a new run started, silently."""
+    p = npegg("train", "--data", corpus, *TINY, "--epochs", "1", "--resume", "", "--out", tmp_path / "run")
+    refused(p, 2, "--resume must name a run folder")
+    assert not (tmp_path / "run").exists() and "epoch" not in p.stdout
+
+
+def test_an_empty_data_is_refused_not_read_as_the_current_folder(tmp_path):
+    """--data "" became the current folder, whose files (whatever they were) became the corpus."""
+    (tmp_path / "notes.txt").write_text("my own notes, not a corpus " * 20)
+    p = npegg("train", "--data", "", *TINY, "--epochs", "1", "--out", tmp_path.parent / f"{tmp_path.name}-run",
+              cwd=tmp_path)
+    refused(p, 2, "--data", "empty string")
+    assert not (tmp_path.parent / f"{tmp_path.name}-run").exists() and "epoch" not in p.stdout
+
+
+@pytest.mark.parametrize("command", [["sample", ""], ["eval", ""], ["export-vectors", ""]])
+def test_an_empty_path_argument_is_refused_not_read_as_the_current_folder(command, tmp_path):
+    """`npegg sample ""` read ./checkpoint.npz; `export-vectors ""` wrote into the current folder when it was empty."""
+    p = npegg(*command, cwd=tmp_path)
+    refused(p, 2, "must name")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_eval_names_max_docs_when_it_is_out_of_range(run_dir, value):
+    """eval --max-docs 0 was blamed on --data (exit 1, a data error) instead of the flag itself."""
+    refused(npegg("eval", run_dir, "--max-docs", value), 2, "--max-docs", ">= 1")
