@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,19 @@ def read_xfail(path) -> set:
     if unknown:
         raise ValueError(f"--xfail {path!r}: unknown operations {unknown}; known: {sorted(OPERATIONS)}")
     return names
+
+
+def check_writable(report, failures) -> None:
+    """ValueError naming ``--report`` or ``--failures`` when the run could not write there at its end:
+    the report's folder must exist, and the failures folder's nearest existing ancestor be a folder."""
+    if report is not None:
+        r = Path(report)
+        if r.is_dir() or not r.parent.is_dir() or not os.access(r.parent, os.W_OK):
+            raise ValueError(f"--report {report!r}: cannot write a file there (its folder must exist and be writable)")
+    f = Path(failures).absolute()
+    existing = next(p for p in (f, *f.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--failures {failures!r}: {existing} is a file, not a folder; choose another --failures")
 
 
 def parse_args(argv):
@@ -61,14 +75,17 @@ def main(argv=None) -> int:
         if args.max_examples < 1:
             raise ValueError(f"--max-examples must be >= 1, got {args.max_examples}")
         ops = None
-        if args.ops:
+        if args.ops is not None:
             ops = {o.strip() for o in args.ops.split(",") if o.strip()}
+            if not ops:                                  # "" is no list, not "every operation"
+                raise ValueError(f"--ops: no operation named in {args.ops!r}; known: {sorted(OPERATIONS)}")
             unknown = sorted(ops - set(OPERATIONS))
             if unknown:
                 raise ValueError(f"--ops: unknown operations {unknown}; known: {sorted(OPERATIONS)}")
         xfail = read_xfail(args.xfail) if args.xfail else set()
         if args.replay and not Path(args.replay).is_file():
             raise ValueError(f"--replay {args.replay!r}: no such file")
+        check_writable(args.report, args.failures)     # before the run, not a traceback after it
         adapter = load_adapter(args.backend)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

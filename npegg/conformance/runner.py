@@ -13,6 +13,7 @@ import re
 import time
 import traceback
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -204,7 +205,13 @@ def check_adapter(adapter, *, ops=None, levels=None, max_examples: int = 50, see
 
 def replay(adapter, path) -> tuple[str, Outcome]:
     """Run one saved case again: (op, outcome)."""
-    op, case = load_case(path)
+    try:
+        op, case = load_case(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:   # a text file, a checkpoint, a damaged save
+        why = ("it has no __op__ entry" if isinstance(e, KeyError) else     # (numpy's own words for a file that
+               getattr(e, "strerror", None) or "not a readable .npz file")  # is no .npz invite unpickling it)
+        raise ValueError(f"--replay {path}: not a case saved by the kit (an .npz of the case's arrays and "
+                         f"__op__): {why}") from None
     if op not in OPERATIONS:
         raise ValueError(f"--replay {path}: unknown operation {op!r} in the file")
     if op not in set(adapter.claims):

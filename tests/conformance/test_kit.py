@@ -100,10 +100,24 @@ def test_the_runner_cli_reports_xfails_and_writes_a_json_report(tmp_path):
     (["--backend", "npegg.conformance.npegg_adapter:ADAPTER", "--max-examples", "0"], "--max-examples"),
     (["--backend", "npegg.conformance.npegg_adapter:ADAPTER", "--replay", "/no/such.npz"], "--replay"),
     ([], "--backend"),
+    # found by the third hostile round: an empty list ran every operation; the two paths below were
+    # tracebacks after the whole run (the report lost), or at the first failure to save
+    (["--backend", "npegg.conformance.npegg_adapter:ADAPTER", "--ops", ""], "--ops"),
+    (["--backend", "npegg.conformance.npegg_adapter:ADAPTER", "--ops", "fitness_zscore", "--max-examples", "2",
+      "--report", "/no/such/folder/r.json"], "--report"),
+    (["--backend", BROKEN, "--ops", "do_mm", "--max-examples", "5", "--failures", "pyproject.toml"], "--failures"),
+    (["--backend", "npegg.conformance.npegg_adapter:ADAPTER", "--replay", "pyproject.toml"], "--replay"),
 ])
 def test_bad_arguments_exit_2_naming_the_argument(args, named):
     out = _cli(*args)
     assert out.returncode == 2 and named in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_replay_of_an_npz_that_is_not_a_saved_case_is_a_usage_error(tmp_path):
+    """An .npz without ``__op__`` (an npegg checkpoint, a numpy save) was a KeyError traceback."""
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    out = _cli("--backend", "npegg.conformance.npegg_adapter:ADAPTER", "--replay", str(tmp_path / "other.npz"))
+    assert out.returncode == 2 and "--replay" in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
 def test_the_pytest_plugin_runs_one_test_per_operation(tmp_path):
