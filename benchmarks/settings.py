@@ -18,8 +18,9 @@ Why these inputs:
   (fresh noise, built once per forward and reused across the T steps, as in training).
 - **The update** (``es.step``: fitness shaping, noise rebuilt, the estimate, Adam) is compared
   with one perturbed forward of the same population at B = 1 and B = 16. Its estimate
-  Σₙ wₙ Âₙ Bₙᵀ is one (a × P)(P × b) GEMM, as many flops as a B = 1 forward, so ≤ 0.5 needs
-  B ≥ 2 or so. OpenES ÷ EggRoll is one generation (forward + update) of each.
+  Σₙ wₙ Âₙ Bₙᵀ sums the weights of antithetic partners first (they share their noise), so it is
+  one (a × P/2)(P/2 × b) GEMM: half the flops of a B = 1 forward's shared matmul.
+  OpenES ÷ EggRoll is one generation (forward + update) of each.
 - **float32** throughout, P = 1024 as the issue asks, BLAS on one thread as `npegg train` runs
   it, and the figure is the ratio of process CPU times (= idle-machine wall time on one
   thread; ``timing``), with the wall-clock ratio beside it.

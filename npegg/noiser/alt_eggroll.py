@@ -57,3 +57,9 @@ class AltEggRoll(EggRoll):
         """(sign(A) (c, a, R), sign(B) (c, b, R), s·σ/√r (c,)), in the noise's dtype."""
         a, b, scale = unit_lora(frozen, sigma, info, shape, key)
         return np.sign(a), np.sign(b), scale
+
+    @classmethod
+    def _factors_shared_by_pairs(cls) -> bool:
+        """The signs of partners' shared unit factors are shared too, and the scale is unit_lora's:
+        the update may sum partners' weights first (``EggRoll._combines_pairs``)."""
+        return cls._update_factors.__func__ is AltEggRoll._update_factors.__func__

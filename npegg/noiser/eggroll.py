@@ -22,6 +22,13 @@ and ``G`` is handed to the optimizer, which *minimises*: ``sgd(lr)`` gives θ �
 the textbook estimate ĝ = (1/(Nσ)) Σₙ fₙ εₙ of ∇ E[F(θ + σε)]. So G points *down* the fitness,
 and the optimizer's descent climbs it. Nothing divides by σ: that is the reference's scale.
 
+**Partners summed first.** Members 2q and 2q + 1 draw the same unit noise (``npegg.noise``, step
+2), so wherever the noise source says so the sum runs over the distinct noise indices q = n >> 1,
+each with its members' weights added first: Σₙ fₙ Âₙ Bₙᵀ = Σ_q (Σ_{n>>1=q} fₙ sₙ) σ/√r A_q B_qᵀ,
+half the terms (and half the GEMM) for a population of pairs. Any member set works (a worker's
+subset, an odd population, repeats); with ``rows_seen`` the weights are added row by row. It is the
+same sum in another order: the last bits differ from the per-member sum (docs/determinism.md).
+
 Differences from the reference, on purpose: ``do_emb`` is implemented (the reference raises) and
 EMB leaves are updated like MM leaves (``update_emb=True``; pass False for the reference's zero
 update); ``noise_reuse`` defaults to 1 (new noise every epoch; HyperscaleES's eggroll.py defaults
@@ -268,7 +275,11 @@ class EggRoll(Noiser):
     @classmethod
     def _leaf_grad(cls, frozen, noiser_params, p, key, f, epoch, members, kind, rows=None):
         """G for one (unstacked) leaf, accumulated over member chunks so memory stays bounded;
-        ``rows`` (N, V) bool or None: the EMB rows each member read (``estimate_grads``)."""
+        ``rows`` (N, V) bool or None: the EMB rows each member read (``estimate_grads``).
+
+        Where the members sharing a noise index share their unit noise (``_combines_pairs``), the
+        sum runs over the distinct noise indices q = n >> 1 with each one's weights summed first:
+        Σₙ wₙ sₙ c εₙ = Σ_q (Σ_{n: n>>1 = q} wₙ sₙ c) ε_q, half the terms for antithetic pairs."""
         sigma = noiser_params["sigma"]
         dt = np.result_type(p.dtype, np.float32)
         n = members.size
@@ -279,18 +290,53 @@ class EggRoll(Noiser):
             raise ValueError(f"unknown es_map code {kind}; expected PARAM, MM_PARAM, EMB_PARAM or EXCLUDED")
         acc = np.zeros(p.shape, dt)
         step = max(1, _CHUNK_BYTES // (4 * max(1, cls._noise_floats(frozen, kind, p.shape))))
-        for lo in range(0, n, step):
-            sl = slice(lo, lo + step)
-            info = (epoch, members[sl])
-            w = f[sl].astype(dt)  # (c,)
-            if kind == PARAM:
-                e = get_nonlora_update_params(frozen, sigma, info, p.shape, key)  # (c, *shape)
-                acc += np.tensordot(w, e.astype(dt), axes=(0, 0))
+        if cls._combines_pairs(frozen, kind):
+            if kind == PARAM:        # s·σ·e = s · fl(σ·e) exactly (s ∈ {−1, 0, 1}): the sign joins the weight
+                scale = member_signs(frozen, members).astype(dt)
             else:
-                acc += cls._matrix_grad(frozen, sigma, info, p.shape, key, w, None if rows is None else rows[sl])
+                scale = member_signs(frozen, members) * np.float32(sigma / np.sqrt(frozen["rank"]))
+            heads, wq = combine_by_noise_index(members, (f.astype(dt) * scale).astype(dt), rows)  # (Q,), (Q[, a])
+            for lo in range(0, heads.size, step):
+                sl = slice(lo, lo + step)
+                info = (epoch, heads[sl])
+                if kind == PARAM:
+                    e = frozen["noise"].full(key, epoch, heads[sl], p.shape, frozen["noise_reuse"])
+                    e = np.multiply(e, np.float32(sigma), out=e if e.flags.writeable else None)  # (c, *shape): σ·e_q
+                    acc += np.tensordot(wq[sl], e.astype(dt, copy=False), axes=(0, 0))
+                else:
+                    acc += cls._paired_matrix_grad(frozen, sigma, info, p.shape, key, wq[sl])
+        else:
+            for lo in range(0, n, step):
+                sl = slice(lo, lo + step)
+                info = (epoch, members[sl])
+                w = f[sl].astype(dt)  # (c,)
+                if kind == PARAM:
+                    e = get_nonlora_update_params(frozen, sigma, info, p.shape, key)  # (c, *shape)
+                    acc += np.tensordot(w, e.astype(dt), axes=(0, 0))
+                else:
+                    acc += cls._matrix_grad(frozen, sigma, info, p.shape, key, w, None if rows is None else rows[sl])
         # divided in float64 on every NumPy: NumPy < 2 would divide a float32 acc by the float64
         # scalar in float32 (value-based promotion), and every trajectory would differ in its last bits
         return (-acc.astype(np.float64) / np.sqrt(n)).astype(p.dtype)
+
+    @classmethod
+    def _combines_pairs(cls, frozen, kind) -> bool:
+        """Whether the update may sum the weights of members sharing a noise index first: the noise
+        source gives members 2q and 2q + 1 the same unit noise (``NoiseTable.pairs_share_noise``;
+        an ``InjectedNoise`` need not) and, for MM/EMB leaves, the update's hooks are EggRoll's sum
+        of unit factors times s·σ/√r (``_factors_shared_by_pairs``; OpenES and Sparse sum their own
+        way and keep the per-member sum)."""
+        if not getattr(frozen["noise"], "pairs_share_noise", False):
+            return False
+        return kind == PARAM or (cls._matrix_grad.__func__ is EggRoll._matrix_grad.__func__
+                                 and cls._factors_shared_by_pairs())
+
+    @classmethod
+    def _factors_shared_by_pairs(cls) -> bool:
+        """Whether ``_update_factors`` gives member n factors of its noise index n >> 1 alone and the
+        scale s·σ/√r of ``unit_lora``: true of this hook; a subclass that overrides the hook says so
+        again for its own (``AltEggRoll``), else the update keeps its per-member sum."""
+        return cls._update_factors.__func__ is EggRoll._update_factors.__func__
 
     @classmethod
     def _noise_floats(cls, frozen, kind, shape):
@@ -314,12 +360,51 @@ class EggRoll(Noiser):
         # order, and the last bits of G (and every run's trajectory after it) would change.
         return aw @ b.transpose(0, 2, 1).reshape(c * r, shape[1]).astype(aw.dtype)
 
+    @classmethod
+    def _paired_matrix_grad(cls, frozen, sigma, info, shape, key, wq):
+        """Σ_q wq (⊙ rows) A_q B_qᵀ over a chunk of noise indices, (a, b): info's members are one
+        member of each index, wq (c,) or (c, a) (per row, with EMB masks) their summed weights
+        w·s·σ/√r, so only the unit factors of ``_update_factors`` are used. One (a × cR) @ (cR × b)
+        matmul, as ``_matrix_grad``."""
+        a, b, _ = cls._update_factors(frozen, sigma, info, shape, key)      # (c, a, R), (c, b, R)
+        c, rows, r = a.shape
+        w = wq[:, None, :] if wq.ndim == 2 else wq[:, None, None]           # (c, 1, a) or (c, 1, 1)
+        aw = np.empty((c, r, rows), np.result_type(a.dtype, wq.dtype))      # (c, R, a)
+        np.multiply(a.transpose(0, 2, 1), w, out=aw)
+        bt = b.transpose(0, 2, 1).reshape(c * r, shape[1])                  # (cR, b): a view at rank 1
+        # (cR, a)ᵀ (cR, b): BLAS reads the transpose and B's row stride itself, so neither is copied
+        return aw.reshape(c * r, rows).T @ (bt if bt.dtype == aw.dtype else bt.astype(aw.dtype))
 
     @classmethod
     def _update_factors(cls, frozen, sigma, info, shape, key):
         """The hook for the factors the update sums, (A (c, a, R), B (c, b, R), scale (c,)): here the
         forward's own unit factors and s·σ/√r (``AltEggRoll`` takes their signs)."""
         return unit_lora(frozen, sigma, info, shape, key)
+
+
+def combine_by_noise_index(members, w, rows=None):
+    """The weights of members that share a noise index q = n >> 1, summed: (heads (Q,) int64, the
+    first member of each distinct q in ascending q; wq (Q,), Σ_{n: n>>1 = q} wₙ, or with ``rows``
+    (N, a) bool, (Q, a): Σ wₙ mₙ row by row, so partners with different masks combine exactly).
+
+    members (N,) int64 (any set: a worker's subset, odd sizes, repeats), w (N,) float. The sums are
+    taken in float64 in member order and rounded once to w's dtype: for a pair, fl(w₂q + w₂q₊₁)."""
+    members = np.asarray(members, np.int64)
+    q = members >> 1
+    if q.size % 2 == 0 and np.array_equal(q[0::2], q[1::2]) and (np.diff(q[0::2]) > 0).all():
+        # the common case, ascending whole pairs (a population, a worker's chunk): the same sums,
+        # fl(w₂q + w₂q₊₁) either way (the float64 sum of two float32s is exact, then rounded once)
+        if rows is None:
+            return members[0::2], w[0::2] + w[1::2]
+        return members[0::2], w[0::2, None] * rows[0::2] + w[1::2, None] * rows[1::2]
+    uq, first, inv = np.unique(q, return_index=True, return_inverse=True)
+    heads = members[first]
+    if rows is None:
+        wq = np.bincount(inv.ravel(), weights=w, minlength=uq.size)        # (Q,) float64
+    else:
+        wq = np.zeros((uq.size, rows.shape[1]), np.float64)               # (Q, a)
+        np.add.at(wq, inv.ravel(), w[:, None] * rows)
+    return heads, wq.astype(w.dtype)
 
 
 def eggroll_keywords(fn):
