@@ -7,7 +7,7 @@ for the flags). Modules, in reading order:
 - ``settings``: the inputs of every row and why they were chosen;
 - ``rows_float``: perturbed ÷ plain population forward (Linear, MLP), update ÷ forward, OpenES ÷ EggRoll;
 - ``rows_lm``: the language-model step, the minGRU's forward ÷ its step loop, peak memory of ``npegg train``;
-- ``rows_int8``: exact int8 matmul through float BLAS ÷ int64 matmul, int8 ÷ float LM forward;
+- ``rows_int8``: exact int8 matmul through float BLAS ÷ int64 matmul, int8 ÷ float LM forward, int ÷ float epoch;
 - ``report``: rows, the printed table and the JSON file;
 - ``run``: the command line;
 - ``int8_forward.py``: a standalone script, int8 EGG forward against a hand-written float32 twin.

@@ -1,4 +1,5 @@
-"""int8 rows: exact integer matmul through float BLAS ÷ int64 matmul, int8 ÷ float LM forward."""
+"""int8 rows: exact integer matmul through float BLAS ÷ int64 matmul, int8 ÷ float LM forward, and
+one ``npegg train --mode int`` epoch ÷ one float-mode epoch at the defaults."""
 from __future__ import annotations
 
 import itertools
@@ -88,6 +89,35 @@ def int8_lm_rows(s):
               c.as_dict(), note="both perturbed, both score every next byte; new noise each call")
 
 
+def int8_epoch_rows(s):
+    """One int-mode epoch (``IntRun.epoch_step``: the int8 EGG perturbed forward, pair fitness and
+    Q-EGGROLL's ±1 update) ÷ one float-mode epoch (``FloatRun.epoch_step``), each at the
+    ``npegg train`` defaults (± ``s.int8_epoch_train``) over the same P·T random bytes.
+
+    The two models differ as their defaults do (int: the egg cell with its 4H MLP; float: the
+    minGRU without one), so this is the price of ``--mode int`` as a user meets it, not of int8
+    arithmetic alone (``int8/lm_forward`` compares equal models). New noise every epoch on both
+    sides, as in training; each run takes one untimed epoch first (its noise table is built then).
+    """
+    from dataclasses import replace
+
+    from .rows_roofline import default_run
+    cfg_f, float_run = default_run(replace(s, roofline_train=s.int8_epoch_train))
+    cfg_i, int_run = default_run(replace(s, roofline_train=s.int8_epoch_train + (("mode", "int"), ("cell", "egg"))))
+    for run in (float_run, int_run):
+        run.epoch_step()
+    c = compare(int_run.epoch_step, float_run.epoch_step, repeats=s.lm_repeats, min_sample=s.min_sample,
+                budget=s.row_budget)
+    yield Row("int8/epoch_vs_float", "int8", "one int-mode epoch (IntRun.epoch_step)",
+              "one float-mode epoch (FloatRun.epoch_step)", c.ratio, ("<=", 1.5),
+              {"P": cfg_i.pop_size, "T": cfg_i.tokens_per_update, "int": f"egg D{cfg_i.hidden_dim} L{cfg_i.n_layers}",
+               "float": f"{cfg_f.cell} D{cfg_f.hidden_dim} L{cfg_f.n_layers} mlp_ratio {cfg_f.mlp_ratio}",
+               "dtype": "int8 vs float32"},
+              c.as_dict(), note="both at the `npegg train` defaults, same P·T bytes; int's egg cell has a 4H MLP "
+                                "(~2.7x float's matmul FLOPs per byte)")
+
+
 def rows(s):
     yield from intmm_rows(s)
     yield from int8_lm_rows(s)
+    yield from int8_epoch_rows(s)

@@ -55,6 +55,7 @@ class Settings:
     int8_pop: int = 256              # as the LM rows: the int8 model runs step by step, so small P favours float
     int8_tokens: int = 100
     int8_noise_log2: int = 25        # QEggRoll's default int8 table (32 MiB)
+    int8_epoch_train: tuple = ()     # int ÷ float epoch: TrainConfig fields that differ from the defaults
     # peak memory of `npegg train`: the defaults, but 2 epochs instead of 200. Two epochs run every
     # phase of the default run (baselines, epochs, validation, checkpoint, sample) and memory does
     # not grow with epochs; `--train-epochs 0` runs the true default (many minutes).
@@ -80,6 +81,7 @@ QUICK = Settings(pop=64, widths=(64,), ranks=(1, 4), batches=(1, 4), update_widt
                  min_sample=0.0, row_budget=1.0, lm_hidden=32, lm_layers=1, lm_pop=16, lm_tokens=8, lm_repeats=3,
                  scan_pop=8, scan_tokens=16, scan_hidden=32, intmm_shapes=((64, 64, 64),),
                  int8_hidden=32, int8_pop=8, int8_tokens=4, int8_noise_log2=18,
+                 int8_epoch_train=(("pop_size", 64), ("hidden_dim", 16), ("n_layers", 1), ("tokens_per_update", 16)),
                  train_args=("--epochs", "1", "--hidden-dim", "16", "--pop-size", "16", "--max-docs", "20"),
                  train_timeout=300.0, workers_train=(("pop_size", 64), ("hidden_dim", 16), ("n_layers", 1),
                                                      ("tokens_per_update", 16)),

@@ -38,19 +38,19 @@ def wrap8(v) -> np.ndarray:
     return np.asarray(v).astype(np.int8)  # NumPy's integer narrowing is two's-complement truncation
 
 
-def floor_shift(a, k: int) -> np.ndarray:
-    """⌊a / 2ᵏ⌋ for signed integers (an arithmetic right shift; −1 >> k = −1)."""
-    return np.right_shift(a, k)
+def floor_shift(a, k: int, out=None) -> np.ndarray:
+    """⌊a / 2ᵏ⌋ for signed integers (an arithmetic right shift; −1 >> k = −1). ``out``: as NumPy's."""
+    return np.right_shift(a, k, out=out)
 
 
-def floor_div(a, d: int) -> np.ndarray:
-    """⌊a / d⌋ for a positive integer constant d; a plain shift when d is a power of two."""
+def floor_div(a, d: int, out=None) -> np.ndarray:
+    """⌊a / d⌋ for a positive integer constant d; a plain shift when d is a power of two. ``out``: as NumPy's."""
     d = int(d)
     if d <= 0:
         raise ValueError(f"floor_div needs a positive divisor, got {d}")
     if d & (d - 1) == 0:
-        return floor_shift(a, d.bit_length() - 1)  # identical result, cheaper than a division
-    return np.floor_divide(a, d)
+        return floor_shift(a, d.bit_length() - 1, out=out)  # identical result, cheaper than a division
+    return np.floor_divide(a, d, out=out)
 
 
 def clipped_add(*terms) -> np.ndarray:

@@ -33,10 +33,11 @@ import numpy as np
 from .. import keys as K
 from ..int8.fixedpoint import FIXED_POINT, clipped_add, egg_gru, egg_ln, saturate
 from ..int8.intmm import check_tokens
-from ..int8.loglik import int_ll
+from ..int8.loglik import int_ll, int_ll_columns
 from .base_model import check_int
 from .common import (EMB_PARAM, MM, MM_PARAM, CommonInit, Embedding, Linear, Model, Parameter, call_submodule,
                      layer_slice, merge_inits, per_member, stack_layers)
+from .egg_fused import bind
 
 
 def int8_normal(key, shape) -> np.ndarray:
@@ -190,13 +191,15 @@ class SequenceOut(NamedTuple):
 
 
 def generate(noiser, frozen_noiser_params, noiser_params, frozen_params, params, es_tree_key, iterinfo,
-             tokens_in, tokens_tgt, state, record: bool = False, reset=None) -> SequenceOut:
+             tokens_in, tokens_tgt, state, record: bool = False, reset=None, fused: bool = True) -> SequenceOut:
     """Run EGG over byte sequences, one member per row, scoring each next byte: the one EGG step loop.
 
     tokens_in: (P, T) uint8; tokens_tgt: (P, T) uint8 (the inputs shifted by one) or None (no
     scoring). state: (P, L, H) int8, value × 127, carried in from the previous call. Before step t,
     the rows where ``reset[:, t]`` is True set their whole state stack to 0; by default
     ``reset = tokens_in == 0`` (a document start). iterinfo: None (plain model) or (epoch, members (P,)).
+    fused: step with the noise gathered once (``egg_fused.FusedEGG``, when the noiser offers
+    ``lowrank_noise``); False steps through ``EGG.forward``, its slow twin. Both give the same bits.
 
     Mirrors: nano-egg run.py generate_thread (vmapped over threads).
     """
@@ -210,19 +213,48 @@ def generate(noiser, frozen_noiser_params, noiser_params, frozen_params, params,
         raise ValueError(f"state must be int8 of shape (P, L, H) = {(p,) + np.shape(params['blocks']['att']['bh'])}, "
                          f"got {state.dtype} {state.shape}")
     reset = tokens_in == 0 if reset is None else np.asarray(reset, dtype=bool)      # (P, T) bool
-    state = state.copy()                                                       # (P, L, H) int8, value × 127
     ll = None if tokens_tgt is None else np.empty((p, t_len), np.int32)        # (P, T) int32, 1/16 bit
-    logits = logits_all = states_all = None
-    for t in range(t_len):
+    logits_all = np.empty((p, t_len, np.shape(params["head"])[0]), np.int8) if record else None   # (P, T, V)
+    states_all = np.empty((p, t_len) + state.shape[1:], np.int8) if record else None               # (P, T, L, H)
+    model = bind(noiser, frozen_noiser_params, noiser_params, params, es_tree_key, iterinfo) if fused else None
+    if model is None:
+        state, logits = _steps(noiser, frozen_noiser_params, noiser_params, frozen_params, params, es_tree_key,
+                               iterinfo, tokens_in, tokens_tgt, state, reset, ll, logits_all, states_all)
+    else:
+        state, logits = _fused_steps(model, tokens_in, tokens_tgt, state, reset, ll, logits_all, states_all)
+    loss_sum = None if ll is None else ll.sum(axis=1, dtype=np.int32)
+    return SequenceOut(ll, loss_sum, state, logits_all, states_all, logits)
+
+
+def _steps(noiser, frozen_noiser_params, noiser_params, frozen_params, params, es_tree_key, iterinfo,
+           tokens_in, tokens_tgt, state, reset, ll, logits_all, states_all):
+    """``generate``'s loop through ``EGG.forward``; fills ll / logits_all / states_all, returns (state, last logits)."""
+    state = state.copy()                                                       # (P, L, H) int8, value × 127
+    logits = None
+    for t in range(tokens_in.shape[1]):
         state[reset[:, t]] = 0                                                 # document start: reset first
         logits, state = EGG.forward(noiser, frozen_noiser_params, noiser_params, frozen_params, params,
                                     es_tree_key, iterinfo, tokens_in[:, t], state)
         if ll is not None:
             ll[:, t] = int_ll(logits, tokens_tgt[:, t])
-        if record:
-            if logits_all is None:
-                logits_all = np.empty((p, t_len) + logits.shape[1:], np.int8)
-                states_all = np.empty((p, t_len) + state.shape[1:], np.int8)
+        if logits_all is not None:
             logits_all[:, t], states_all[:, t] = logits, state
-    loss_sum = None if ll is None else ll.sum(axis=1, dtype=np.int32)
-    return SequenceOut(ll, loss_sum, state, logits_all, states_all, logits)
+    return state, logits
+
+
+def _fused_steps(model, tokens_in, tokens_tgt, state, reset, ll, logits_all, states_all):
+    """``_steps`` with ``FusedEGG.step``, feature-major: the state is (L, H, P) in the model's float
+    dtype (exact integers), the logits (V, P)."""
+    s = np.ascontiguousarray(np.transpose(state, (1, 2, 0))).astype(model.dt)   # (L, H, P) dt, value × 127
+    any_reset = reset.any(axis=0)                                              # (T,)
+    lp = None
+    for t in range(tokens_in.shape[1]):
+        if any_reset[t]:
+            s[:, :, reset[:, t]] = 0                                           # document start: reset first
+        lp, s = model.step(tokens_in[:, t], s)                                 # (V, P) logits + 128
+        if ll is not None:
+            ll[:, t] = int_ll_columns(lp, tokens_tgt[:, t])
+        if logits_all is not None:
+            logits_all[:, t], states_all[:, t] = (lp - 128).T, np.transpose(s, (2, 0, 1))
+    # every value is an integer in [−128, 127] (egg_fused's module docstring): the casts are exact
+    return np.transpose(s, (2, 0, 1)).astype(np.int8), None if lp is None else (lp.T - 128).astype(np.int8)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..int8 import intmm, qes
+from ..int8.fixedpoint import FIXED_POINT
 from ..models.base_model import EMB_PARAM, EXCLUDED, MM_PARAM, PARAM
 from ..noise import Int8NoiseTable, parse_iterinfo
 from ..tree import tree_items, tree_map_with_path
@@ -140,6 +141,16 @@ class QEggRoll(Noiser):
             return op(param, x)
         a, b = get_lora_update_params(frozen_noiser_params, iterinfo, param.shape, base_key)
         return op(param, x, a, b, noiser_params["sigma_shift"])
+
+    @classmethod
+    def lowrank_noise(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo):
+        """What ``do_mm`` / ``do_emb`` add for every member, to be gathered once for many steps:
+        (sA (P, a, r) int8, B (P, b, r) int8, shift 4 + σ) for a leaf of shape (a, b), or None
+        for the plain model (``models.egg_fused.bind``)."""
+        if iterinfo is None:
+            return None
+        a, b = get_lora_update_params(frozen_noiser_params, iterinfo, np.shape(param), base_key)
+        return a, b, FIXED_POINT + int(noiser_params["sigma_shift"])
 
     @classmethod
     def get_noisy_standard(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo):
