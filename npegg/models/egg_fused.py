@@ -196,7 +196,7 @@ def bind(noiser, frozen_noiser_params, noiser_params, params, es_tree_key, iteri
     """Gather every leaf's (perturbed) parameters for ``FusedEGG``, or None when the noiser has no
     ``lowrank_noise`` (then ``generate`` steps through ``EGG.forward``). iterinfo: None (plain)
     or (epoch, members (P,))."""
-    if not hasattr(noiser, "lowrank_noise"):
+    if getattr(noiser, "lowrank_noise", None) is None:
         return None
 
     def leaf(param, key):                                                   # (W, sA (P, a, R), B (P, b, R), shift) / None
