@@ -117,14 +117,6 @@ def int_ll(logits, target) -> np.ndarray:
     return (tgt - lse).astype(np.int32)
 
 
-@lru_cache(maxsize=None)
-def _exp2_float64() -> np.ndarray:
-    """EXP2 as float64 (256,): every entry is an integer below 2²⁰, so exact."""
-    t = exp2_table().astype(np.float64)
-    t.flags.writeable = False
-    return t
-
-
 def int_ll_columns(lp, target) -> np.ndarray:
     """``int_ll`` of shifted logits l' = logit + 128 laid out one column per row of data, for
     speed: (V, N) → (N,) int32.
@@ -132,12 +124,14 @@ def int_ll_columns(lp, target) -> np.ndarray:
         ll = l'[target] − LOG2[Σᵥ EXP2[l'ᵥ] − 1]
 
     The same formula as ``int_ll``, without its checks (the caller's logits are clipped).
-    Σᵥ EXP2[l'ᵥ] is gathered as float64 and summed by one vector-matrix product: each entry is an
-    integer below 2²⁰, so every partial sum of V < 2³³ of them is an exact float64, in any order.
+    Σᵥ EXP2[l'ᵥ] is summed down the columns in int32: every entry is below 2²⁰ (EXP2[255] =
+    1 004 113), so the sum of V ≤ 2138 entries stays below 2³¹; wider vocabularies sum in int64.
     lp: (V, N) intp in [1, 255]. target: (N,) integers in [0, V).
     """
+    table = exp2_table()
     # mode="wrap" only selects np.take's fast path; every index is already in range
-    terms = np.take(_exp2_float64(), lp, mode="wrap")                       # (V, N) float64, exact
-    total = (np.ones(lp.shape[0]) @ terms).astype(np.int64)                 # (N,) Σ, exact
+    terms = np.take(table, lp, mode="wrap")                                 # (V, N) int32
+    wide = lp.shape[0] * int(table[-1]) >= 1 << 31
+    total = np.add.reduce(terms, axis=0, dtype=np.int64 if wide else np.int32).astype(np.int64)   # (N,) Σ
     tgt = lp[np.asarray(target), np.arange(lp.shape[1])]                    # (N,) l'[target]
     return (tgt - log2_entry(total - 1)).astype(np.int32)

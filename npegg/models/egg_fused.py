@@ -64,36 +64,57 @@ class MMGroup(NamedTuple):
 
     def __call__(self, x) -> np.ndarray:
         """clip(⌊(W x + ⌊A (Bᵀ x) / 2^(4+σ)⌋) / (16·⌊√I⌋)⌋) per member (``intmm.do_mm``): x (I, P)
-        → (n·O, P), both exact integers in x's dtype; the result in [−127, 127].
-
-        In the dtype when the sums stay exact there (checked on this call's projections), else
-        the low-rank term and the rescale go through int32 as ``intmm.do_mm`` does."""
-        acc = self.w @ x                                                    # (n·O, P), exact (bind's bound)
-        if self.a is not None:
-            r, n, o, p = self.a.shape
-            u = np.einsum("ip,kip->kp", x, self.bt).reshape(r, n, 1, p)     # x·B, exact (bind's bound)
-            exact = F32_EXACT if x.dtype == np.float32 else F64_EXACT
-            term = r * max(-float(u.min()), float(u.max())) * self.a_max    # bounds |Σᵣ uᵣ aᵣ|
-            if term >= exact or self.acc_bound + term / (1 << self.shift) + 1 >= exact:
-                return self._through_int32(acc, u).astype(x.dtype)
-            t = np.multiply(self.a[0], u[0])                                # (n, O, P): u·a / 2^(4+σ), exact
-            for k in range(1, r):
-                t += self.a[k] * u[k]
-            acc += np.floor(t, out=t).reshape(acc.shape)                    # floored on its own; exact sum
-        # ⌊N / d⌋ as floor(N / d): |N| < 2^24 (2^53) keeps the rounded quotient within 1/d of N/d
+        → (n·O, P), both exact integers in x's dtype; the result in [−127, 127]."""
+        acc = self.numerator(x)
+        if acc is None:
+            return self.through_int32(x).astype(x.dtype)
+        # ⌊N / d⌋ as floor(N / d): |N| < 2²⁴ (2⁵³) keeps the rounded quotient within 1/d of N/d,
+        # closer than any integer N/d is not
         np.divide(acc, self.divisor, out=acc)
         np.floor(acc, out=acc)
         return np.clip(acc, -MAX, MAX, out=acc)
 
-    def _through_int32(self, acc, u) -> np.ndarray:
-        """The same result with the term and the rescale in int32 (``intmm.do_mm``'s dtypes)."""
-        acc = acc.astype(np.int32)
-        u = u.astype(np.int32)
-        a = (self.a * (1 << self.shift)).astype(np.int32)                   # the int8 factors again
-        term = a[0] * u[0]
-        for k in range(1, a.shape[0]):
-            term += a[k] * u[k]
-        acc += floor_shift(term, self.shift, out=term).reshape(acc.shape)
+    def shifted(self, x) -> np.ndarray:
+        """``self(x) + 128`` as intp in [1, 255], the head's l' = logit + 128 for ``loglik.int_ll_columns``."""
+        acc = self.numerator(x)
+        if acc is None:
+            return (self.through_int32(x) + 128).astype(np.intp)
+        np.divide(acc, self.divisor, out=acc)
+        acc += 128
+        # clip(⌊z⌋, −127, 127) + 128 = ⌊clip(z + 128, 1, 255)⌋, and for values ≥ 1 the cast's
+        # truncation is that floor
+        np.clip(acc, 1, 2 * MAX + 1, out=acc)
+        return acc.astype(np.int32).astype(np.intp)
+
+    def numerator(self, x):
+        """N = W x + ⌊A (Bᵀ x) / 2^(4+σ)⌋ (n·O, P) in x's dtype, or None when the low-rank term
+        could leave the dtype's exact range (checked on this call's projections x·B)."""
+        acc = self.w @ x                                                    # (n·O, P), exact (bind's bound)
+        if self.a is None:
+            return acc
+        r, n, o, p = self.a.shape
+        u = np.einsum("ip,kip->kp", x, self.bt).reshape(r, n, 1, p)         # x·B, exact (bind's bound)
+        exact = F32_EXACT if x.dtype == np.float32 else F64_EXACT
+        term = r * max(-float(u.min()), float(u.max())) * self.a_max        # bounds |Σᵣ uᵣ aᵣ|
+        if term >= exact or self.acc_bound + term / (1 << self.shift) + 1 >= exact:
+            return None
+        t = np.multiply(self.a[0], u[0])                                    # (n, O, P): u·a / 2^(4+σ), exact
+        for k in range(1, r):
+            t += self.a[k] * u[k]
+        acc += np.floor(t, out=t).reshape(acc.shape)                        # floored on its own; exact sum
+        return acc
+
+    def through_int32(self, x) -> np.ndarray:
+        """``self(x)`` with the term and the rescale in int32, ``intmm.do_mm``'s dtypes: (n·O, P) int32."""
+        acc = (self.w @ x).astype(np.int32)
+        if self.a is not None:
+            r, n, o, p = self.a.shape
+            u = np.einsum("ip,kip->kp", x, self.bt).astype(np.int32).reshape(r, n, 1, p)
+            a = (self.a * (1 << self.shift)).astype(np.int32)               # the int8 factors again
+            term = a[0] * u[0]
+            for k in range(1, r):
+                term += a[k] * u[k]
+            acc += floor_shift(term, self.shift, out=term).reshape(acc.shape)
         floor_div(acc, self.divisor, out=acc)
         return np.clip(acc, -MAX, MAX, out=acc)
 
@@ -129,9 +150,7 @@ class FusedEGG(NamedTuple):
         new_state = np.empty_like(state)                                    # (L, H, P) dt, value × 127
         for l, layer in enumerate(self.layers):
             x, new_state[l] = self.layer(layer, x, state[l], l == 0 and self.emb_wraps)
-        logits = self.head(_ln(x, self.ln_out))                             # (V, P) dt in [−127, 127]
-        logits += 128
-        return logits.astype(np.intp), new_state                            # exact: integers in [1, 255]
+        return self.head.shifted(_ln(x, self.ln_out)), new_state
 
     def embed(self, tokens):
         """E[t], or clip(E[t] + ⌊A[t] Bᵀ / 2^(4+σ)⌋) (``intmm.do_emb``): (H, P) dt, value × 16."""

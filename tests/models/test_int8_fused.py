@@ -90,8 +90,8 @@ def test_fused_generate_matches_at_the_extremes(monkeypatch):
     noise = _extreme_noise(params, init.es_map, keys, members, rng)
     frozen, nparams = QEggRoll.init_noiser(params, -4, noise=noise)
     calls = []
-    monkeypatch.setattr(egg_fused.MMGroup, "_through_int32",
-                        lambda self, acc, u, f=egg_fused.MMGroup._through_int32: calls.append(1) or f(self, acc, u))
+    monkeypatch.setattr(egg_fused.MMGroup, "through_int32",
+                        lambda self, x, f=egg_fused.MMGroup.through_int32: calls.append(1) or f(self, x))
     tokens = rng.integers(1, 256, (pop, 9)).astype(np.uint8)
     state = rng.choice(np.array([-128, -127, 127], np.int8), (pop, layers, h))
     _assert_same(*_both(params, keys, frozen, nparams, (3, members), tokens, state))
@@ -145,9 +145,14 @@ def test_fused_generate_matches_for_other_vocabularies(vocab):
         _assert_same(*_both(params, keys, frozen, nparams, iterinfo, tokens, state))
 
 
-def test_mm_group_equals_do_mm_on_random_and_extreme_inputs():
+def test_mm_group_equals_do_mm_on_random_and_extreme_inputs(monkeypatch):
     """One stacked ``MMGroup`` (W_f; W_h) against ``intmm.do_mm`` of each weight, member by member,
-    for inputs and factors drawn from the whole int8 range with many entries at the ends."""
+    for inputs and factors drawn from the whole int8 range with many entries at the ends, and
+    with B aligned to x (|x·B| at its largest, so the int32 path must run); ``shifted`` is the
+    same plus 128."""
+    calls = []
+    monkeypatch.setattr(egg_fused.MMGroup, "through_int32",
+                        lambda self, x, f=egg_fused.MMGroup.through_int32: calls.append(1) or f(self, x))
     rng = np.random.default_rng(0)
     pop, i, o, rank = 12, 32, 24, 2
 
@@ -155,17 +160,25 @@ def test_mm_group_equals_do_mm_on_random_and_extreme_inputs():
         return np.where(rng.random(shape) < 0.3, rng.choice([-127, 127], shape),
                         rng.integers(-127, 128, shape)).astype(np.int8)
     for shift in (0, 4, 8, 31):
-        ws = [int8s((o, i)) for _ in range(2)]
-        fs = [(int8s((pop, o, rank)), int8s((pop, i, rank)), shift) for _ in range(2)]
-        x = int8s((pop, i))
-        x[0] = -128                                                         # a caller's −128 state
-        for dt in (np.float32, np.float64):
-            plain = egg_fused._group([(w, None) for w in ws], dt)(x.T.astype(dt))
-            pert = egg_fused._group(list(zip(ws, fs)), dt)(x.T.astype(dt))
-            for n in range(2):
-                assert np.array_equal(plain[n * o:(n + 1) * o].T, do_mm(ws[n], x))
-                want = do_mm(ws[n], x, fs[n][0], fs[n][1], shift - 4)
-                assert np.array_equal(pert[n * o:(n + 1) * o].T, want)
+        for aligned in (False, True):
+            x = int8s((pop, i))
+            x[0] = -128                                                     # a caller's −128 state
+            ws = [int8s((o, i)) for _ in range(2)]
+            bs = [np.where(x >= 0, 127, -127).astype(np.int8)[:, :, None].repeat(rank, 2) if aligned
+                  else int8s((pop, i, rank)) for _ in range(2)]
+            fs = [(int8s((pop, o, rank)), b, shift) for b in bs]
+            for dt in (np.float32, np.float64):
+                plain = egg_fused._group([(w, None) for w in ws], dt)
+                pert = egg_fused._group(list(zip(ws, fs)), dt)
+                xt = x.T.astype(dt)
+                for n in range(2):
+                    rows = slice(n * o, (n + 1) * o)
+                    assert np.array_equal(plain(xt)[rows].T, do_mm(ws[n], x))
+                    want = do_mm(ws[n], x, fs[n][0], fs[n][1], shift - 4)
+                    assert np.array_equal(pert(xt)[rows].T, want)
+                    assert np.array_equal(pert.shifted(xt)[rows].T, want.astype(np.intp) + 128)
+                    assert np.array_equal(plain.shifted(xt)[rows].T, do_mm(ws[n], x).astype(np.intp) + 128)
+    assert calls                                                            # the aligned cases took int32
 
 
 def test_int_ll_columns_equals_int_ll():
