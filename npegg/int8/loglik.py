@@ -134,4 +134,6 @@ def int_ll_columns(lp, target) -> np.ndarray:
     wide = lp.shape[0] * int(table[-1]) >= 1 << 31
     total = np.add.reduce(terms, axis=0, dtype=np.int64 if wide else np.int32).astype(np.int64)   # (N,) Σ
     tgt = lp[np.asarray(target), np.arange(lp.shape[1])]                    # (N,) l'[target]
-    return (tgt - log2_entry(total - 1)).astype(np.int32)
+    # every EXP2 entry is ≥ 16, so Σ ≥ 16 and LOG2[Σ − 1] = ⌊16·log2 Σ⌋ − 64 (``log2_entry``), clamped
+    lse = floor_16log2(np.minimum(total, LOG2_TABLE_SIZE)) - 64
+    return (tgt - lse).astype(np.int32)

@@ -243,18 +243,20 @@ def _steps(noiser, frozen_noiser_params, noiser_params, frozen_params, params, e
 
 
 def _fused_steps(model, tokens_in, tokens_tgt, state, reset, ll, logits_all, states_all):
-    """``_steps`` with ``FusedEGG.step``, feature-major: the state is (L, H, P) in the model's float
-    dtype (exact integers), the logits (V, P)."""
-    s = np.ascontiguousarray(np.transpose(state, (1, 2, 0))).astype(model.dt)   # (L, H, P) dt, value × 127
+    """``_steps`` with ``FusedEGG.step``, feature-major: the state is one (H, P) array per layer in the
+    model's float dtype (exact integers), the logits (V, P)."""
+    s = [np.ascontiguousarray(state[:, l].T).astype(model.dt) for l in range(state.shape[1])]  # L × (H, P)
     any_reset = reset.any(axis=0)                                              # (T,)
     lp = None
     for t in range(tokens_in.shape[1]):
         if any_reset[t]:
-            s[:, :, reset[:, t]] = 0                                           # document start: reset first
+            for layer in s:
+                layer[:, reset[:, t]] = 0                                      # document start: reset first
         lp, s = model.step(tokens_in[:, t], s)                                 # (V, P) logits + 128
         if ll is not None:
             ll[:, t] = int_ll_columns(lp, tokens_tgt[:, t])
         if logits_all is not None:
-            logits_all[:, t], states_all[:, t] = (lp - 128).T, np.transpose(s, (2, 0, 1))
+            logits_all[:, t], states_all[:, t] = (lp - 128).T, np.stack(s, axis=1).T
     # every value is an integer in [−128, 127] (egg_fused's module docstring): the casts are exact
-    return np.transpose(s, (2, 0, 1)).astype(np.int8), None if lp is None else (lp.T - 128).astype(np.int8)
+    final = np.stack([layer.T for layer in s], axis=1).astype(np.int8)         # (P, L, H)
+    return final, None if lp is None else (lp.T - 128).astype(np.int8)

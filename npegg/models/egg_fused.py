@@ -9,7 +9,7 @@ of ``EGG.forward`` (docs/int8-spec.md §2–§5), in the same order, on the same
 
 Layout: every array is feature-major, (features, P) with the population on the *last* axis, so
 that a member's scalar (its projection x·B, its norm's mean) broadcasts along contiguous rows
-and the halves of a stacked output are contiguous blocks. The state is (L, H, P).
+and the halves of a stacked output are contiguous blocks. The state is one (H, P) array per layer.
 
 Between the integer-only parts, activations, states and weights are held as exact integers in a
 float dtype ``dt`` (float32 where the bound below allows, else float64), so that matmuls run in
@@ -95,7 +95,7 @@ class MMGroup(NamedTuple):
         r, n, o, p = self.a.shape
         u = np.einsum("ip,kip->kp", x, self.bt).reshape(r, n, 1, p)         # x·B, exact (bind's bound)
         exact = F32_EXACT if x.dtype == np.float32 else F64_EXACT
-        term = r * max(-float(u.min()), float(u.max())) * self.a_max        # bounds |Σᵣ uᵣ aᵣ|
+        term = r * float(np.abs(u).max()) * self.a_max                      # bounds |Σᵣ uᵣ aᵣ|
         if term >= exact or self.acc_bound + term / (1 << self.shift) + 1 >= exact:
             return None
         t = np.multiply(self.a[0], u[0])                                    # (n, O, P): u·a / 2^(4+σ), exact
@@ -144,12 +144,13 @@ class FusedEGG(NamedTuple):
     head: MMGroup
 
     def step(self, tokens, state):
-        """One EGG step: tokens (P,) ints, state (L, H, P) dt → (l' = logits + 128 (V, P) intp in
-        [1, 255], new state (L, H, P) dt). The integers of ``EGG.forward`` (module docstring)."""
+        """One EGG step: tokens (P,) ints, state [L × (H, P) dt] → (l' = logits + 128 (V, P) intp in
+        [1, 255], new state [L × (H, P) dt]). The integers of ``EGG.forward`` (module docstring)."""
         x = self.embed(tokens)                                              # (H, P) dt, value × 16
-        new_state = np.empty_like(state)                                    # (L, H, P) dt, value × 127
+        new_state = []                                                      # L × (H, P) dt, value × 127
         for l, layer in enumerate(self.layers):
-            x, new_state[l] = self.layer(layer, x, state[l], l == 0 and self.emb_wraps)
+            x, s = self.layer(layer, x, state[l], l == 0 and self.emb_wraps)
+            new_state.append(s)
         return self.head.shifted(_ln(x, self.ln_out)), new_state
 
     def embed(self, tokens):
@@ -196,18 +197,32 @@ def _ln(x, w, wraps: bool = False):
     row m = 0 → −1 / −2. wraps: count a −128 in x as −128, as int8 ``abs`` does.
     x (H, P) dt, w (H, P) or (H, 1) → (H, P) dt, value × 16."""
     h = x.shape[0]
-    total = np.ones(h, x.dtype) @ np.abs(x)                                 # (P,) Σ|x|, exact
+    total = _ones(h, x.dtype) @ np.abs(x)                                   # (P,) Σ|x|, exact
     if wraps:
         total -= 2 * ACT_BOUND * (x == -ACT_BOUND).sum(axis=0)              # |−128| counted as −128
-    m = np.floor(np.maximum(total, 1, out=total) / h)                      # (P,) in [0, 128]
-    zero = m == 0
+    np.maximum(total, 1, out=total)
+    zero = total.min() < h                                                  # some row has m = 0
+    m = np.floor(total / h, out=total)                                      # (P,) in [0, 128]
     y = np.multiply(x, w)                                                   # (H, P), |v| ≤ 2¹⁴
-    np.divide(y, np.maximum(m, 1), out=y)
+    np.divide(y, np.maximum(m, 1) if zero else m, out=y)
     np.floor(y, out=y)
     np.clip(y, -MAX, MAX, out=y)
-    if zero.any():                                                          # DIV[0][v]: −1 if v = 0, else −2
-        y[:, zero] = np.where(x[:, zero] * np.broadcast_to(w, x.shape)[:, zero] == 0, -1, -2)
+    if zero:                                                                # DIV[0][v]: −1 if v = 0, else −2
+        rows = m == 0
+        y[:, rows] = np.where(x[:, rows] * np.broadcast_to(w, x.shape)[:, rows] == 0, -1, -2)
     return y
+
+
+_ONES = {}
+
+
+def _ones(n: int, dt) -> np.ndarray:
+    """A read-only (n,) vector of ones in dt (the norm's row sums are one matrix-vector product)."""
+    v = _ONES.get((n, dt))
+    if v is None:
+        v = _ONES[(n, dt)] = np.ones(n, dt)
+        v.flags.writeable = False
+    return v
 
 
 # -- bind: the population's noise, once ----------------------------------------------------------------
