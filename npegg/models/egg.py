@@ -20,7 +20,9 @@ Leaves (es_map): ``emb`` (V, H) EMB; ``blocks/att/{Wf,Uf,Wh,Uh}`` (L, H, H) MM;
 ``blocks/att/{bf,bh}``, ``blocks/ln{1,2}/weight`` (L, H) PARAM; ``blocks/mlp/0/weight``
 (L, 4H, H) and ``blocks/mlp/1/weight`` (L, H, 4H) MM; ``ln_out/weight`` (H,) PARAM; ``head``
 (V, H) MM. ``generate`` is the sequence driver: the state is reset to 0 *before* a step whose
-input byte is 0 (a document start), and each step's integer log-likelihood is recorded.
+input byte is 0 (a document start), and each step's integer log-likelihood is recorded. It runs the
+steps of ``egg_fused.FusedEGG`` (the same integers with the noise gathered once per call) unless
+``fused=False``, which steps ``EGG.forward`` itself, the slow twin.
 
 Mirrors: nano-egg run.py (EGG, LayerEGG, EGG_GRU, EGG_LN, MLP, MM, Embedding, generate_thread).
 """
@@ -192,7 +194,7 @@ class SequenceOut(NamedTuple):
 
 def generate(noiser, frozen_noiser_params, noiser_params, frozen_params, params, es_tree_key, iterinfo,
              tokens_in, tokens_tgt, state, record: bool = False, reset=None, fused: bool = True) -> SequenceOut:
-    """Run EGG over byte sequences, one member per row, scoring each next byte: the one EGG step loop.
+    """Run EGG over byte sequences, one member per row, scoring each next byte: the EGG sequence driver.
 
     tokens_in: (P, T) uint8; tokens_tgt: (P, T) uint8 (the inputs shifted by one) or None (no
     scoring). state: (P, L, H) int8, value × 127, carried in from the previous call. Before step t,
@@ -242,21 +244,24 @@ def _steps(noiser, frozen_noiser_params, noiser_params, frozen_params, params, e
     return state, logits
 
 
-def _fused_steps(model, tokens_in, tokens_tgt, state, reset, ll, logits_all, states_all):
+def _fused_steps(model, tokens_in, tokens_tgt, state, reset, ll, logits_all, states_all, block: int = 16):
     """``_steps`` with ``FusedEGG.step``, feature-major: the state is one (H, P) array per layer in the
-    model's float dtype (exact integers), the logits (V, P)."""
+    model's float dtype (exact integers), the logits (V, P); inputs are embedded ``block`` steps at a time."""
     s = [np.ascontiguousarray(state[:, l].T).astype(model.dt) for l in range(state.shape[1])]  # L × (H, P)
     any_reset = reset.any(axis=0)                                              # (T,)
     lp = None
-    for t in range(tokens_in.shape[1]):
-        if any_reset[t]:
-            for layer in s:
-                layer[:, reset[:, t]] = 0                                      # document start: reset first
-        lp, s = model.step(tokens_in[:, t], s)                                 # (V, P) logits + 128
-        if ll is not None:
-            ll[:, t] = int_ll_columns(lp, tokens_tgt[:, t])
-        if logits_all is not None:
-            logits_all[:, t], states_all[:, t] = (lp - 128).T, np.stack(s, axis=1).T
+    for start in range(0, tokens_in.shape[1], block):
+        x0 = model.embed(tokens_in[:, start:start + block])                    # (τ, H, P) dt, value × 16
+        for j, x in enumerate(x0):
+            t = start + j
+            if any_reset[t]:
+                for layer in s:
+                    layer[:, reset[:, t]] = 0                                  # document start: reset first
+            lp, s = model.step(x, s)                                           # (V, P) logits + 128
+            if ll is not None:
+                ll[:, t] = int_ll_columns(lp, tokens_tgt[:, t])
+            if logits_all is not None:
+                logits_all[:, t], states_all[:, t] = (lp - 128).T, np.stack(s, axis=1).T
     # every value is an integer in [−128, 127] (egg_fused's module docstring): the casts are exact
     final = np.stack([layer.T for layer in s], axis=1).astype(np.int8)         # (P, L, H)
     return final, None if lp is None else (lp.T - 128).astype(np.int8)

@@ -143,10 +143,10 @@ class FusedEGG(NamedTuple):
     ln_out: np.ndarray        # (H, P) or (H, 1) dt
     head: MMGroup
 
-    def step(self, tokens, state):
-        """One EGG step: tokens (P,) ints, state [L × (H, P) dt] → (l' = logits + 128 (V, P) intp in
-        [1, 255], new state [L × (H, P) dt]). The integers of ``EGG.forward`` (module docstring)."""
-        x = self.embed(tokens)                                              # (H, P) dt, value × 16
+    def step(self, x, state):
+        """One EGG step from its embedded input: x (H, P) dt (a row of ``embed``), state
+        [L × (H, P) dt] → (l' = logits + 128 (V, P) intp in [1, 255], new state [L × (H, P) dt]).
+        The integers of ``EGG.forward`` (module docstring)."""
         new_state = []                                                      # L × (H, P) dt, value × 127
         for l, layer in enumerate(self.layers):
             x, s = self.layer(layer, x, state[l], l == 0 and self.emb_wraps)
@@ -154,14 +154,15 @@ class FusedEGG(NamedTuple):
         return self.head.shifted(_ln(x, self.ln_out)), new_state
 
     def embed(self, tokens):
-        """E[t], or clip(E[t] + ⌊A[t] Bᵀ / 2^(4+σ)⌋) (``intmm.do_emb``): (H, P) dt, value × 16."""
-        x = np.take(self.emb, tokens, axis=1)                               # (H, P) dt
+        """E[t], or clip(E[t] + ⌊A[t] Bᵀ / 2^(4+σ)⌋) (``intmm.do_emb``), for a block of steps:
+        tokens (P, τ) ints → (τ, H, P) dt, value × 16 (the steps do not depend on each other here)."""
+        x = np.ascontiguousarray(np.take(self.emb, tokens.T, axis=1).transpose(1, 0, 2))   # (τ, H, P)
         if self.emb_a is None:
             return x                                                        # no clip on the plain lookup
-        rows = self.emb_a[np.arange(len(tokens)), tokens]                   # (P, R): A[t]
-        delta = self.emb_b[0] * rows[:, 0]                                  # (H, P): A[t] Bᵀ / 2^(4+σ)
-        for r in range(1, rows.shape[1]):
-            delta += self.emb_b[r] * rows[:, r]
+        rows = np.take_along_axis(self.emb_a, tokens[:, :, None].astype(np.intp), axis=1).T   # (R, τ, P): A[t]
+        delta = self.emb_b[0] * rows[0][:, None, :]                         # (τ, H, P): A[t] Bᵀ / 2^(4+σ)
+        for r in range(1, rows.shape[0]):
+            delta += self.emb_b[r] * rows[r][:, None, :]
         x += np.floor(delta, out=delta)                                     # floored on its own
         return np.clip(x, -MAX, MAX, out=x)
 

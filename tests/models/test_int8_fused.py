@@ -44,16 +44,17 @@ def _assert_same(a, b):
 
 @pytest.mark.parametrize("h, layers, pop, t_len, sigma_shift, rank", [
     (16, 2, 8, 7, 4, 1), (32, 2, 64, 12, 4, 1), (8, 1, 6, 5, 0, 2), (5, 2, 4, 6, -4, 1), (32, 1, 16, 10, 27, 3),
-    (12, 3, 10, 4, 2, 1)])
+    (12, 3, 10, 4, 2, 1), (8, 2, 6, 37, 4, 1)])
 def test_fused_generate_matches_the_model_steps(h, layers, pop, t_len, sigma_shift, rank):
     """Plain and perturbed, any width (H = 5, 12: the norm's ⌊Σ|x| / H⌋ is a true division),
-    ranks 1–3, σ from −4 (no shift) to 27, states including −128, a reset mid-sequence."""
+    ranks 1–3, σ from −4 (no shift) to 27, states including −128, resets mid-sequence, and T = 37
+    (the embedding runs in blocks of 16 steps)."""
     params, keys = _model(h, layers)
     frozen, nparams = QEggRoll.init_noiser(params, sigma_shift, rank=rank,
                                            noise=Int8NoiseTable(seed=5, log2_size=18))
     rng = np.random.default_rng(h * 100 + layers)
     tokens = rng.integers(0, 256, (pop, t_len + 1)).astype(np.uint8)
-    tokens[0, 3] = 0                                                       # a document start
+    tokens[0, 3] = tokens[1, t_len // 2] = tokens[-1, t_len - 1] = 0       # document starts
     state = rng.integers(-128, 128, (pop, layers, h)).astype(np.int8)
     for iterinfo in (None, (7, np.arange(pop))):
         _assert_same(*_both(params, keys, frozen, nparams, iterinfo, tokens, state))

@@ -7,7 +7,7 @@ One generation (``int_epoch``), as nano-egg's training loop runs it::
     θ       ← θ ± 1 where significant    QEggRoll.do_updates (even members' noise)
 
 Member states persist across generations (``IntRun`` passes them back in), and the reset on byte
-0 happens inside the forward (``models.egg.generate``, the one EGG step loop). ``--sigma-shift``
+0 happens inside the forward (``models.egg.generate``, the EGG sequence driver). ``--sigma-shift``
 (perturbations shifted right by 4 + it) and ``--alpha`` (the significance schedule) replace
 ``--sigma`` / ``--lr`` / ``--optimizer``, which have no meaning for ±1 integer updates.
 
