@@ -60,8 +60,12 @@ def _counts(mode: str, cell: str, n_layers: int, mlp_ratio: int = 4, direct: boo
 
 def param_count(mode: str, cell: str, hidden_dim: int, n_layers: int, mlp_ratio: int = 4,
                 direct_path: bool = False) -> int:
-    """Exact parameter count: quadratic in D (fitted on D = 1, 2, 3), linear in L (L = 1, 2).
+    """Exact parameter count: quadratic in D (fitted on D = 1, 2, 3), linear in L (L = 1, 2) and,
+    from M = 1 on, in the MLP ratio M (fitted on M = 1, 2: no model is built M·D wide).
     ``mlp_ratio`` and ``direct_path`` are the float model's (the int8 EGG has neither knob)."""
+    if mode == "float" and mlp_ratio > 2:
+        one, two = (param_count(mode, cell, hidden_dim, n_layers, m, direct_path) for m in (1, 2))
+        return one + (mlp_ratio - 1) * (two - one)
     def at(layers):
         f1, f2, f3 = _counts(mode, cell, layers, mlp_ratio if mode == "float" else 4,
                              bool(direct_path) and mode == "float")
@@ -85,6 +89,34 @@ def memory_parts(cfg) -> dict[str, int]:
     if cfg.mode == "int":
         return {"model": n * 3, "population": P * L * D * 3 + P * D * 8 * 12, "fixed": _FIXED}
     return {"model": n * 4 * 6, "population": P * L * D * 4 * 3 + P * T * D * 4 * 8, "fixed": _FIXED}
+
+
+def noise_slice(cfg) -> int:
+    """Entries one member reads from the noise table for the model's widest matrix (…, a, b):
+    (a + b)·R, the widest being the direct table (256 + 256, float mode with the direct path), the
+    embedding and head (256 + D), a layer's MLP ((M + 1)·D; M = 4 in int mode) or its D × D matrices."""
+    D = cfg.hidden_dim
+    ratio = 4 if cfg.mode == "int" else cfg.mlp_ratio
+    widest = max(256 + D, (ratio + 1) * D if ratio else 0, 2 * D,
+                 512 if cfg.mode == "float" and cfg.direct_path else 0)
+    return widest * cfg.rank
+
+
+def check_noise(cfg) -> None:
+    """PreflightError naming --rank when a member's noise for the widest matrix (``noise_slice``) is
+    longer than the noise table the run draws it from (float 2²³ entries, int 2²⁵)."""
+    from ..noise import Int8NoiseTable, NoiseTable
+    table = (Int8NoiseTable() if cfg.mode == "int" else NoiseTable()).size      # sizes only: nothing is built
+    if noise_slice(cfg) > table:
+        widest = noise_slice(cfg) // cfg.rank
+        if table // widest:                      # a smaller rank fits
+            raise PreflightError(f"--rank {cfg.rank}: each member reads {widest:,}·R numbers from the run's noise "
+                                 f"table for its widest matrix, and the table holds {table:,}, so --rank can be at "
+                                 f"most {table // widest:,} here")
+        flags = f"--mlp-ratio {cfg.mlp_ratio} / --hidden-dim" if cfg.mode == "float" and cfg.mlp_ratio else "--hidden-dim"
+        raise PreflightError(f"{flags} {cfg.hidden_dim}: a matrix of the model is too wide for the run's noise table "
+                             f"({widest:,} numbers per member at rank 1, and the table holds {table:,}); "
+                             f"choose smaller values")
 
 
 def checkpoint_bytes(cfg) -> int:
@@ -171,6 +203,7 @@ def check_memory(cfg, available: int | None = None, workers: int = 1) -> None:
                              f"with the run, {_gb(need)}, and this machine has {_gb(available)} available; "
                              f"use a smaller file or folder" + (" or fewer --workers" if workers > 1 else ""))
     model_flags = f"--hidden-dim {cfg.hidden_dim} / --n-layers {cfg.n_layers}"
+    model_flags += f" / --mlp-ratio {cfg.mlp_ratio}" if cfg.mode == "float" and cfg.mlp_ratio else ""
     pop_flags = f"--pop-size {cfg.pop_size}" + ("" if cfg.mode == "int" else f" / --tokens-per-update {cfg.tokens_per_update}")
     pop_flags += f" / --hidden-dim {cfg.hidden_dim}"
     n = param_count(cfg.mode, cfg.cell, cfg.hidden_dim, cfg.n_layers, cfg.mlp_ratio, cfg.direct_path)

@@ -31,7 +31,7 @@ from .config import ConfigError, TrainConfig
 from .data import DataError, absolute_path
 from .evaluate import sample_bytes
 from .loop import Diverged, History, train
-from .preflight import PreflightError, check_disk, check_memory, disk_full, disk_full_message, short_name
+from .preflight import PreflightError, check_disk, check_memory, check_noise, disk_full, disk_full_message, short_name
 from .progress import Progress, format_duration, format_rate, format_table
 from .report import plot_curve, results_table, write_sample
 from .run_folder import FolderBusy, claim, claim_new, contents, in_use
@@ -111,6 +111,7 @@ def _train_config(args):
         raise UsageError(f"--out: {where.out} exists and is a file, not a run folder; choose another --out")
     try:
         check_memory(cfg)
+        check_noise(cfg)
     except PreflightError as e:
         raise UsageError(str(e)) from e
     return cfg, ckpt, where

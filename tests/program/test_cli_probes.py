@@ -75,6 +75,8 @@ def unwritable(tmp_path) -> Path:
     (["--pop-size", "1000000000"], 2, ["--pop-size 1000000000", "memory"]),
     (["--hidden", "8"], 2, ["unrecognized arguments: --hidden"]),
     (["--data", "/dev/zero"], 1, ["--data", "/dev/zero", "not a regular file"]),
+    (["--rank", str(10**26)], 2, ["--rank", "noise table"]),                  # third round: worker tracebacks
+    (["--mlp-ratio", str(10**26)], 2, ["--mlp-ratio", "memory"]),             # third round: a traceback
 ])
 def test_train_refuses_before_any_work(corpus, tmp_path, flags, code, words):
     out = tmp_path / "run"

@@ -10,7 +10,9 @@ from npegg import keys as K
 from npegg.models.egg import EGG
 from npegg.models.lm import ByteLM
 from npegg.program.config import TrainConfig
-from npegg.program.preflight import PreflightError, check_memory, check_out, memory_parts, param_count
+from npegg.noise import Int8NoiseTable, NoiseTable
+from npegg.program.preflight import (PreflightError, check_memory, check_noise, check_out, memory_parts, noise_slice,
+                                     param_count)
 from npegg.tree import flatten
 
 
@@ -21,6 +23,42 @@ def test_param_count_is_exact(mode, cell, d, layers, ratio, direct):
     params = (EGG.rand_init(K.key(0), d, layers, 256).params if mode == "int"
               else ByteLM.rand_init(K.key(0), d, layers, cell=cell, mlp_ratio=ratio, direct_path=direct).params)
     assert param_count(mode, cell, d, layers, ratio, direct) == sum(int(np.size(v)) for v in flatten(params).values())
+
+
+def test_param_count_of_a_huge_mlp_ratio_builds_no_model():
+    """--mlp-ratio 10²⁶ built its tiny fitting models with 10²⁶-wide MLPs: a ValueError traceback.
+    A layer's MLP (D → M·D → D) adds 2·M·D² + M·D parameters: linear in M from M = 1 on."""
+    m = 10**26
+    one, two = (param_count("float", "mingru", 32, 2, r, True) for r in (1, 2))
+    assert param_count("float", "mingru", 32, 2, m, True) == one + (m - 1) * (two - one)
+    assert two - one == 2 * (2 * 32**2 + 32)                                # per layer: 2·D² weights, D biases
+
+
+@pytest.mark.parametrize("mode, cell, d, ratio, direct", [
+    ("float", "mingru", 8, 0, True), ("float", "egg", 3, 0, False), ("float", "mingru", 40, 9, True),
+    ("float", "mingru", 300, 0, False), ("int", "egg", 8, 4, False), ("int", "egg", 70, 4, False)])
+def test_noise_slice_is_the_widest_matrix_times_the_rank(mode, cell, d, ratio, direct):
+    """noise_slice = max over the model's matrices (…, a, b) of (a + b)·R: what one member reads from the table."""
+    params = (EGG.rand_init(K.key(0), d, 2, 256).params if mode == "int"
+              else ByteLM.rand_init(K.key(0), d, 2, cell=cell, mlp_ratio=ratio, direct_path=direct).params)
+    widest = max(v.shape[-2] + v.shape[-1] for v in flatten(params).values() if v.ndim >= 2)
+    cfg = replace(TrainConfig(), mode=mode, cell=cell, hidden_dim=d, n_layers=2, mlp_ratio=ratio, direct_path=direct,
+                  rank=3)
+    assert noise_slice(cfg) == 3 * widest
+
+
+def test_a_rank_whose_noise_does_not_fit_the_table_is_refused():
+    """--rank 10²⁶ passed every check, and each worker then failed at its first forward with a traceback."""
+    cfg = TrainConfig()
+    biggest = NoiseTable().size // 512                                   # the direct table (256, 256) is the widest
+    check_noise(replace(cfg, rank=biggest))
+    with pytest.raises(PreflightError, match=rf"--rank {biggest + 1}: .* at most {biggest:,} here"):
+        check_noise(replace(cfg, rank=biggest + 1))
+    check_noise(replace(cfg, mode="int", cell="egg", rank=Int8NoiseTable().size // (256 + cfg.hidden_dim)))
+    with pytest.raises(PreflightError, match="--rank"):
+        check_noise(replace(cfg, mode="int", cell="egg", rank=10**26))
+    with pytest.raises(PreflightError, match="--mlp-ratio 1000000 / --hidden-dim 32: .* too wide"):
+        check_noise(replace(cfg, mlp_ratio=10**6))                       # no rank fits: the flags that do
 
 
 def test_memory_refusal_names_the_flag_that_drives_it():
