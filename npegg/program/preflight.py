@@ -1,4 +1,5 @@
-"""Checks made before a run starts: will it fit in memory, can its folder be written, is there room.
+"""Checks made before a run starts: will it fit in memory and its noise in the noise table, can its
+folder be written, is there room.
 
 A run that cannot finish should say so before its first epoch, not after a fifth of it. Memory
 is estimated from the sizes alone (nothing is allocated)::
@@ -106,6 +107,8 @@ def check_noise(cfg) -> None:
     """PreflightError naming --rank when a member's noise for the widest matrix (``noise_slice``) is
     longer than the noise table the run draws it from (float 2²³ entries, int 2²⁵)."""
     from ..noise import Int8NoiseTable, NoiseTable
+    if cfg.method == "backprop":                 # no noise is drawn
+        return
     table = (Int8NoiseTable() if cfg.mode == "int" else NoiseTable()).size      # sizes only: nothing is built
     if noise_slice(cfg) > table:
         widest = noise_slice(cfg) // cfg.rank
