@@ -148,8 +148,9 @@ class NoiseTable:
     (key, epoch, members, shape) are reused from a small read-only cache, so that a forward
     over T time steps draws each member's noise once; it changes no value. ``gather_for``: the
     population a forward is about to draw noise for in member chunks; a chunk's request (a run
-    of members, or every k-th member of a run, as the update's one member per pair) is then a
-    view of the whole population's noise, drawn once per leaf and reused by the update.
+    of members) is then a view of the whole population's noise, drawn once per leaf. (The
+    update's one member per pair is drawn afresh: its rows then lie in memory as in any
+    process, so the GEMM reads the same layout whatever the worker count.)
     What ``lowrank`` and ``full`` return is the caller's: a fresh array, or read-only when it is
     shared (cached), so a caller may scale a writeable one in place.
     """
@@ -256,9 +257,8 @@ class NoiseTable:
     # -- the source interface -------------------------------------------------------------------
     def gather_for(self, members) -> None:
         """Draw noise for the population ``members`` (a contiguous ascending range of ids, else
-        None: no population) whole: a later request for a run of them, or for every k-th member
-        of a run, gets a view of the population's noise, which is built once per (leaf, epoch) and
-        cached. Only speed
+        None: no population) whole: a later request for a contiguous run of them gets a view of
+        the population's noise, which is built once per (leaf, epoch) and cached. Only speed
         changes: a row of noise is the same bits however it was gathered."""
         members = None if members is None else np.asarray(members, dtype=np.int64)
         if members is not None and not (members.ndim == 1 and members.size > 1 and
@@ -272,12 +272,11 @@ class NoiseTable:
         pop = self._population
         if pop is not None and member_bytes is not None and 0 < len(members) < len(pop) \
                 and member_bytes * len(pop) <= self.cache_bytes // 4:
-            step = int(members[1]) - int(members[0]) if len(members) > 1 else 1   # 2: one member of each pair
             lo = int(members[0]) - int(pop[0])
-            hi = lo + step * (len(members) - 1) + 1
-            if step >= 1 and 0 <= lo and hi <= len(pop) and pop[lo:hi:step].tobytes() == members.tobytes():
+            hi = lo + len(members)
+            if 0 <= lo and hi <= len(pop) and pop[lo:hi].tobytes() == members.tobytes():
                 whole = self._cached_or(tag, key, epoch, pop, noise_reuse, shape, rank, build)   # cached: it fits
-                return tuple(o[lo:hi:step] for o in whole) if isinstance(whole, tuple) else whole[lo:hi:step]
+                return tuple(o[lo:hi] for o in whole) if isinstance(whole, tuple) else whole[lo:hi]
         if self.cache_bytes == 0:                                  # no cache: nothing to look up or keep
             return build(start_indices(key, epoch, members, noise_reuse, self.size))
         te = 0 if noise_reuse == 0 else int(epoch) // int(noise_reuse)

@@ -163,7 +163,8 @@ class EggRoll(Noiser):
         """The hook for a perturbation's share of a matmul, (P, …, O): here s·σ/√r · (x B) Aᵀ
         ((x A) Bᵀ when transposed), never forming A Bᵀ."""
         a, b, scale = unit_lora(frozen, sigma, iterinfo, shape, key)
-        return _lowrank_term(x, a, b, scale) if transposed else _lowrank_term(x, b, a, scale)
+        consume = isinstance(frozen["noise"], NoiseTable)        # its writeable factors are fresh copies
+        return _lowrank_term(x, a, b, scale, consume) if transposed else _lowrank_term(x, b, a, scale, consume)
 
     @classmethod
     def do_emb(cls, frozen_noiser_params, noiser_params, param, base_key, iterinfo, tokens):
@@ -453,17 +454,22 @@ def _shared_matmul(x, w):
     return (x.reshape(-1, x.shape[-1]) @ w).reshape(x.shape[:-1] + (w.shape[1],))
 
 
-def _lowrank_term(x, first, second, scale):
+def _lowrank_term(x, first, second, scale, consume=False):
     """scale · (x · first) · secondᵀ per member.
 
     x (P, …, I), first (P, I, R), second (P, O, R), scale (P,) → (P, …, O). The scale is applied
-    to the small (P, N, R) intermediate, never to a factor.
+    to the small (P, N, R) intermediate, never to a factor. ``consume``: ``second`` is a fresh
+    factor nobody else holds, and at rank 1 with one row per member the term is written into it
+    (the same products, without a (P, O) temporary).
     """
     p = x.shape[0]
     x3 = x.reshape(p, -1, x.shape[-1])                          # (P, N, I)
     if first.shape[-1] == 1:                                    # rank 1: row-wise dots, then outer products
         u = np.matmul(x3, first) * scale[:, None, None]         # (P, N, 1): one GEMV per member
-        out = u * second[:, None, :, 0]                         # (P, N, O)
+        if consume and x3.shape[1] == 1 and second.flags.writeable and second.dtype == np.result_type(u, second):
+            out = np.multiply(u, second[:, None, :, 0], out=second[:, None, :, 0])   # (P, 1, O), in the factor
+        else:
+            out = u * second[:, None, :, 0]                     # (P, N, O)
     else:
         u = np.matmul(x3, first) * scale[:, None, None]         # (P, N, R)
         out = np.matmul(u, second.transpose(0, 2, 1))           # (P, N, O)

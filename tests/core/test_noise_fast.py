@@ -50,22 +50,6 @@ def test_memoized_start_indices_equal_the_formula(reuse):
         np.testing.assert_array_equal(start_indices(key, epoch, members, reuse, 1 << 20), want)
 
 
-def test_strided_runs_of_the_gathered_population_equal_a_fresh_draw():
-    """Every k-th member of a run (the update's one member per pair) is a view of the gathered
-    population's noise, the same bits as drawn alone; other sets still draw alone."""
-    key, shape = np.array([5, 8], np.uint32), (30, 20)
-    whole, alone = NoiseTable(seed=4), NoiseTable(seed=4)
-    whole.gather_for(np.arange(10, 74))
-    for members in (np.arange(10, 74, 2), np.arange(11, 74, 2), np.arange(20, 60, 3), np.array([70]),
-                    np.array([12, 16, 18]), np.arange(60, 80, 2)):
-        for got, want in zip(whole.lowrank(key, 2, members, shape, 2, 1), alone.lowrank(key, 2, members, shape, 2, 1)):
-            assert got.shape == want.shape and np.array_equal(got, want)
-        assert np.array_equal(whole.full(key, 2, members, shape, 1), alone.full(key, 2, members, shape, 1))
-    a, _ = whole.lowrank(key, 2, np.arange(10, 74, 2), shape, 2, 1)
-    pop, _ = whole.lowrank(key, 2, np.arange(10, 74), shape, 2, 1)
-    assert np.shares_memory(a, pop) and not a.flags.writeable              # a view, not a second draw
-
-
 def test_the_noise_a_table_hands_out_is_fresh_or_read_only():
     """What lowrank/full return may be scaled in place by the caller when writeable: never the cache."""
     key = np.array([1, 2], np.uint32)

@@ -189,9 +189,9 @@ def test_pairing_only_where_partners_share_the_update_factors():
 
 @pytest.mark.parametrize("rank", [1, 3])
 def test_paired_update_is_the_same_bits_from_the_population_cache_and_from_a_fresh_draw(rank):
-    """One process gathers the population's noise and the update reads every other member's as a strided
-    view; a worker that gathered only its own members draws them afresh: the same bits (workers
-    change nothing but speed)."""
+    """One process gathered the population's noise, a worker only its own members, a third table
+    caches nothing: the update draws one member per pair afresh in each, and the bits are the same
+    (workers change nothing but speed)."""
     members, shape = np.arange(128), (64, 48)
     f = np.random.default_rng(2).standard_normal(members.size)
     gathered = NoiseTable(seed=6)

@@ -166,3 +166,31 @@ def test_rows_seen_is_checked(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         EggRoll.estimate_grads(frozen, nparams, params, keys, np.ones(4), (np.zeros(4, int), np.arange(4)), kinds,
                                rows_seen=bad)
+
+
+@pytest.mark.parametrize("cache", [0, 1 << 24])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_in_place_forward_paths_are_the_same_bits_as_their_expressions(cache, batch):
+    """do_mm/do_Tmm write the rank-1 term into the fresh factor and get_noisy_standard scales and
+    biases the fresh noise in place (issue 21): the same bits as x Wᵀ + (s·σ·(x B)) Aᵀ and p + s·σ·e
+    computed with temporaries, with the table's cache off and on."""
+    table = NoiseTable(seed=5, log2_size=16, cache_bytes=cache)
+    frozen, nparams = EggRoll.init_noiser({}, 0.3, 0.1, rank=1, noise=table)
+    key, members, rng = K.key(2), np.arange(12), np.random.default_rng(batch)
+    w = rng.standard_normal((40, 24)).astype(np.float32)
+    x = rng.standard_normal((12, batch, 24)).astype(np.float32)
+    for _ in range(2):                                           # the second call reads the cache when on
+        a, b = (np.array(f) for f in table.lowrank(key, 1, members, w.shape, 1, 1))
+        scale = eggroll_mod.member_signs(frozen, members) * np.float32(0.3)
+        shared = (x.reshape(-1, 24) @ w.T).reshape(12, batch, 40)          # one GEMM, as _shared_matmul
+        want = shared + (np.matmul(x, b) * scale[:, None, None]) * a[:, None, :, 0]
+        assert np.array_equal(EggRoll.do_mm(frozen, nparams, w, key, (1, members), x), want)
+        wt = w.T.copy()
+        a_t, b_t = (np.array(f) for f in table.lowrank(key, 1, members, wt.shape, 1, 1))   # (24, 40): A (12, 24, 1)
+        want_t = (x.reshape(-1, 24) @ wt).reshape(12, batch, 40) + \
+            (np.matmul(x, a_t) * scale[:, None, None]) * b_t[:, None, :, 0]
+        assert np.array_equal(EggRoll.do_Tmm(frozen, nparams, wt, key, (1, members), x), want_t)
+        p = rng.standard_normal(7).astype(np.float32)
+        e = np.array(table.full(key, 1, members, (7,), 1))
+        assert np.array_equal(EggRoll.get_noisy_standard(frozen, nparams, p, key, (1, members)),
+                              p + e * scale[:, None])
