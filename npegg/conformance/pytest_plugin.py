@@ -75,9 +75,15 @@ def pytest_collection_modifyitems(session, config, items):
     backends = config.getoption("conformance_backend")
     if not backends:
         return
+    from .__main__ import check_writable, read_xfail
+    if config.getoption("conformance_max_examples") < 1:
+        raise pytest.UsageError(f"--conformance-max-examples must be >= 1, got {config.getoption('conformance_max_examples')}")
+    try:                                    # a failures folder that cannot be made: said now, not at the first failure
+        check_writable(None, config.getoption("conformance_failures"))
+    except ValueError as e:
+        raise pytest.UsageError(str(e).replace("--failures", "--conformance-failures")) from e
     xfail = set()
     if config.getoption("conformance_xfail"):
-        from .__main__ import read_xfail
         try:
             xfail = read_xfail(config.getoption("conformance_xfail"))
         except ValueError as e:

@@ -132,6 +132,20 @@ def test_the_pytest_plugin_runs_one_test_per_operation(tmp_path):
     assert "not claimed by broken toy" in out.stdout and "replay: python -m npegg.conformance" in out.stdout
 
 
+@pytest.mark.parametrize("args, named", [
+    (["--conformance-max-examples", "0"], "--conformance-max-examples"),         # was 3 hypothesis errors
+    (["--conformance-failures", "notes.txt"], "--conformance-failures"),         # a file: a traceback at a failure
+])
+def test_the_pytest_plugin_refuses_bad_options_before_running(args, named, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+                          "npegg.conformance.pytest_plugin", "--conformance-backend", BROKEN, *args],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == pytest.ExitCode.USAGE_ERROR and named in out.stderr, out.stdout[-2000:] + out.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_a_saved_case_round_trips_without_pickle(tmp_path):
     case = {"x": np.arange(3, dtype=np.float32), "sigma": 0.5, "optimizer": "adam", "nesterov": True}
     op, back = runner.load_case(runner.save_case(tmp_path / "c.npz", "sgd", case))
