@@ -42,8 +42,8 @@ def explicit_flags(args) -> dict:
 
 
 def checkpoint_path(where) -> Path:
-    """A run folder's ``checkpoint.npz``, or ``where`` itself when it names a file."""
-    p = Path(where)
+    """A run folder's ``checkpoint.npz``, or ``where`` itself when it names a file (``~`` expanded, as in --data)."""
+    p = Path(where).expanduser()
     return p / CHECKPOINT if p.is_dir() else p
 
 
@@ -221,7 +221,7 @@ def cmd_export_vectors(args, stdout) -> int:
     s = export_settings(args)
     if not args.dir.strip():                      # "" is no path: it would write into the current folder
         raise UsageError(f"the dir argument must name a folder; got {args.dir!r}")
-    out = Path(args.dir)
+    out = Path(args.dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty folder; choose a new one")
     try:                                        # a folder that cannot be written is found before any work

@@ -135,7 +135,7 @@ def _where(args, cfg) -> _Where:
     stem = f"{short_name(Path(cfg.data).stem) if cfg.data else 'stdlib'}-{cfg.mode}-{cfg.cell}-{stamp}"
     if args.out is not None and not args.out.strip():
         raise UsageError(f"--out must name a folder; got {args.out!r} (leave --out out for a new folder under runs/)")
-    out = Path(args.out) if args.out else (source.parent if source is not None and source.name == CHECKPOINT else None)
+    out = Path(args.out).expanduser() if args.out else (source.parent if source is not None and source.name == CHECKPOINT else None)
     here = (source is not None and out is not None and source.name == CHECKPOINT
             and out.absolute().resolve() == source.parent.absolute().resolve())
     return _Where(out, stem, here, source)

@@ -335,3 +335,18 @@ def test_an_empty_path_argument_is_refused_not_read_as_the_current_folder(comman
 def test_eval_names_max_docs_when_it_is_out_of_range(run_dir, value):
     """eval --max-docs 0 was blamed on --data (exit 1, a data error) instead of the flag itself."""
     refused(npegg("eval", run_dir, "--max-docs", value), 2, "--max-docs", ">= 1")
+
+
+def test_a_quoted_tilde_means_home_in_out_and_resume_as_in_data(corpus, tmp_path):
+    """--data "~/x" was the home folder's x, but --out "~/x" made a folder literally named "~" in the
+    current folder (one `rm -rf ~` away from the real home), and --resume "~/x" did not find the run."""
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir(), here.mkdir()
+    p = npegg("train", "--data", corpus, *TINY, "--epochs", "1", "--lr-schedule", "constant", "--out", "~/run",
+              cwd=here, env={"HOME": str(home)})
+    assert p.returncode == 0, p.stderr
+    assert (home / "run" / "checkpoint.npz").is_file() and list(here.iterdir()) == []
+    p = npegg("train", "--resume", "~/run", "--epochs", "2", cwd=here, env={"HOME": str(home)})
+    assert p.returncode == 0 and list(here.iterdir()) == [], p.stderr
+    p = npegg("sample", "~/run", "--length", "3", cwd=here, env={"HOME": str(home)})
+    assert p.returncode == 0, p.stderr
