@@ -69,6 +69,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.epochs < 1:
         ap.error(f"--epochs must be >= 1, got {a.epochs}")
+    if a.group_size < 1:        # the library's 0 (one group) has no meaning here: each group shares one point
+        ap.error(f"--group-size must be >= 1 (each group of members is scored on one training point), got {a.group_size}")
     t = time.perf_counter()
     try:        # the library checks its arguments before any work; show its message as a usage error
         with blas_threads(1):

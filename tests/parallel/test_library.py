@@ -65,7 +65,8 @@ def test_a_worker_that_raises_shows_its_error():
 
 
 @pytest.mark.parametrize("argv, words", [(["--workers", "0"], "workers"), (["--workers", "1000"], "workers"),
-                                         (["--group-size", "3"], "group_size"), (["--epochs", "0"], "--epochs")])
+                                         (["--group-size", "3"], "group_size"), (["--epochs", "0"], "--epochs"),
+                                         (["--group-size", "0"], "--group-size")])   # was a ZeroDivisionError
 def test_the_example_refuses_bad_flags_with_one_usage_line(argv, words):
     """examples/regression.py: a bad flag exits 2 with argparse's usage and the library's message
     naming the argument, never a traceback (the library checks before any work)."""
