@@ -61,6 +61,7 @@ class MMGroup(NamedTuple):
     divisor: int              # 16·⌊√I⌋
     acc_bound: int            # I · 128 · max|W|: bounds |W x|
     a_max: int                # max |A|
+    exact_always: bool        # R · 128 · maxₚ‖Bₚ‖₁ · max|A| keeps the term exact for any input
 
     def __call__(self, x) -> np.ndarray:
         """clip(⌊(W x + ⌊A (Bᵀ x) / 2^(4+σ)⌋) / (16·⌊√I⌋)⌋) per member (``intmm.do_mm``): x (I, P)
@@ -94,10 +95,10 @@ class MMGroup(NamedTuple):
             return acc
         r, n, o, p = self.a.shape
         u = np.einsum("ip,kip->kp", x, self.bt).reshape(r, n, 1, p)         # x·B, exact (bind's bound)
-        exact = F32_EXACT if x.dtype == np.float32 else F64_EXACT
-        term = r * float(np.abs(u).max()) * self.a_max                      # bounds |Σᵣ uᵣ aᵣ|
-        if term >= exact or self.acc_bound + term / (1 << self.shift) + 1 >= exact:
-            return None
+        if not self.exact_always:                                           # bind's bound is too loose:
+            term = r * float(np.abs(u).max()) * self.a_max                  # bound |Σᵣ uᵣ aᵣ| on this call's u
+            if not _term_fits(term, self.acc_bound, self.shift, x.dtype):
+                return None
         t = np.multiply(self.a[0], u[0])                                    # (n, O, P): u·a / 2^(4+σ), exact
         for k in range(1, r):
             t += self.a[k] * u[k]
@@ -276,9 +277,23 @@ def _group(leaves, dt) -> MMGroup:
     w = np.concatenate([np.asarray(w) for w, _ in leaves])                 # (n·O, I) int8
     divisor, bound = mm_divisor(w.shape[1]), w.shape[1] * ACT_BOUND * max_abs(w)
     if leaves[0][1] is None:
-        return MMGroup(w.astype(dt), None, None, 0, divisor, bound, 0)
+        return MMGroup(np.ascontiguousarray(w, dtype=dt), None, None, 0, divisor, bound, 0, True)
     shift = int(leaves[0][1][2])
-    bt = np.stack([np.transpose(f[1], (2, 1, 0)) for _, f in leaves], axis=1)       # (R, n, I, P)
-    a = np.stack([np.transpose(f[0], (2, 1, 0)) for _, f in leaves], axis=1)        # (R, n, O, P)
-    return MMGroup(w.astype(dt), np.ascontiguousarray(bt.reshape((-1,) + bt.shape[2:])).astype(dt),
-                   np.ascontiguousarray(a).astype(dt) * dt(2.0 ** -shift), shift, divisor, bound, max_abs(a))
+    bt = np.stack([np.transpose(f[1], (2, 1, 0)) for _, f in leaves], axis=1)       # (R, n, I, P) int8
+    a = np.stack([np.transpose(f[0], (2, 1, 0)) for _, f in leaves], axis=1)        # (R, n, O, P) int8
+    a_max = max_abs(a)
+    # |x·Bₚ| ≤ 128 · ‖Bₚ‖₁ for every input the step can give (|x| ≤ 128)
+    b_l1 = max(int(np.abs(f[1].astype(np.int32)).sum(axis=1).max()) for _, f in leaves)
+    term = a.shape[0] * ACT_BOUND * b_l1 * a_max
+    a = np.ascontiguousarray(a, dtype=dt)                                  # (np.stack keeps the transposed
+    a *= dt(2.0 ** -shift)                                                  # order): exact, a power of two
+    bt = np.ascontiguousarray(bt.reshape((-1,) + bt.shape[2:]), dtype=dt)   # (R·n, I, P)
+    return MMGroup(np.ascontiguousarray(w, dtype=dt), bt, a, shift, divisor, bound, a_max,
+                   _term_fits(term, bound, shift, dt))
+
+
+def _term_fits(term, acc_bound: int, shift: int, dt) -> bool:
+    """Whether a low-rank term |Σᵣ uᵣ aᵣ| ≤ term and the numerator W x + ⌊term / 2^shift⌋ stay exact
+    integers in dt (below 2²⁴ for float32, 2⁵³ for float64)."""
+    exact = F32_EXACT if np.dtype(dt) == np.float32 else F64_EXACT
+    return term < exact and acc_bound + term / (1 << shift) + 1 < exact
