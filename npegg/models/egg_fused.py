@@ -253,7 +253,7 @@ def bind(noiser, frozen_noiser_params, noiser_params, params, es_tree_key, iteri
 
     def vec(param, key):                                                    # (H, P) or (H, 1) dt
         v = noiser.get_noisy_standard(frozen_noiser_params, noiser_params, param, key, iterinfo)
-        return np.ascontiguousarray(np.asarray(v).T.astype(dt)) if np.ndim(v) == 2 else np.asarray(v, dt)[:, None]
+        return np.ascontiguousarray(np.asarray(v).T, dtype=dt) if np.ndim(v) == 2 else np.asarray(v, dt)[:, None]
 
     layers = tuple(Layer(
         ln1=vec(blocks["ln1"]["weight"][l], bkeys["ln1"]["weight"][l]),
@@ -266,7 +266,8 @@ def bind(noiser, frozen_noiser_params, noiser_params, params, es_tree_key, iteri
     if emb_f is not None:
         a, b, shift = emb_f
         emb_a = a.astype(dt)                                                # (P, V, R)
-        emb_b = np.ascontiguousarray(np.transpose(b, (2, 1, 0))).astype(dt) * dt(2.0 ** -shift)   # (R, H, P), exact
+        emb_b = np.ascontiguousarray(np.transpose(b, (2, 1, 0)), dtype=dt)    # (R, H, P)
+        emb_b *= dt(2.0 ** -shift)                                          # exact: a power of two
     return FusedEGG(dt, np.ascontiguousarray(emb.T).astype(dt), emb_b, emb_a,
                     emb_f is None and bool((emb == -ACT_BOUND).any()), layers,
                     vec(params["ln_out"]["weight"], es_tree_key["ln_out"]["weight"]), _group([head], dt))
@@ -279,16 +280,18 @@ def _group(leaves, dt) -> MMGroup:
     if leaves[0][1] is None:
         return MMGroup(np.ascontiguousarray(w, dtype=dt), None, None, 0, divisor, bound, 0, True)
     shift = int(leaves[0][1][2])
-    bt = np.stack([np.transpose(f[1], (2, 1, 0)) for _, f in leaves], axis=1)       # (R, n, I, P) int8
-    a = np.stack([np.transpose(f[0], (2, 1, 0)) for _, f in leaves], axis=1)        # (R, n, O, P) int8
-    a_max = max_abs(a)
+    n, (p, o, r), i = len(leaves), np.shape(leaves[0][1][0]), w.shape[1]
+    a = np.empty((r, n, o, p), dt)                                          # the factors, transposed and
+    bt = np.empty((r, n, i, p), dt)                                         # converted in one copy each
+    for j, (_, (sa, b, _)) in enumerate(leaves):
+        a[:, j] = np.transpose(sa, (2, 1, 0))
+        bt[:, j] = np.transpose(b, (2, 1, 0))
+    a_max = max(max_abs(f[0]) for _, f in leaves)
     # |x·Bₚ| ≤ 128 · ‖Bₚ‖₁ for every input the step can give (|x| ≤ 128)
     b_l1 = max(int(np.abs(f[1].astype(np.int32)).sum(axis=1).max()) for _, f in leaves)
-    term = a.shape[0] * ACT_BOUND * b_l1 * a_max
-    a = np.ascontiguousarray(a, dtype=dt)                                  # (np.stack keeps the transposed
-    a *= dt(2.0 ** -shift)                                                  # order): exact, a power of two
-    bt = np.ascontiguousarray(bt.reshape((-1,) + bt.shape[2:]), dtype=dt)   # (R·n, I, P)
-    return MMGroup(np.ascontiguousarray(w, dtype=dt), bt, a, shift, divisor, bound, a_max,
+    term = r * ACT_BOUND * b_l1 * a_max
+    a *= dt(2.0 ** -shift)                                                  # exact: a power of two
+    return MMGroup(np.ascontiguousarray(w, dtype=dt), bt.reshape((r * n, i, p)), a, shift, divisor, bound, a_max,
                    _term_fits(term, bound, shift, dt))
 
 
