@@ -11,14 +11,19 @@ Layout: every array is feature-major, (features, P) with the population on the *
 that a member's scalar (its projection x·B, its norm's mean) broadcasts along contiguous rows
 and the halves of a stacked output are contiguous blocks. The state is one (H, P) array per layer.
 
-Between the integer-only parts, activations, states and weights are held as exact integers in a
-float dtype ``dt`` (float32 where the bound below allows, else float64), so that matmuls run in
-BLAS and elementwise steps need no conversions. Each step is exact for that reason:
+Activations, states and weights are held as exact integers in a float dtype ``dt`` (float32
+where the bound below allows, else float64), so that matmuls run in BLAS and elementwise steps
+need no conversions. Each operation is exact:
 
 - W x and the projections u = x·B: every partial sum is bounded by I · 128 · max(|W|, |B|), and
   ``bind`` takes float32 only when that is < 2²⁴ (the bound of ``intmm.exact_matmul``).
-- ⌊u Aᵀ / 2^(4+σ)⌋, its sum with W x, the rescale ⌊· / (16·⌊√I⌋)⌋ and the clip run in int32,
-  the dtype and wrap-around of ``intmm.do_mm``.
+- The low-rank term ⌊Σᵣ uᵣ aᵣ / 2^(4+σ)⌋ is a product u·(a·2^−(4+σ)) (the scaling is exact) and
+  a floor, exact while |Σᵣ uᵣ aᵣ| < 2²⁴; the numerator N = W x + ⌊…⌋ is exact while it stays below
+  2²⁴ too; and ⌊N / d⌋ (d = 16·⌊√I⌋) is floor(N / d): the rounded quotient lies within
+  |N/d| · 2⁻²⁴ < 1/d of N/d, closer than any non-integer N/d is to an integer. ``bind`` proves
+  both bounds for every input from |u| ≤ 128 · ‖Bₚ‖₁ (true at the defaults); where it cannot,
+  each call checks them on its own u, and where they fail the term and the rescale run in int32
+  as ``intmm.do_mm`` does them (``MMGroup.through_int32``).
 - The layer norm (``fixedpoint.egg_ln``): Σ|x| ≤ 128·H and v = x·w ≤ 2¹⁴ are exact, and so is
   ⌊v / m⌋ computed as floor(v / m): a correctly rounded quotient of two exact integers cannot
   cross an integer, because a non-integer v/m lies at least 1/m ≥ 1/128 from one, more than half
@@ -45,7 +50,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..int8.fixedpoint import FIXED_POINT, LOGMAX, MAX, floor_div, floor_shift
+from ..int8.fixedpoint import LOGMAX, MAX, floor_div, floor_shift
 from ..int8.intmm import F32_EXACT, F64_EXACT, max_abs, mm_divisor
 
 ACT_BOUND = 128      # |activation| entering a matmul: clipped values, or a caller's int8 state
@@ -73,7 +78,7 @@ class MMGroup(NamedTuple):
         # closer than any integer N/d is not
         np.divide(acc, self.divisor, out=acc)
         np.floor(acc, out=acc)
-        return np.clip(acc, -MAX, MAX, out=acc)
+        return acc.clip(-MAX, MAX, out=acc)
 
     def shifted(self, x) -> np.ndarray:
         """``self(x) + 128`` as intp in [1, 255], the head's l' = logit + 128 for ``loglik.int_ll_columns``."""
@@ -84,7 +89,7 @@ class MMGroup(NamedTuple):
         acc += 128
         # clip(⌊z⌋, −127, 127) + 128 = ⌊clip(z + 128, 1, 255)⌋, and for values ≥ 1 the cast's
         # truncation is that floor
-        np.clip(acc, 1, 2 * MAX + 1, out=acc)
+        acc.clip(1, 2 * MAX + 1, out=acc)
         return acc.astype(np.int32).astype(np.intp)
 
     def numerator(self, x):
@@ -117,7 +122,7 @@ class MMGroup(NamedTuple):
                 term += a[k] * u[k]
             acc += floor_shift(term, self.shift, out=term).reshape(acc.shape)
         floor_div(acc, self.divisor, out=acc)
-        return np.clip(acc, -MAX, MAX, out=acc)
+        return acc.clip(-MAX, MAX, out=acc)
 
 
 class Layer(NamedTuple):
@@ -165,33 +170,35 @@ class FusedEGG(NamedTuple):
         for r in range(1, rows.shape[0]):
             delta += self.emb_b[r] * rows[r][:, None, :]
         x += np.floor(delta, out=delta)                                     # floored on its own
-        return np.clip(x, -MAX, MAX, out=x)
+        return x.clip(-MAX, MAX, out=x)
 
     def layer(self, p: Layer, x, s, wraps=False):
         """``EggLayer``: a = LN₁(x); s' = GRU(a, s); x = clip(s' + x); x = clip(MLP(LN₂ x) + x).
         x (H, P) dt value × 16, s (H, P) dt value × 127 → (x, s')."""
         h = x.shape[0]
         fh = p.wfh(_ln(x, p.ln1, wraps))                                    # (2H, P): W_f a; W_h a
-        g = fh[:h]                                                          # the gate f, ``clipped_add``, and
-        g += p.uf(s)                                                        # g = f + 127: clip(Σ + bf + 127, 0, 254)
-        g += p.bf                                                           # = clip(Σ + bf, ±127) + 127 (bf holds bf + 127)
-        np.clip(g, 0, 2 * MAX, out=g)
+        # the gate f = clipped_add(W_f a, U_f s, bf), and g = f + 127 = clip(Σ + bf + 127, 0, 254)
+        # (p.bf holds bf + 127)
+        g = fh[:h]
+        g += p.uf(s)
+        g += p.bf
+        g.clip(0, 2 * MAX, out=g)
         g *= GATE_SCALE                                                     # g/256 ∈ [0, 254/256]
         gated = np.multiply(g, s)                                           # ⌊g s / 256⌋ ∈ [−127, 126]
         np.floor(gated, out=gated)
         c = fh[h:]                                                          # the candidate, ``clipped_add``
         c += p.uh(gated)
         c += p.bh
-        np.clip(c, -MAX, MAX, out=c)
+        c.clip(-MAX, MAX, out=c)
         c -= s
         c *= g
         s_new = np.floor(c, out=c)
         s_new += s                                                          # s + ⌊g (c − s) / 256⌋: no wrap
         x = np.add(s_new, x)                                                # residual
-        np.clip(x, -MAX, MAX, out=x)
+        x.clip(-MAX, MAX, out=x)
         y = p.mlp1(p.mlp0(_ln(x, p.ln2)))                                   # MLP, no activation
         y += x
-        return np.clip(y, -MAX, MAX, out=y), s_new
+        return y.clip(-MAX, MAX, out=y), s_new
 
 
 def _ln(x, w, wraps: bool = False):
@@ -208,7 +215,7 @@ def _ln(x, w, wraps: bool = False):
     y = np.multiply(x, w)                                                   # (H, P), |v| ≤ 2¹⁴
     np.divide(y, np.maximum(m, 1) if zero else m, out=y)
     np.floor(y, out=y)
-    np.clip(y, -MAX, MAX, out=y)
+    y.clip(-MAX, MAX, out=y)
     if zero:                                                                # DIV[0][v]: −1 if v = 0, else −2
         rows = m == 0
         y[:, rows] = np.where(x[:, rows] * np.broadcast_to(w, x.shape)[:, rows] == 0, -1, -2)
@@ -235,7 +242,7 @@ def bind(noiser, frozen_noiser_params, noiser_params, params, es_tree_key, iteri
     if getattr(noiser, "lowrank_noise", None) is None:
         return None
 
-    def leaf(param, key):                                                   # (W, sA (P, a, R), B (P, b, R), shift) / None
+    def leaf(param, key):                                                   # (W, (sA, B, shift) or None)
         return param, noiser.lowrank_noise(frozen_noiser_params, noiser_params, param, key, iterinfo)
 
     blocks, bkeys = params["blocks"], es_tree_key["blocks"]
