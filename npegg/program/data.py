@@ -342,8 +342,8 @@ class BatchReader:
                              f"multiple of group_size ({self.group_size})")
         n = len(self.data)
         if n < T + 1:
-            raise DataError(f"{n} training bytes cannot fill one window of tokens_per_update + 1 = "
-                            f"{T + 1} bytes; use more data or a smaller tokens_per_update")
+            raise DataError(f"{n:,} training bytes cannot fill one window of --tokens-per-update {T} + 1 bytes; "
+                            f"use more data or a smaller --tokens-per-update")
         self.n_streams = S = pop_size // self.group_size
         segments = (n - S) // (T * S)
         if segments >= 1:                               # nano-egg's disjoint layout

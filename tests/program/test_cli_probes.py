@@ -350,3 +350,10 @@ def test_a_quoted_tilde_means_home_in_out_and_resume_as_in_data(corpus, tmp_path
     assert p.returncode == 0 and list(here.iterdir()) == [], p.stderr
     p = npegg("sample", "~/run", "--length", "3", cwd=here, env={"HOME": str(home)})
     assert p.returncode == 0, p.stderr
+
+
+def test_too_little_data_for_one_window_names_tokens_per_update(corpus, tmp_path):
+    """The message named the field tokens_per_update, not the flag to change."""
+    p = npegg("train", "--data", corpus, *TINY, "--tokens-per-update", "100000", "--out", tmp_path / "run")
+    refused(p, 1, "--tokens-per-update 100000", "smaller --tokens-per-update")
+    assert not (tmp_path / "run").exists()
