@@ -249,7 +249,7 @@ def test_reader_rejects_foreign_state_and_tiny_data():
     reader = BatchReader(np.zeros(500, np.uint8), 8, 2, 10)
     with pytest.raises(DataError, match="streams"):
         reader.next({"pos": np.zeros(3, np.int64)})
-    with pytest.raises(DataError, match="tokens_per_update"):
+    with pytest.raises(DataError, match="--tokens-per-update"):
         BatchReader(np.zeros(5, np.uint8), 2, 1, 10)
     with pytest.raises(ValueError, match="multiple of group_size"):
         BatchReader(np.zeros(500, np.uint8), 7, 2, 10)
