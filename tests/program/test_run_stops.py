@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from npegg.program.config import MAX_SAMPLE_BYTES   # the longest sample: minutes for the tiny model, so the Ctrl-C comes while it runs
 from npegg_process import ENV, finish, npegg_process, npegg_started, read_until, write_word_corpus
 from test_run_folder import FOREVER, TINY, whole
 from test_workers import _session_processes
@@ -222,7 +223,7 @@ def test_workers_ignore_the_stop_signals_and_nobody_keeps_them_blocked(corpus, t
 
 def test_ctrl_c_during_the_final_sample_keeps_checkpoint_and_metrics_and_resume_writes_the_sample(corpus, tmp_path):
     out = tmp_path / "run"
-    p = npegg_started("train", "--data", corpus, *TINY, "--epochs", "2", "--sample-bytes", "2000000", "--out", out)
+    p = npegg_started("train", "--data", corpus, *TINY, "--epochs", "2", "--sample-bytes", str(MAX_SAMPLE_BYTES), "--out", out)
     try:
         read_until(p, r"^validation bytes")                     # the results table: training is over, sampling next
         time.sleep(0.3)
