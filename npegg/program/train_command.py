@@ -47,6 +47,7 @@ RESUMABLE = ("epochs", "eval_every", "save_every", "sample_bytes")
 INT_ONLY, FLOAT_ONLY = ("sigma_shift", "alpha"), ("lr", "sigma", "optimizer", "lr_schedule", "sigma_schedule",
                                                    "head_scale", "mlp_ratio", "direct_path",
                                                    "embedding_update")
+ES_ONLY = ("sigma", "sigma_schedule", "rank", "embedding_update")    # the noise: none in --method backprop
 
 
 def _train_config(args):
@@ -94,6 +95,10 @@ def _train_config(args):
         elif any(k in given for k in INT_ONLY):
             k = next(k for k in INT_ONLY if k in given)
             raise UsageError(f"--{k.replace('_', '-')} only applies to --mode int")
+        elif cfg.method == "backprop" and any(k in given for k in ES_ONLY):
+            k = next(k for k in ES_ONLY if k in given)
+            raise UsageError(f"--{k.replace('_', '-')} has no meaning with --method backprop (its gradient is exact: "
+                             f"no noise is drawn); --pop-size / --group-size still set its batch")
     try:
         cfg.validate()
     except ConfigError as e:

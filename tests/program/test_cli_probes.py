@@ -77,6 +77,8 @@ def unwritable(tmp_path) -> Path:
     (["--data", "/dev/zero"], 1, ["--data", "/dev/zero", "not a regular file"]),
     (["--rank", str(10**26)], 2, ["--rank", "noise table"]),                  # third round: worker tracebacks
     (["--mlp-ratio", str(10**26)], 2, ["--mlp-ratio", "memory"]),             # third round: a traceback
+    (["--method", "backprop", "--sigma", "0.5"], 2, ["--sigma", "--method backprop"]),   # third round: ignored
+    (["--method", "backprop", "--rank", "4"], 2, ["--rank", "--method backprop"]),       # without a word
 ])
 def test_train_refuses_before_any_work(corpus, tmp_path, flags, code, words):
     out = tmp_path / "run"
