@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import socket
 import threading
 import time
 
@@ -70,6 +72,28 @@ class _ReplicaActor:
         return self.replica.carried(self.share), self.replica.digest()
 
 
+#: seconds to wait for a TCP connection to RAY_ADDRESS before calling the cluster unreachable
+CONNECT_TIMEOUT = 10.0
+
+
+def _unreachable(address: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why RAY_ADDRESS's HOST:PORT (also ``ray://HOST:PORT``) takes no TCP connection within
+    ``timeout`` seconds, or None when it does, or when the address is not of that form ("auto",
+    "local": Ray resolves those itself, and reports its own errors for anything malformed)."""
+    m = re.fullmatch(r"(?:ray://)?\[?([^\[\]\s/]+?)\]?:([0-9]+)", address.strip())
+    if m is None:
+        return None
+    host, port = m.group(1), int(m.group(2))
+    if not 0 < port < 65536:
+        return f"port {port} is not between 1 and 65535"
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        return f"no answer from {host} port {port} within {timeout:g} s" if isinstance(e, TimeoutError) \
+            else f"{host} port {port}: {e.strerror or e}"
+    return None
+
+
 def _first_lines(e, n: int = 12) -> str:
     lines = str(e).strip().splitlines()
     return "\n".join(lines[:n] + (["…"] if len(lines) > n else []))
@@ -101,6 +125,11 @@ class RayEngine(Engine):
         import ray
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS") or None
+            silent = _unreachable(address) if address else None
+            if silent:              # ray.init would retry such an address for many minutes, printing nothing of ours
+                raise WorkerError(f"--engine ray: could not reach the cluster at RAY_ADDRESS={address}: {silent}\n"
+                                  f"(start it with  ray start --head  on that machine, or unset RAY_ADDRESS "
+                                  f"for a local Ray)")
             try:
                 ray.init(address=address, num_cpus=None if address else usable_cores(), include_dashboard=False,
                          log_to_driver=False, configure_logging=False)

@@ -158,14 +158,16 @@ def test_bad_worker_counts_exit_2_before_training(corpus, tmp_path, capsys):  # 
     assert not (tmp_path / "x").exists()
 
 
-def test_a_bad_ray_address_is_one_clear_error_not_a_traceback(corpus, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("address", ["not-a-ray-address", "127.0.0.1:1"])
+def test_a_bad_ray_address_is_one_clear_error_not_a_traceback(corpus, tmp_path, address):  # noqa: F811
     """RAY_ADDRESS naming no cluster: exit 1 with a message naming --engine ray and RAY_ADDRESS, no
     traceback, and no advice to --resume a run that saved nothing. A subprocess, so that the test
-    session's own Ray instance (ray_session) cannot hide the address."""
-    env = {**ENV, "RAY_ADDRESS": "not-a-ray-address"}
+    session's own Ray instance (ray_session) cannot hide the address. HOST:PORT where nothing
+    listens: ray.init alone retried it for many minutes in silence; npegg tries the port first."""
+    env = {**ENV, "RAY_ADDRESS": address}
     proc = subprocess.run([sys.executable, "-m", "npegg", "train", "--data", str(corpus), "--epochs", "2",
                            "--out", str(tmp_path / "r"), *TINY, "--engine", "ray", "--workers", "2"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "--engine ray" in proc.stderr and "RAY_ADDRESS=not-a-ray-address" in proc.stderr
+    assert "--engine ray" in proc.stderr and f"RAY_ADDRESS={address}" in proc.stderr
     assert "Traceback" not in proc.stderr and "--resume" not in proc.stderr
