@@ -51,6 +51,7 @@ class MM(Model):
 
     @classmethod
     def _forward(cls, cp, x, *args, **kwargs):
+        x = _features_in(x, np.shape(cp.params)[1], "y = x Wᵀ", np.shape(cp.params))
         return cp.noiser.do_mm(cp.frozen_noiser_params, cp.noiser_params, cp.params, cp.es_tree_key,
                                cp.iterinfo, x)
 
@@ -66,8 +67,19 @@ class TMM(Model):
 
     @classmethod
     def _forward(cls, cp, x, *args, **kwargs):
+        x = _features_in(x, np.shape(cp.params)[0], "y = x W", np.shape(cp.params))
         return cp.noiser.do_Tmm(cp.frozen_noiser_params, cp.noiser_params, cp.params, cp.es_tree_key,
                                 cp.iterinfo, x)
+
+
+def _features_in(x, width: int, what: str, shape) -> np.ndarray:
+    """x as an array whose last axis is the layer's input width, else a ValueError saying so (NumPy's
+    own matmul error names neither the input nor the layer)."""
+    x = np.asarray(x)
+    if x.ndim == 0 or x.shape[-1] != width:
+        raise ValueError(f"a layer {what} with W of shape {tuple(shape)} takes inputs whose last axis has "
+                         f"{width} features; got an input of shape {x.shape}")
+    return x
 
 
 class Embedding(Model):

@@ -252,3 +252,19 @@ def test_noise_table_settings_are_not_truncated(kwargs, match):
     from npegg.noise import NoiseTable
     with pytest.raises(ValueError, match=match):
         NoiseTable(**kwargs)
+
+
+@pytest.mark.parametrize("x", [np.ones((8, 3)), np.ones(8), [[1.0, 2.0, 3.0]] * 8])
+def test_an_input_of_the_wrong_width_names_the_layer_and_the_width(x):
+    """An MLP that takes 2 features: 3, or none, is one ValueError saying so (it was NumPy's matmul
+    error, or an AttributeError for a list), for the population forward and the plain one alike."""
+    es, state = ES.create(MLP, MLP_KW, **ES_KW)
+    for run in (lambda: es.forward(state, x), lambda: es.evaluate(state, x)):
+        with pytest.raises(ValueError, match=r"last axis has 2 features; got an input of shape"):
+            run()
+
+
+def test_a_list_of_the_right_width_is_read_as_an_array():
+    es, state = ES.create(MLP, MLP_KW, **ES_KW)
+    x = [[0.5, -1.0]] * 8
+    assert np.array_equal(es.forward(state, x), es.forward(state, np.asarray(x)))
