@@ -9,6 +9,9 @@ is estimated from the sizes alone (nothing is allocated)::
     population      P·L·D × 4 B × 3    hidden states: carried, new, reset copy
                   + P·T·D × 4 B × 8    one layer's activations over the epoch's window (the MLP and
                                        head run on ~2 MiB member chunks and add nothing that grows)
+    noise           C·N·(3 + 4L)·w     the members' noise of one forward call: C members per call
+                                       (``shard.program_chunk``), N = ``noise_slice`` numbers each for
+                                       the widest matrix, at most 3 + 4L matrices, w = 4 B (1 B int)
     fixed           96 MiB             noise table (32 MiB) and its slice cache (64 MiB)
     data            S × 2              the --data files' S bytes, read and turned into a stream
                   + S × W              with W > 1 workers: each holds the training bytes
@@ -79,17 +82,21 @@ def param_count(mode: str, cell: str, hidden_dim: int, n_layers: int, mlp_ratio:
 
 
 def memory_parts(cfg) -> dict[str, int]:
-    """Estimated bytes of a run, by what drives them: {"model": …, "population": …, "fixed": …}.
+    """Estimated bytes of a run, by what drives them: {"model": …, "population": …, "noise": …, "fixed": …}.
 
     Float mode: model = n·4 B·6 (params, μ, ν, G, update, new params), population =
-    P·L·D·4 B·3 + P·T·D·4 B·8, fixed = 96 MiB (noise table and slice cache). Int mode: model =
-    n·3 B, population = P·L·D·3 B + P·D·8 B·12. n is ``param_count`` of the run's model.
+    P·L·D·4 B·3 + P·T·D·4 B·8, noise = C·N·(3 + 4L)·4 B (module docstring), fixed = 96 MiB (noise
+    table and slice cache). Int mode: model = n·3 B, population = P·L·D·3 B + P·D·8 B·12, noise
+    with 1 B numbers. n is ``param_count`` of the run's model.
     """
     D, L, P, T = cfg.hidden_dim, cfg.n_layers, cfg.pop_size, cfg.tokens_per_update
+    from .shard import program_chunk
     n = param_count(cfg.mode, cfg.cell, D, L, cfg.mlp_ratio, cfg.direct_path)
+    noise = 0 if cfg.method == "backprop" else program_chunk(cfg) * noise_slice(cfg) * (3 + 4 * L)
     if cfg.mode == "int":
-        return {"model": n * 3, "population": P * L * D * 3 + P * D * 8 * 12, "fixed": _FIXED}
-    return {"model": n * 4 * 6, "population": P * L * D * 4 * 3 + P * T * D * 4 * 8, "fixed": _FIXED}
+        return {"model": n * 3, "population": P * L * D * 3 + P * D * 8 * 12, "noise": noise, "fixed": _FIXED}
+    return {"model": n * 4 * 6, "population": P * L * D * 4 * 3 + P * T * D * 4 * 8, "noise": noise * 4,
+            "fixed": _FIXED}
 
 
 def noise_slice(cfg) -> int:
@@ -187,14 +194,16 @@ def check_memory(cfg, available: int | None = None, workers: int = 1) -> None:
     With W > 1 workers every worker holds its own replica of the model, the optimizer and the
     noise table beside the coordinator's, while the population is shared out among them::
 
-        need = (W + 1) · (model + fixed) + population + data    (W = 1: model + fixed + population + data)
+        need = (W + 1) · (model + fixed) + W · noise + population + data
+                                                (W = 1: model + fixed + noise + population + data)
         data = S · 2 (+ S · W with W > 1)                         S: bytes of the --data files
     """
     from .data import source_bytes
     available = available_memory() if available is None else available
     parts = memory_parts(cfg)
     if workers > 1:
-        parts = {**parts, "model": parts["model"] * (workers + 1), "fixed": parts["fixed"] * (workers + 1)}
+        parts = {**parts, "model": parts["model"] * (workers + 1), "fixed": parts["fixed"] * (workers + 1),
+                 "noise": parts["noise"] * workers}
     size = source_bytes(cfg.data)
     parts["data"] = size * (2 + (workers if workers > 1 else 0))
     need = sum(parts.values())
@@ -205,6 +214,12 @@ def check_memory(cfg, available: int | None = None, workers: int = 1) -> None:
                              f"(read, then turned into one stream{', and a copy in every worker' if workers > 1 else ''}); "
                              f"with the run, {_gb(need)}, and this machine has {_gb(available)} available; "
                              f"use a smaller file or folder" + (" or fewer --workers" if workers > 1 else ""))
+    if parts["noise"] >= max(parts["model"], parts["population"]):
+        check_noise(cfg)                            # a rank the noise table cannot hold is said as such
+        raise PreflightError(f"--rank {cfg.rank}: each member's noise is {noise_slice(cfg):,} numbers for the widest "
+                             f"matrix alone, about {_gb(parts['noise'])} for the members of one forward call"
+                             f"{' in each worker' if workers > 1 else ''}; with the run, {_gb(need)}, and this machine "
+                             f"has {_gb(available)} available; choose a smaller --rank")
     model_flags = f"--hidden-dim {cfg.hidden_dim} / --n-layers {cfg.n_layers}"
     model_flags += f" / --mlp-ratio {cfg.mlp_ratio}" if cfg.mode == "float" and cfg.mlp_ratio else ""
     pop_flags = f"--pop-size {cfg.pop_size}" + ("" if cfg.mode == "int" else f" / --tokens-per-update {cfg.tokens_per_update}")

@@ -76,6 +76,18 @@ def test_memory_refusal_names_the_flag_that_drives_it():
     assert sum(memory_parts(big).values()) > 1 << 30 and memory_parts(big)["population"] > memory_parts(big)["model"]
 
 
+def test_a_rank_whose_noise_does_not_fit_in_memory_is_refused_naming_rank():
+    """--rank 4096 fits the noise table (512·4096 numbers per member for the direct table) but one
+    forward call's noise is C·N·(3 + 4L)·4 B ≈ 5.9 GB: refused on 4 GB, naming --rank; run on 64 GB."""
+    cfg = replace(TrainConfig(), rank=4096).resolved()
+    check_noise(cfg)
+    assert memory_parts(cfg)["noise"] == 64 * 512 * 4096 * 11 * 4
+    with pytest.raises(PreflightError, match=r"--rank 4096: each member's noise is 2,097,152 numbers .* smaller --rank"):
+        check_memory(cfg, available=4 << 30)
+    check_memory(cfg, available=64 << 30)
+    assert memory_parts(replace(cfg, method="backprop"))["noise"] == 0           # backprop draws no noise
+
+
 def test_out_is_probed_without_leaving_anything(tmp_path):
     out = tmp_path / "a" / "b" / "run"
     check_out(out, need=1)
@@ -102,7 +114,7 @@ def test_memory_counts_a_replica_per_worker():
     cfg = TrainConfig().resolved()
     parts = memory_parts(cfg)
     one = sum(parts.values())
-    three = one + 3 * (parts["model"] + parts["fixed"])                # (W + 1)·(model + fixed) + population, W = 3
+    three = one + 3 * (parts["model"] + parts["fixed"]) + 2 * parts["noise"]   # (W + 1)·(model + fixed) + W·noise + …, W = 3
     check_memory(cfg, available=one, workers=1)
     check_memory(cfg, available=three, workers=3)
     with pytest.raises(PreflightError, match=r"over 3 workers .* or fewer --workers"):
