@@ -83,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
                                                   "[the shipped corpus: CPython 3.11.7's standard-library .py files]")
     g.add_argument("--max-docs", type=int, metavar="N", help="keep the first N documents [all]")
     g.add_argument("--out", metavar="DIR", help="run folder [runs/<corpus>-<mode>-<cell>-<time>]")
-    g.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    g.add_argument("--overwrite", action="store_true",
+                   help="write into an existing non-empty --out: its checkpoint.npz, metrics.csv, metrics.json, "
+                        "sample.txt and curve.png go at the first save and this run writes its own; other files stay")
     g.add_argument("--resume", metavar="RUN", help="continue a run folder (or its checkpoint.npz)")
     g.add_argument("--eval-every", type=int, metavar="N", help="validate every N epochs [epochs/5]")
     g.add_argument("--save-every", type=int, metavar="N", help="checkpoint every N epochs [as --eval-every]")
