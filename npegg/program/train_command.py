@@ -47,6 +47,7 @@ RESUMABLE = ("epochs", "eval_every", "save_every", "sample_bytes")
 INT_ONLY, FLOAT_ONLY = ("sigma_shift", "alpha"), ("lr", "sigma", "optimizer", "lr_schedule", "sigma_schedule",
                                                    "head_scale", "mlp_ratio", "direct_path",
                                                    "embedding_update")
+MODEL_SHAPE = ("head_scale", "mlp_ratio", "direct_path")            # settings of the float ByteLM, none of the EGG
 ES_ONLY = ("sigma", "sigma_schedule", "rank", "embedding_update")    # the noise: none in --method backprop
 
 
@@ -90,8 +91,11 @@ def _train_config(args):
         if cfg.mode == "int":
             wrong = [k for k in FLOAT_ONLY if k in given]
             if wrong:
-                raise UsageError(f"--{wrong[0].replace('_', '-')} has no meaning in --mode int (Q-EGGROLL moves int8 "
-                                 f"weights by ±1); its knobs are --sigma-shift and --alpha")
+                flag = "--" + wrong[0].replace("_", "-")
+                why = ("the int8 model is nano-egg's EGG, set by --hidden-dim and --n-layers"
+                       if wrong[0] in MODEL_SHAPE else "Q-EGGROLL moves int8 weights by ±1; its knobs are --sigma-shift "
+                                                       "and --alpha")
+                raise UsageError(f"{flag} has no meaning in --mode int ({why})")
         elif any(k in given for k in INT_ONLY):
             k = next(k for k in INT_ONLY if k in given)
             raise UsageError(f"--{k.replace('_', '-')} only applies to --mode int")

@@ -68,6 +68,8 @@ def unwritable(tmp_path) -> Path:
 # -- train: refused before any work -------------------------------------------------------------------
 @pytest.mark.parametrize("flags, code, words", [
     (["--mode", "int", "--alpha", "inf"], 2, ["--alpha", "finite"]),
+    (["--mode", "int", "--direct-path"], 2, ["--direct-path", "nano-egg's EGG, set by --hidden-dim"]),   # the model's
+    (["--mode", "int", "--lr", "0.1"], 2, ["--lr", "±1", "--sigma-shift and --alpha"]),                 # the update's
     (["--mode", "int", "--sigma-shift", "2e19"], 2, ["--sigma-shift", "invalid int value"]),
     (["--mode", "int", "--sigma-shift", str(2 * 10**19)], 2, ["--sigma-shift", "0..27"]),
     (["--mode", "int", "--sigma-shift", "100"], 2, ["--sigma-shift", "0..27"]),
