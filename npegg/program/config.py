@@ -35,9 +35,9 @@ class TrainConfig:
     """Every setting of a run. Field names are the CLI flags with '-' for '_'.
 
     The defaults are tuned so that ``npegg train`` with no flags (the shipped corpus, CPython 3.11.7's stdlib source) gets as low
-    as it can within about 7 minutes on two cores: 4000 epochs (3.451 bpb; 3000, the previous default,
-    3.498; 2000, the one before, 3.582; lr 0.02 was worse than 0.015 at 4000 epochs: 3.560 against 3.520
-    at epoch 2400; the time of the default run is in the README). What the study showed
+    as it can within about 7 minutes on two cores: 4000 epochs (3.451 bpb in 6 min 49 s; 3000, the
+    previous default, 3.498; 2000, the one before, 3.582; lr 0.02 was worse than 0.015 at 4000 epochs:
+    3.560 against 3.520 at epoch 2400). What the study showed
     (``benchmarks/lm_study.py``, results in ``benchmarks/lm_study.md``; the runs behind these
     choices in ``benchmarks/lm_tuning_record.md``):
 
